@@ -1,0 +1,496 @@
+//! The connection state machine: bytes or frames in, events and bytes to write out.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::framing::{ContentLength, InBuf, Lines, Next, StreamFramer};
+use crate::{
+    decode, ConfigError, Disconnect, DisconnectKind, Event, Framing, Malformed, MalformedKind,
+    Message, SendError, UsageError,
+};
+
+/// The default frame limit: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// The default outgoing byte budget: 8 MiB.
+pub const DEFAULT_SEND_BUDGET: usize = 8 << 20;
+
+/// How a connection frames, limits and names itself.
+#[derive(Debug, Clone)]
+pub struct Config {
+    framing: Framing,
+    max_frame: usize,
+    send_budget: usize,
+    label: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            framing: Framing::Lines,
+            max_frame: DEFAULT_MAX_FRAME,
+            send_budget: DEFAULT_SEND_BUDGET,
+            label: "peer".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Line framing, a 16 MiB frame limit, an 8 MiB send budget, labelled `peer`.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// How messages are delimited.
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest frame accepted, in bytes; a longer one is reported as
+    /// [`MalformedKind::TooLarge`] and discarded. Must be at least 1.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How many encoded bytes may wait to be written before [`Connection::send`] refuses
+    /// with [`SendError::Full`]. One message may overshoot it: a send is accepted whenever the
+    /// queue is below the budget. Must be at least 1.
+    pub fn send_budget(mut self, bytes: usize) -> Self {
+        self.send_budget = bytes;
+        self
+    }
+
+    /// The name used in disconnect reasons and logs, for example `child:my-server (pid 42)`.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// The framing chosen.
+    pub fn get_framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The frame limit chosen.
+    pub fn get_max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The send budget chosen.
+    pub fn get_send_budget(&self) -> usize {
+        self.send_budget
+    }
+
+    /// The label chosen.
+    pub fn get_label(&self) -> &str {
+        &self.label
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_frame == 0 {
+            return Err(ConfigError::ZeroMaxFrame);
+        }
+        if self.send_budget == 0 {
+            return Err(ConfigError::ZeroSendBudget);
+        }
+        Ok(())
+    }
+}
+
+/// One JSON-RPC connection, without any I/O.
+///
+/// See the [crate documentation](crate) for the order a driver calls these methods in.
+/// Inputs are the `handle_*` methods, outputs the `poll_*` methods; [`send`](Self::send) and
+/// [`close`](Self::close) are the owner's requests.
+pub struct Connection<M = Message> {
+    config: Config,
+    input: Input,
+    end: End,
+    output: Output,
+    /// Bytes handed to the driver and not yet reported written.
+    in_flight: usize,
+    write_failed: bool,
+    closing: bool,
+    close_write_polled: bool,
+    _message: PhantomData<fn(M) -> M>,
+}
+
+impl<M> fmt::Debug for Connection<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("label", &self.config.label)
+            .field("framing", &self.config.framing)
+            .field("buffered", &self.buffered())
+            .field("queued", &self.queued())
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum Input {
+    Stream { buf: InBuf, framer: StreamFramer },
+    Frames(VecDeque<Inbound>),
+}
+
+#[derive(Debug)]
+enum Inbound {
+    Frame(Vec<u8>),
+    TooLarge(Malformed),
+}
+
+#[derive(Debug)]
+enum Output {
+    Stream(Vec<u8>),
+    Frames(VecDeque<Vec<u8>>, usize),
+}
+
+#[derive(Debug)]
+enum End {
+    Open,
+    /// Input has ended; buffered frames drain first, then `Disconnected(reason)`.
+    Ending {
+        /// A final frame without its terminator is decoded (clean end) or dropped (error).
+        flush_partial: bool,
+        reason: Option<Disconnect>,
+    },
+    /// `Disconnected` has been emitted.
+    Done,
+}
+
+impl<M> Connection<M>
+where
+    M: Serialize + DeserializeOwned,
+{
+    /// A connection in its initial state, open in both directions.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let (input, output) = match config.framing {
+            Framing::Lines => (
+                Input::Stream {
+                    buf: InBuf::default(),
+                    framer: StreamFramer::Lines(Lines::new(config.max_frame)),
+                },
+                Output::Stream(Vec::new()),
+            ),
+            Framing::ContentLength => (
+                Input::Stream {
+                    buf: InBuf::default(),
+                    framer: StreamFramer::ContentLength(ContentLength::new(config.max_frame)),
+                },
+                Output::Stream(Vec::new()),
+            ),
+            Framing::Messages => (
+                Input::Frames(VecDeque::new()),
+                Output::Frames(VecDeque::new(), 0),
+            ),
+        };
+        Ok(Connection {
+            config,
+            input,
+            end: End::Open,
+            output,
+            in_flight: 0,
+            write_failed: false,
+            closing: false,
+            close_write_polled: false,
+            _message: PhantomData,
+        })
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Bytes read from a stream transport. Call it only after [`poll_event`](Self::poll_event)
+    /// has returned `None`, so the buffer holds at most one partial frame plus this chunk.
+    /// Ignored once the input has ended.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), UsageError> {
+        let Input::Stream { buf, framer } = &mut self.input else {
+            return Err(UsageError::BytesOnMessageTransport);
+        };
+        if matches!(self.end, End::Open) {
+            let rest = framer.absorb(bytes);
+            if !rest.is_empty() {
+                buf.extend(rest);
+            }
+        }
+        Ok(())
+    }
+
+    /// One whole message from a message transport (a websocket text or binary frame).
+    /// Ignored once the input has ended.
+    pub fn handle_frame(&mut self, frame: Vec<u8>) -> Result<(), UsageError> {
+        let Input::Frames(queue) = &mut self.input else {
+            return Err(UsageError::FrameOnStreamTransport);
+        };
+        if matches!(self.end, End::Open) {
+            if frame.len() > self.config.max_frame {
+                let limit = self.config.max_frame;
+                queue.push_back(Inbound::TooLarge(Malformed::new(
+                    MalformedKind::TooLarge {
+                        limit,
+                        declared: None,
+                    },
+                    &frame[..limit + 1],
+                )));
+            } else {
+                queue.push_back(Inbound::Frame(frame));
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer ended the stream cleanly (end of file, websocket Close). Whatever is buffered
+    /// is still delivered, including a final line without its newline; then
+    /// `Disconnected(None)`.
+    pub fn handle_eof(&mut self) {
+        self.end_input(true, None);
+    }
+
+    /// Reading failed. Complete frames already buffered are delivered, then
+    /// `Disconnected(Some(..))` naming the error.
+    pub fn handle_read_error(&mut self, detail: impl fmt::Display) {
+        self.end_input(false, Some(DisconnectKind::Read(detail.to_string())));
+    }
+
+    /// Writing failed. Nothing more will be written and every later [`send`](Self::send)
+    /// fails; input already buffered is still delivered, then `Disconnected(Some(..))`.
+    pub fn handle_write_error(&mut self, detail: impl fmt::Display) {
+        self.write_failed = true;
+        match &mut self.output {
+            Output::Stream(buf) => *buf = Vec::new(),
+            Output::Frames(queue, bytes) => {
+                queue.clear();
+                *bytes = 0;
+            }
+        }
+        self.in_flight = 0;
+        self.end_input(false, Some(DisconnectKind::Write(detail.to_string())));
+    }
+
+    /// The transport gave up on an unresponsive peer (for example a keepalive ping that was
+    /// never answered). Handled like a read error.
+    pub fn handle_timeout_error(&mut self, detail: impl fmt::Display) {
+        self.end_input(false, Some(DisconnectKind::Timeout(detail.to_string())));
+    }
+
+    /// `n` bytes handed out by [`poll_transmit`](Self::poll_transmit) or
+    /// [`poll_transmit_frame`](Self::poll_transmit_frame) have been written.
+    pub fn handle_transmitted(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    fn end_input(&mut self, flush_partial: bool, kind: Option<DisconnectKind>) {
+        if matches!(self.end, End::Open) {
+            self.end = End::Ending {
+                flush_partial,
+                reason: kind.map(|kind| Disconnect {
+                    label: self.config.label.clone(),
+                    kind,
+                }),
+            };
+        }
+    }
+
+    // ----- requests from the owner -------------------------------------------------------
+
+    /// Encodes `message` and queues it behind everything queued before it.
+    ///
+    /// Fails without queueing anything if the message cannot be encoded, if the send budget
+    /// is used up ([`SendError::Full`]: wait for [`handle_transmitted`](Self::handle_transmitted)
+    /// and try again), after [`close`](Self::close), or once the connection can no longer
+    /// write.
+    pub fn send(&mut self, message: &M) -> Result<(), SendError> {
+        if self.write_failed || matches!(self.end, End::Done) {
+            return Err(SendError::Disconnected);
+        }
+        if self.closing {
+            return Err(SendError::Closed);
+        }
+        if !self.can_send() {
+            return Err(SendError::Full);
+        }
+        match &mut self.output {
+            Output::Stream(buf) => {
+                let body = buf.len();
+                if let Err(err) = serde_json::to_writer(&mut *buf, message) {
+                    buf.truncate(body);
+                    return Err(SendError::Encode(err));
+                }
+                if self.config.framing == Framing::ContentLength {
+                    // The header goes in front once the body's length is known.
+                    let header = format!("Content-Length: {}\r\n\r\n", buf.len() - body);
+                    buf.splice(body..body, header.into_bytes());
+                } else {
+                    // Compact JSON never holds a raw newline, but a hand-written `Serialize`
+                    // (a pretty raw value, say) might; outside strings it is whitespace.
+                    if memchr::memchr(b'\n', &buf[body..]).is_some() {
+                        for b in &mut buf[body..] {
+                            if *b == b'\n' {
+                                *b = b' ';
+                            }
+                        }
+                    }
+                    buf.push(b'\n');
+                }
+            }
+            Output::Frames(queue, bytes) => {
+                let frame = serde_json::to_vec(message).map_err(SendError::Encode)?;
+                *bytes += frame.len();
+                queue.push_back(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for an orderly close: no more sends are accepted, and once everything queued has
+    /// been written, [`poll_close_write`](Self::poll_close_write) tells the driver to close
+    /// its write half (the child's stdin, the socket's write side, a websocket Close). Input
+    /// is still read until the peer ends it. Calling it again changes nothing.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    /// The next event, decoding at most one frame. `None` means "nothing until more input":
+    /// read more and call [`handle_input`](Self::handle_input) (or `handle_frame`,
+    /// `handle_eof`, ...). After `Disconnected` it is always `None`.
+    pub fn poll_event(&mut self) -> Option<Event<M>> {
+        let (flush_partial, ended) = match &self.end {
+            End::Open => (false, false),
+            End::Ending { flush_partial, .. } => (*flush_partial, true),
+            End::Done => return None,
+        };
+        let next = match &mut self.input {
+            Input::Stream { buf, framer } => match framer.next(buf, flush_partial) {
+                Next::Frame {
+                    start,
+                    len,
+                    consume,
+                } => {
+                    let decoded = decode::<M>(&buf.pending()[start..start + len]);
+                    buf.consume(consume);
+                    Some(decoded)
+                }
+                Next::Malformed(m) => Some(Err(m)),
+                Next::Pending => {
+                    if ended {
+                        buf.clear();
+                    }
+                    None
+                }
+            },
+            Input::Frames(queue) => match queue.pop_front() {
+                Some(Inbound::Frame(frame)) => Some(decode::<M>(&frame)),
+                Some(Inbound::TooLarge(m)) => Some(Err(m)),
+                None => None,
+            },
+        };
+        match next {
+            Some(Ok(message)) => Some(Event::Message(message)),
+            Some(Err(malformed)) => Some(Event::Malformed(malformed)),
+            None if ended => match std::mem::replace(&mut self.end, End::Done) {
+                End::Ending { reason, .. } => Some(Event::Disconnected(reason)),
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
+    /// Moves every queued byte of a stream transport into `out`, to be written with one write
+    /// and one flush. If `out` is empty its allocation is swapped with the queue's, so no byte
+    /// is copied. Returns how many bytes were moved; report them written with
+    /// [`handle_transmitted`](Self::handle_transmitted). Always 0 on a message transport.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        let Output::Stream(buf) = &mut self.output else {
+            return 0;
+        };
+        let n = buf.len();
+        if out.is_empty() {
+            std::mem::swap(out, buf);
+        } else {
+            out.extend_from_slice(buf);
+            buf.clear();
+        }
+        self.in_flight += n;
+        n
+    }
+
+    /// The next encoded message for a message transport, in order. Report its length written
+    /// with [`handle_transmitted`](Self::handle_transmitted). Always `None` on a stream.
+    pub fn poll_transmit_frame(&mut self) -> Option<Vec<u8>> {
+        let Output::Frames(queue, bytes) = &mut self.output else {
+            return None;
+        };
+        let frame = queue.pop_front()?;
+        *bytes -= frame.len();
+        self.in_flight += frame.len();
+        Some(frame)
+    }
+
+    /// `true`, once, when the driver should close its write half: after
+    /// [`close`](Self::close), with everything queued written.
+    pub fn poll_close_write(&mut self) -> bool {
+        if self.closing
+            && !self.close_write_polled
+            && !self.write_failed
+            && self.queued() == 0
+            && self.in_flight == 0
+        {
+            self.close_write_polled = true;
+            return true;
+        }
+        false
+    }
+
+}
+
+/// Queries: they need no bounds on the message type.
+impl<M> Connection<M> {
+    /// Whether [`send`](Self::send) would accept a message now as far as the budget goes.
+    pub fn can_send(&self) -> bool {
+        self.queued() + self.in_flight < self.config.send_budget
+    }
+
+    /// Bytes queued to write and not yet handed to the driver.
+    pub fn queued(&self) -> usize {
+        match &self.output {
+            Output::Stream(buf) => buf.len(),
+            Output::Frames(_, bytes) => *bytes,
+        }
+    }
+
+    /// Input bytes (or whole frames' bytes) held, not yet decoded.
+    pub fn buffered(&self) -> usize {
+        match &self.input {
+            Input::Stream { buf, .. } => buf.len(),
+            Input::Frames(queue) => queue
+                .iter()
+                .map(|f| match f {
+                    Inbound::Frame(v) => v.len(),
+                    Inbound::TooLarge(_) => 0,
+                })
+                .sum(),
+        }
+    }
+
+    /// Whether the input has ended (the end may not have been polled yet).
+    pub fn is_input_ended(&self) -> bool {
+        !matches!(self.end, End::Open)
+    }
+
+    /// Whether `Disconnected` has been emitted.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.end, End::Done)
+    }
+
+    /// The configuration this connection was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
