@@ -142,7 +142,7 @@ impl Supervisor {
 
     /// Starts the shutdown ladder. A second request changes nothing.
     pub fn request_shutdown(&mut self, now: Instant) {
-        let now = self.clamp(now);
+        let now = self.observe(now);
         if self.shutdown_requested {
             return;
         }
@@ -156,7 +156,7 @@ impl Supervisor {
     /// skipped and the group is killed at once, unless it already was. Only the first exit
     /// reported counts.
     pub fn handle_exit(&mut self, now: Instant, status: ExitStatus) {
-        self.clamp(now);
+        self.observe(now);
         if self.exit.is_some() {
             return;
         }
@@ -171,11 +171,22 @@ impl Supervisor {
     /// Time has passed: fires the grace period if it is due, and nothing else. Time that goes
     /// backwards is treated as no time at all.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.clamp(now);
+        self.observe(now);
+    }
+
+    /// Takes in the time of an input: ignores it if it goes backwards, and fires a grace
+    /// period that is already due, so that a deadline is never left behind the latest `now`.
+    fn observe(&mut self, now: Instant) -> Instant {
+        let now = match self.last_now {
+            Some(last) if now < last => last,
+            _ => now,
+        };
+        self.last_now = Some(now);
         if self.deadline.is_some_and(|d| d <= now) {
             self.deadline = None;
             self.advance(now);
         }
+        now
     }
 
     /// Takes the next step down the ladder from the current stage.
@@ -206,15 +217,6 @@ impl Supervisor {
         if let Some(slot) = self.actions.iter_mut().find(|a| a.is_none()) {
             *slot = Some(action);
         }
-    }
-
-    fn clamp(&mut self, now: Instant) -> Instant {
-        let now = match self.last_now {
-            Some(last) if now < last => last,
-            _ => now,
-        };
-        self.last_now = Some(now);
-        now
     }
 
     /// The next action to carry out, in order.
