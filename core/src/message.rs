@@ -43,17 +43,17 @@ pub enum Id {
     Null,
 }
 
-impl From<i64> for Id {
-    fn from(n: i64) -> Self {
-        Id::Number(n.into())
-    }
+macro_rules! id_from_integer {
+    ($($int:ty),*) => {$(
+        impl From<$int> for Id {
+            fn from(n: $int) -> Self {
+                Id::Number(n.into())
+            }
+        }
+    )*};
 }
 
-impl From<u64> for Id {
-    fn from(n: u64) -> Self {
-        Id::Number(n.into())
-    }
-}
+id_from_integer!(i32, u32, i64, u64);
 
 impl From<&str> for Id {
     fn from(s: &str) -> Self {
@@ -387,7 +387,9 @@ impl Serialize for Response {
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(MessageVisitor { batch_allowed: true })
+        d.deserialize_any(MessageVisitor {
+            batch_allowed: true,
+        })
     }
 }
 
@@ -490,7 +492,9 @@ impl Fields {
     fn classify<E: de::Error>(self) -> Result<Message, E> {
         if let Some(method) = self.method {
             if self.result.is_some() || self.error.is_some() {
-                return Err(E::custom("a message cannot have both `method` and `result`/`error`"));
+                return Err(E::custom(
+                    "a message cannot have both `method` and `result`/`error`",
+                ));
             }
             // `"params": null` is read as absent: sloppy peers send it, and the specification
             // gives null no meaning here.
@@ -510,7 +514,9 @@ impl Fields {
         }
         let result = match (self.result, self.error) {
             (Some(_), Some(_)) => {
-                return Err(E::custom("a response cannot have both `result` and `error`"))
+                return Err(E::custom(
+                    "a response cannot have both `result` and `error`",
+                ))
             }
             (Some(result), None) => Ok(result),
             (None, Some(error)) => Err(error),

@@ -149,6 +149,7 @@ impl Supervisor {
         self.shutdown_requested = true;
         if self.stage == Stage::Running {
             self.advance(now);
+            self.fire_due(now);
         }
     }
 
@@ -182,11 +183,16 @@ impl Supervisor {
             _ => now,
         };
         self.last_now = Some(now);
-        if self.deadline.is_some_and(|d| d <= now) {
+        self.fire_due(now);
+        now
+    }
+
+    /// Advances past every grace period due at `now` (several, when a grace is zero).
+    fn fire_due(&mut self, now: Instant) {
+        while self.deadline.is_some_and(|d| d <= now) {
             self.deadline = None;
             self.advance(now);
         }
-        now
     }
 
     /// Takes the next step down the ladder from the current stage.
@@ -209,7 +215,8 @@ impl Supervisor {
             Action::TerminateGroup => Stage::Terminating,
             Action::KillGroup => Stage::Killed,
         };
-        self.deadline = grace.map(|g| now.checked_add(g).unwrap_or(now));
+        // A grace too long to represent is a wait with no end.
+        self.deadline = grace.and_then(|g| now.checked_add(g));
         self.push(action);
     }
 

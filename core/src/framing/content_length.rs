@@ -6,7 +6,9 @@ use super::{InBuf, Next};
 use crate::{Malformed, MalformedKind};
 
 /// The longest header block accepted. LSP peers send one or two short headers.
-pub(crate) const MAX_HEADER: usize = 8 * 1024;
+pub const MAX_HEADER: usize = 8 * 1024;
+
+const TOO_LONG: &str = "header block over 8192 bytes";
 
 /// What a resynchronising framer looks for: the start of the next header block.
 const NEEDLE: &[u8] = b"Content-Length:";
@@ -120,18 +122,19 @@ impl ContentLength {
                     let pending = buf.pending();
                     let Some(end) = header_end(pending) else {
                         if pending.len() > MAX_HEADER {
-                            return self.bad_header(buf, "header block over 8192 bytes");
+                            return self.bad_header(buf, MAX_HEADER + 1, TOO_LONG);
                         }
                         if eof {
-                            return self.bad_header(buf, "stream ended inside a header block");
+                            let len = buf.len();
+                            return self.bad_header(buf, len, "stream ended inside a header block");
                         }
                         return Next::Pending;
                     };
                     if end > MAX_HEADER {
-                        return self.bad_header(buf, "header block over 8192 bytes");
+                        return self.bad_header(buf, MAX_HEADER + 1, TOO_LONG);
                     }
                     match parse_headers(&pending[..end]) {
-                        Err(detail) => return self.bad_header(buf, &detail),
+                        Err(detail) => return self.bad_header(buf, end, &detail),
                         Ok(declared) => {
                             buf.consume(end);
                             match usize::try_from(declared) {
@@ -156,9 +159,11 @@ impl ContentLength {
 
     /// Reports a header block that cannot be used and starts looking for the next one just
     /// past its first byte, so a good header hidden behind garbage is still found.
-    fn bad_header(&mut self, buf: &mut InBuf, detail: &str) -> Next {
-        let pending = buf.pending();
-        let block = &pending[..pending.len().min(MAX_HEADER)];
+    ///
+    /// `block` is how much of the input the report may quote: never more than the verdict
+    /// rests on, so the report does not depend on how much input had arrived.
+    fn bad_header(&mut self, buf: &mut InBuf, block: usize, detail: &str) -> Next {
+        let block = &buf.pending()[..block];
         let malformed = Malformed::new(
             MalformedKind::BadHeader {
                 detail: detail.to_owned(),

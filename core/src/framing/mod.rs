@@ -11,6 +11,7 @@ mod lines;
 use crate::Malformed;
 
 pub(crate) use content_length::ContentLength;
+pub use content_length::MAX_HEADER;
 pub(crate) use lines::Lines;
 
 /// How messages are delimited on the wire.

@@ -1,0 +1,78 @@
+//! Helpers shared by the core's tests: drive a connection the way an adapter does.
+
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use tether_core::{Config, Connection, Event, Framing, Message};
+
+/// Feeds `chunks` one at a time, draining events before each (as a driver must), then ends
+/// the input cleanly and drains the rest.
+pub(crate) fn feed(config: Config, chunks: &[&[u8]]) -> Vec<Event<Message>> {
+    let mut conn = Connection::<Message>::new(config).unwrap();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        drain(&mut conn, &mut events);
+        conn.handle_input(chunk).unwrap();
+    }
+    drain(&mut conn, &mut events);
+    conn.handle_eof();
+    drain(&mut conn, &mut events);
+    events
+}
+
+/// Line framing with the given limit.
+pub(crate) fn lines(limit: usize) -> Config {
+    Config::new().max_frame(limit).label("test")
+}
+
+/// `Content-Length` framing with the given limit.
+pub(crate) fn content_length(limit: usize) -> Config {
+    Config::new()
+        .framing(Framing::ContentLength)
+        .max_frame(limit)
+        .label("test")
+}
+
+pub(crate) fn drain(conn: &mut Connection<Message>, events: &mut Vec<Event<Message>>) {
+    while let Some(event) = conn.poll_event() {
+        events.push(event);
+    }
+}
+
+/// The method names of the messages among `events`, and a marker for each other event.
+pub(crate) fn summary(events: &[Event<Message>]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Message(Message::Notification(n)) => n.method.clone(),
+            Event::Message(Message::Request(r)) => format!("request:{}", r.method),
+            Event::Message(m) => format!("{m:?}"),
+            Event::Malformed(m) => format!("malformed:{}", kind_name(&m.kind)),
+            Event::Disconnected(None) => "disconnected".to_owned(),
+            Event::Disconnected(Some(d)) => format!("disconnected:{d}"),
+        })
+        .collect()
+}
+
+pub(crate) fn kind_name(kind: &tether_core::MalformedKind) -> &'static str {
+    use tether_core::MalformedKind::*;
+    match kind {
+        InvalidUtf8 { .. } => "utf8",
+        InvalidJson { .. } => "json",
+        NotJsonRpc { .. } => "not-jsonrpc",
+        TooLarge { .. } => "too-large",
+        BadHeader { .. } => "header",
+        Truncated { .. } => "truncated",
+        _ => "other",
+    }
+}
+
+/// A notification named `n<i>` as one line.
+pub(crate) fn note(i: usize) -> String {
+    format!("{{\"jsonrpc\":\"2.0\",\"method\":\"n{i}\"}}\n")
+}
+
+/// The same notification behind `Content-Length` headers.
+pub(crate) fn lsp_note(i: usize) -> String {
+    let body = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"n{i}\"}}");
+    format!("Content-Length: {}\r\n\r\n{body}", body.len())
+}
