@@ -447,7 +447,6 @@ where
         }
         false
     }
-
 }
 
 /// Queries: they need no bounds on the message type.

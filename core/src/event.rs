@@ -42,4 +42,3 @@ pub enum DisconnectKind {
     #[error("keepalive timed out: {0}")]
     Timeout(String),
 }
-
