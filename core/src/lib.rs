@@ -76,6 +76,7 @@ mod connection;
 mod error;
 mod event;
 pub mod framing;
+mod keepalive;
 mod malformed;
 pub mod message;
 pub mod supervisor;
@@ -84,6 +85,7 @@ pub use connection::{Config, Connection, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET}
 pub use error::{ConfigError, SendError, UsageError};
 pub use event::{Disconnect, DisconnectKind, Event};
 pub use framing::Framing;
+pub use keepalive::{Keepalive, KeepaliveAction};
 pub use malformed::{decode, Malformed, MalformedKind, EXCERPT_LEN};
 pub use message::{ErrorObject, Id, Lite, Message, Notification, Request, Response};
 pub use supervisor::{Action, ExitStatus, Policy, Supervisor};
