@@ -1,0 +1,445 @@
+//! The connection an owner holds: events in, messages out, and the child's lifetime.
+
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::WebSocketStream;
+use event_listener::EventListener;
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::future;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tether_core::{Event, ExitStatus, Framing, SendError};
+use tracing::Instrument;
+
+use crate::process::{self, Process};
+use crate::runtime::{Io, Runtime};
+use crate::shared::Shared;
+use crate::{stream, ws, Error, Options};
+
+/// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
+/// websocket or any pair of byte streams.
+///
+/// Events arrive through [`recv`](Self::recv) (or the [`Stream`] implementation) in order,
+/// ending with exactly one [`Event::Disconnected`]. Reading is driven by the owner: while no
+/// one polls for events, nothing more is read, and the peer is held back by its own full
+/// pipe or socket. Messages go out through [`send`](Self::send) or a cloned [`Sender`].
+///
+/// For a child process, the connection owns the child: [`shutdown`](Self::shutdown) runs the
+/// ladder and returns the exit status, and dropping the connection starts the same ladder
+/// without needing the runtime, so the child, its process group and its zombie never outlive
+/// it.
+pub struct Connection<M, R> {
+    shared: Arc<Shared<M>>,
+    listener: Option<EventListener>,
+    process: Option<Process>,
+    options: Options,
+    label: String,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<M, R> std::fmt::Debug for Connection<M, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("label", &self.label)
+            .field("pid", &self.process.as_ref().map(Process::pid))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, R> Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+    R: Runtime,
+{
+    fn new(
+        options: &Options,
+        framing: Framing,
+        label: String,
+    ) -> Result<(Self, tracing::Span), Error> {
+        let label = options.label.clone().unwrap_or(label);
+        let conn = tether_core::Connection::new(options.config(framing, label.clone()))?;
+        let span = tracing::debug_span!("tether", label = %label);
+        let this = Connection {
+            shared: Arc::new(Shared::new(conn)),
+            listener: None,
+            process: None,
+            options: options.clone(),
+            label,
+            _runtime: PhantomData,
+        };
+        Ok((this, span))
+    }
+
+    fn start_stream(
+        mut self,
+        span: tracing::Span,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Self {
+        let shared = Arc::clone(&self.shared);
+        span.in_scope(|| tracing::debug!("connection open"));
+        R::spawn(stream::run(shared, reader, writer).instrument(span));
+        self.listener = None;
+        self
+    }
+
+    /// A connection over any reader and writer, with the framing from `options`.
+    pub fn from_io(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let (this, span) = Self::new(&options, options.framing, "io".to_owned())?;
+        Ok(this.start_stream(span, reader, writer))
+    }
+
+    /// Spawns `command` in its own process group and speaks to it over its stdin and stdout.
+    /// Must be called from within the runtime.
+    pub fn spawn(mut command: Command, options: Options) -> Result<Self, Error> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let spawn_error = |source| Error::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let (mut this, span) = Self::new(&options, options.framing, program.clone())?;
+        let spawned = span
+            .in_scope(|| process::spawn(&mut command, &options.child, &this.label))
+            .map_err(spawn_error)?;
+        let pid = spawned.process.pid();
+        if options.label.is_none() {
+            this.label = format!("{program} (pid {pid})");
+            this.shared.lock().conn =
+                tether_core::Connection::new(options.config(options.framing, this.label.clone()))?;
+        }
+        let weak = Arc::downgrade(&this.shared);
+        spawned.process.on_close_stdin(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.lock().conn.close();
+                shared.output.notify(1);
+            }
+        });
+        this.process = Some(spawned.process);
+        let reader = R::pipe_reader(spawned.stdout).map_err(spawn_error)?;
+        let writer = R::pipe_writer(spawned.stdin).map_err(spawn_error)?;
+        Ok(this.start_stream(span, reader, writer))
+    }
+
+    /// Connects to `addr` (`host:port`) over TCP.
+    pub async fn connect_tcp(addr: &str, options: Options) -> Result<Self, Error> {
+        let stream = R::connect_tcp(addr)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        Self::from_stream(stream, options, format!("tcp:{addr}"))
+    }
+
+    /// Connects to the Unix socket at `path`.
+    #[cfg(unix)]
+    pub async fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let stream = R::connect_unix(path)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: path.display().to_string(),
+                source,
+            })?;
+        Self::from_stream(stream, options, format!("unix:{}", path.display()))
+    }
+
+    /// A connection over one bidirectional byte stream (a socket).
+    pub fn from_stream(stream: impl Io, options: Options, label: String) -> Result<Self, Error> {
+        let (this, span) = Self::new(&options, options.framing, label)?;
+        let (reader, writer) = futures_lite::io::split(stream);
+        Ok(this.start_stream(span, reader, writer))
+    }
+
+    /// Connects to a websocket server at `url` (`ws://HOST:PORT/PATH`).
+    pub async fn connect_ws(url: &str, options: Options) -> Result<Self, Error> {
+        let host = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::Url(url.to_owned()))?;
+        let stream = R::connect_tcp(host)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: url.to_owned(),
+                source,
+            })?;
+        let config = ws_config(&options);
+        let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
+            .await
+            .map_err(|e| Error::Handshake {
+                addr: url.to_owned(),
+                detail: e.to_string(),
+            })?;
+        Self::from_ws(ws, options, format!("ws:{url}"))
+    }
+
+    /// Completes the server side of a websocket handshake on an accepted stream.
+    pub async fn accept_ws(
+        stream: impl Io,
+        options: Options,
+        label: String,
+    ) -> Result<Self, Error> {
+        let config = ws_config(&options);
+        let ws = async_tungstenite::accept_async_with_config(stream, Some(config))
+            .await
+            .map_err(|e| Error::Handshake {
+                addr: label.clone(),
+                detail: e.to_string(),
+            })?;
+        Self::from_ws(ws, options, label)
+    }
+
+    /// A connection over an established websocket. Its size limits should match `options`
+    /// (the constructors above see to that).
+    pub fn from_ws(
+        ws: WebSocketStream<impl Io>,
+        options: Options,
+        label: String,
+    ) -> Result<Self, Error> {
+        let (this, span) = Self::new(&options, Framing::Messages, label)?;
+        span.in_scope(|| tracing::debug!("websocket open"));
+        R::spawn(
+            ws::run::<M, _, R>(Arc::clone(&this.shared), ws, options.keepalive).instrument(span),
+        );
+        Ok(this)
+    }
+
+    /// A websocket over a raw stream whose handshake happened elsewhere.
+    pub async fn from_raw_ws(
+        stream: impl Io,
+        role: Role,
+        options: Options,
+        label: String,
+    ) -> Result<Self, Error> {
+        let ws = WebSocketStream::from_raw_socket(stream, role, Some(ws_config(&options))).await;
+        Self::from_ws(ws, options, label)
+    }
+
+    /// The next event, or `None` after `Disconnected` has been delivered.
+    pub async fn recv(&mut self) -> Option<Event<M>> {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
+        loop {
+            if let Some(listener) = self.listener.as_mut() {
+                if Pin::new(listener).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.listener = None;
+            }
+            let listener = self.shared.events.listen();
+            let mut state = self.shared.lock();
+            if let Some(event) = state.conn.poll_event() {
+                let last = matches!(event, Event::Disconnected(_));
+                drop(state);
+                if last {
+                    // Senders now fail, and the writer may finish.
+                    self.shared.notify_all();
+                }
+                return Poll::Ready(Some(event));
+            }
+            if state.conn.is_closed() {
+                return Poll::Ready(None);
+            }
+            if !state.wants_input {
+                state.wants_input = true;
+                drop(state);
+                self.shared.input.notify(usize::MAX);
+            }
+            self.listener = Some(listener);
+        }
+    }
+
+    /// A handle for sending from other tasks.
+    pub fn sender(&self) -> Sender<M> {
+        Sender {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Encodes and queues `message`, waiting while the send budget is used up.
+    pub async fn send(&self, message: &M) -> Result<(), SendError> {
+        send(&self.shared, message).await
+    }
+
+    /// Completes once the connection has ended (end of stream, read or write failure): no
+    /// more messages will arrive beyond those already buffered, and sends will fail.
+    pub async fn closed(&self) {
+        closed(&self.shared).await;
+    }
+
+    /// Starts an orderly close and returns at once; events keep arriving until the end. For a
+    /// child this starts the shutdown ladder (its first step closes the child's stdin once
+    /// everything queued is written); otherwise the write half is closed once the queue is
+    /// written. Calling it again changes nothing.
+    pub fn close(&self) {
+        match &self.process {
+            Some(process) => process.request_shutdown(),
+            None => {
+                self.shared.lock().conn.close();
+                self.shared.output.notify(1);
+            }
+        }
+    }
+
+    /// Closes, reads (and drops) the remaining events, and for a child waits until it has
+    /// exited, its group has been killed and it has been reaped. The wait for the peer's end
+    /// is bounded by the options' close timeout (after the child's exit, for a child).
+    pub async fn shutdown(mut self) -> Option<ExitStatus> {
+        self.close();
+        let timeout = self.options.close_timeout;
+        let process = self.process.take();
+        let drain = async { while self.recv().await.is_some() {} };
+        match &process {
+            Some(process) => {
+                let ended = async {
+                    drain.await;
+                    process.wait().await
+                };
+                let exited = async {
+                    let status = process.wait().await;
+                    R::sleep(timeout).await;
+                    status
+                };
+                Some(future::or(ended, exited).await)
+            }
+            None => {
+                future::or(drain, R::sleep(timeout)).await;
+                None
+            }
+        }
+    }
+
+    /// The child's process id (also its process group id), for a child connection.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    /// How the child exited, once it has been reaped.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.process.as_ref().and_then(Process::exit_status)
+    }
+
+    /// Waits for the child to exit and be reaped (without asking it to); `None` if there is
+    /// no child.
+    pub async fn wait(&self) -> Option<ExitStatus> {
+        match &self.process {
+            Some(process) => Some(process.wait().await),
+            None => None,
+        }
+    }
+
+    /// The connection's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl<M, R> Stream for Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+    R: Runtime,
+{
+    type Item = Event<M>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl<M, R> Drop for Connection<M, R> {
+    fn drop(&mut self) {
+        // The process handle starts the ladder as it drops, on threads of its own; the I/O
+        // tasks (if the runtime still runs them) stop and release the transport.
+        self.process.take();
+        self.shared.abandon();
+    }
+}
+
+/// A cloneable handle that sends on a connection from any task.
+pub struct Sender<M> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M> Clone for Sender<M> {
+    fn clone(&self) -> Self {
+        Sender {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Sender<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+impl<M> Sender<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Encodes and queues `message`, waiting while the send budget is used up. Fails at once
+    /// if the message cannot be encoded, after a close, or once the connection has ended.
+    pub async fn send(&self, message: &M) -> Result<(), SendError> {
+        send(&self.shared, message).await
+    }
+
+    /// Queues `message` without waiting: [`SendError::Full`] if the budget is used up.
+    pub fn try_send(&self, message: &M) -> Result<(), SendError> {
+        self.shared.lock().conn.send(message)?;
+        self.shared.output.notify(1);
+        Ok(())
+    }
+
+    /// Completes once the connection has ended.
+    pub async fn closed(&self) {
+        closed(&self.shared).await;
+    }
+}
+
+async fn send<M>(shared: &Shared<M>, message: &M) -> Result<(), SendError>
+where
+    M: Serialize + DeserializeOwned,
+{
+    loop {
+        let listener = shared.progress.listen();
+        match shared.lock().conn.send(message) {
+            Ok(()) => {
+                shared.output.notify(1);
+                return Ok(());
+            }
+            Err(SendError::Full) => {}
+            Err(err) => return Err(err),
+        }
+        listener.await;
+    }
+}
+
+async fn closed<M>(shared: &Shared<M>) {
+    shared
+        .wait_for(&shared.progress, |s| s.conn.is_input_ended() || s.abandoned)
+        .await;
+}
+
+fn ws_config(options: &Options) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(options.max_frame))
+        .max_frame_size(Some(options.max_frame))
+}

@@ -1,0 +1,35 @@
+//! What the tether adapters share, written once: the child-process layer and the async
+//! drivers, over futures-io traits and a small [`Runtime`] trait.
+//!
+//! Use it through `tether-tokio` or `tether-smol`, which implement [`Runtime`] and name the
+//! types for their runtime; the API is the same in both, so switching runtimes is a change of
+//! import.
+//!
+//! The drivers decide nothing themselves: every protocol decision is the core
+//! [`tether_core::Connection`]'s, every lifetime decision the core
+//! [`tether_core::Supervisor`]'s. They move bytes between the transport and the core, map the
+//! supervisor's actions to system calls, and wake whoever waits.
+#![deny(missing_docs)]
+
+mod connection;
+mod error;
+mod listener;
+mod options;
+pub mod process;
+mod runtime;
+mod shared;
+mod stream;
+mod ws;
+
+pub use connection::{Connection, Sender};
+pub use error::Error;
+pub use listener::Listener;
+pub use options::Options;
+pub use process::{ChildOptions, Stderr};
+pub use runtime::{Io, Runtime};
+
+pub use async_tungstenite::tungstenite::protocol::Role;
+pub use tether_core::{
+    Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Id, Lite, Malformed,
+    MalformedKind, Message, Notification, Policy, Request, Response, SendError,
+};

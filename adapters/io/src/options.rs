@@ -1,0 +1,111 @@
+//! How a connection is built: framing, limits, label, child supervision, websocket keepalive.
+
+use std::time::Duration;
+
+use tether_core::{Config, Framing, Policy};
+
+use crate::process::{ChildOptions, Stderr};
+
+/// Everything a connection is configured with. Start from [`Options::new`] and change what
+/// you need; every constructor validates the result.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) send_budget: usize,
+    pub(crate) label: Option<String>,
+    pub(crate) child: ChildOptions,
+    pub(crate) keepalive: Option<(Duration, Duration)>,
+    pub(crate) close_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            framing: Framing::Lines,
+            max_frame: tether_core::DEFAULT_MAX_FRAME,
+            send_budget: tether_core::DEFAULT_SEND_BUDGET,
+            label: None,
+            child: ChildOptions::default(),
+            keepalive: None,
+            close_timeout: tether_core::supervisor::DEFAULT_GRACE,
+        }
+    }
+}
+
+impl Options {
+    /// Line framing, 16 MiB frames, an 8 MiB send budget, stderr logged, the default ladder
+    /// (close stdin, 2 s, terminate, 2 s, kill), no keepalive, 2 s to close.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
+    /// How a byte stream is framed (ignored by websockets, which carry whole messages).
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest message accepted, in bytes; websocket frame and message limits too.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How many encoded bytes may wait to be written before `send` waits.
+    pub fn send_budget(mut self, bytes: usize) -> Self {
+        self.send_budget = bytes;
+        self
+    }
+
+    /// The name in disconnect reasons and logs (by default the program, address or URL).
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The child's shutdown ladder.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.child.policy = policy;
+        self
+    }
+
+    /// Sets both grace periods of the default ladder, and the time a close waits for the peer.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.child.policy = Policy::graceful(grace);
+        self.close_timeout = grace;
+        self
+    }
+
+    /// Where the child's standard error goes.
+    pub fn stderr(mut self, stderr: Stderr) -> Self {
+        self.child.stderr = stderr;
+        self
+    }
+
+    /// Whether the direct child gets `SIGKILL` if the spawning thread dies (Linux).
+    pub fn parent_death_signal(mut self, on: bool) -> Self {
+        self.child.parent_death_signal = on;
+        self
+    }
+
+    /// Websocket keepalive: ping after `interval` of silence, give up `timeout` later.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Some((interval, timeout));
+        self
+    }
+
+    /// How long a close waits for the peer's end (its Close frame, or end of stream).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn config(&self, framing: Framing, label: String) -> Config {
+        Config::new()
+            .framing(framing)
+            .max_frame(self.max_frame)
+            .send_budget(self.send_budget)
+            .label(label)
+    }
+}
