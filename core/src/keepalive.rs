@@ -29,6 +29,9 @@ pub struct Keepalive {
     deadline: Option<Instant>,
     action: Option<KeepaliveAction>,
     last_now: Option<Instant>,
+    /// The peer was given up on. Kept apart from the deadline: a ping whose timeout is too
+    /// long to represent also leaves no deadline, and an answer to it must still count.
+    timed_out: bool,
 }
 
 impl Keepalive {
@@ -42,6 +45,7 @@ impl Keepalive {
             deadline: now.checked_add(interval),
             action: None,
             last_now: Some(now),
+            timed_out: false,
         }
     }
 
@@ -63,6 +67,7 @@ impl Keepalive {
         }
         if self.ping_at.is_some() {
             self.deadline = None;
+            self.timed_out = true;
             self.action = Some(KeepaliveAction::TimedOut);
         } else {
             self.ping_at = Some(now);
@@ -78,7 +83,7 @@ impl Keepalive {
     }
 
     fn is_timed_out(&self) -> bool {
-        self.ping_at.is_some() && self.deadline.is_none()
+        self.timed_out
     }
 
     /// The action due, if any.

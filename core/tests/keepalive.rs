@@ -7,7 +7,10 @@ use tether_core::{Keepalive, KeepaliveAction};
 const INTERVAL: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-#[allow(clippy::disallowed_methods, reason = "one base instant; the tests then add to it")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one base instant; the tests then add to it"
+)]
 fn t0() -> Instant {
     Instant::now()
 }
