@@ -213,7 +213,13 @@ where
             return Err(UsageError::BytesOnMessageTransport);
         };
         if matches!(self.end, End::Open) {
-            let rest = framer.absorb(bytes);
+            // Bytes may be dropped on arrival only when nothing buffered comes before them
+            // (a skipped body can already be partly buffered when its header is read).
+            let rest = if buf.len() == 0 {
+                framer.absorb(bytes)
+            } else {
+                bytes
+            };
             if !rest.is_empty() {
                 buf.extend(rest);
             }

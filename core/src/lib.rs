@@ -76,6 +76,7 @@ mod connection;
 mod error;
 mod event;
 pub mod framing;
+pub mod harness;
 mod keepalive;
 mod malformed;
 pub mod message;
