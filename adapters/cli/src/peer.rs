@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tether_core::{decode, ErrorObject, Id, Malformed, MalformedKind, Message, Notification, Request, Response};
+use tether_core::{
+    decode, ErrorObject, Id, Malformed, MalformedKind, Message, Notification, Request, Response,
+};
 
 /// The peer's state: its output, and the grandchildren started by `spawn` (kept so that they
 /// are not waited for).
@@ -122,7 +124,12 @@ impl Peer {
                 }
                 let bytes: Vec<u8> = params["bytes"]
                     .as_array()
-                    .map(|b| b.iter().filter_map(|v| v.as_u64()).map(|v| v as u8).collect())
+                    .map(|b| {
+                        b.iter()
+                            .filter_map(|v| v.as_u64())
+                            .map(|v| v as u8)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let _ = self.out.write_all(&bytes);
                 let _ = self.out.flush();
@@ -157,14 +164,31 @@ impl Peer {
             command.stdin(Stdio::null()).stderr(Stdio::null());
             if detach {
                 let script = format!("{trap}sleep 100000 >/dev/null 2>&1 & echo $!");
-                let output = command.arg("-c").arg(script).stdout(Stdio::piped()).output().map_err(internal)?;
-                let pid = String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
-                    ErrorObject::new(ErrorObject::INTERNAL_ERROR, "no pid from the shell")
-                })?;
+                let output = command
+                    .arg("-c")
+                    .arg(script)
+                    .stdout(Stdio::piped())
+                    .output()
+                    .map_err(internal)?;
+                let pid = String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse()
+                    .map_err(|_| {
+                        ErrorObject::new(ErrorObject::INTERNAL_ERROR, "no pid from the shell")
+                    })?;
                 pids.push(pid);
             } else {
-                let stdout = if hold_stdout { Stdio::inherit() } else { Stdio::null() };
-                let child = command.arg("-c").arg(format!("{trap}exec sleep 100000")).stdout(stdout).spawn().map_err(internal)?;
+                let stdout = if hold_stdout {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                };
+                let child = command
+                    .arg("-c")
+                    .arg(format!("{trap}exec sleep 100000"))
+                    .stdout(stdout)
+                    .spawn()
+                    .map_err(internal)?;
                 pids.push(child.id());
                 self.children.push(child);
             }
