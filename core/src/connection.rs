@@ -221,7 +221,7 @@ where
                 bytes
             };
             if !rest.is_empty() {
-                buf.extend(rest);
+                buf.extend(rest, self.config.max_frame);
             }
         }
         Ok(())

@@ -39,10 +39,21 @@ pub(crate) struct InBuf {
 const KEEP_CAPACITY: usize = 1 << 20;
 
 impl InBuf {
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
-            self.data.drain(..self.start);
-            self.start = 0;
+    /// Appends `bytes`. `limit` is the frame limit: the buffer never needs to hold more than
+    /// that plus one chunk, so it never grows past it (doubling would overshoot by up to 2x).
+    pub(crate) fn extend(&mut self, bytes: &[u8], limit: usize) {
+        // Consumed bytes are moved out of the way only when the new ones would not fit
+        // behind them: most chunks are then copied once, never moved again.
+        if self.data.len() + bytes.len() > self.data.capacity() {
+            if self.start > 0 {
+                self.data.drain(..self.start);
+                self.start = 0;
+            }
+            let needed = self.data.len() + bytes.len();
+            if needed > self.data.capacity() {
+                let doubled = (self.data.capacity() * 2).min(limit.saturating_add(bytes.len()));
+                self.data.reserve_exact(needed.max(doubled) - self.data.len());
+            }
         }
         self.data.extend_from_slice(bytes);
     }
