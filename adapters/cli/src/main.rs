@@ -1,14 +1,79 @@
 //! `tether`: speak JSON-RPC to a child process, a socket or a websocket from the command line.
+//!
+//! Exit status: 0 when the session ran and ended (whatever the peer's status), 1 when tether
+//! itself failed (with one line on standard error), 2 for a usage error.
 
+use std::future::Future;
 use std::process::ExitCode;
 
+use clap::Parser;
+use tether_cli::args::{Cli, Command, Runtime};
+use tether_cli::{bridge, run, Failure};
+use tether_smol::Smol;
+use tether_tokio::Tokio;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("peer") => ExitCode::from(tether_cli::peer::run() as u8),
-        _ => {
-            eprintln!("usage: tether peer");
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Peer => return ExitCode::from(tether_cli::peer::run() as u8),
+        Command::Run(args) => {
+            logging();
+            on(
+                args.common.runtime,
+                run::run::<Tokio>(args),
+                run::run::<Smol>(args),
+            )
+        }
+        Command::Connect(args) => {
+            logging();
+            on(
+                args.common.runtime,
+                run::connect::<Tokio>(args),
+                run::connect::<Smol>(args),
+            )
+        }
+        Command::Bridge(args) => {
+            logging();
+            on(
+                args.common.runtime,
+                bridge::bridge::<Tokio>(args),
+                bridge::bridge::<Smol>(args),
+            )
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("tether: {message}");
+            ExitCode::from(1)
         }
     }
+}
+
+/// Runs the future for the chosen runtime.
+fn on(
+    runtime: Runtime,
+    tokio: impl Future<Output = Result<(), Failure>>,
+    smol: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    match runtime {
+        Runtime::Tokio => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::io)?
+            .block_on(tokio),
+        Runtime::Smol => smol::block_on(smol),
+    }
+}
+
+/// Logs go to standard error; `RUST_LOG` chooses what (by default warnings, and the child's
+/// standard error lines).
+fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tether::stderr=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::WebSocketStream;
 use event_listener::EventListener;
 use futures_core::Stream;
@@ -178,7 +178,7 @@ where
                 addr: url.to_owned(),
                 source,
             })?;
-        let config = ws_config(&options);
+        let config = options.websocket_config();
         let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map_err(|e| Error::Handshake {
@@ -194,7 +194,7 @@ where
         options: Options,
         label: String,
     ) -> Result<Self, Error> {
-        let config = ws_config(&options);
+        let config = options.websocket_config();
         let ws = async_tungstenite::accept_async_with_config(stream, Some(config))
             .await
             .map_err(|e| Error::Handshake {
@@ -226,7 +226,8 @@ where
         options: Options,
         label: String,
     ) -> Result<Self, Error> {
-        let ws = WebSocketStream::from_raw_socket(stream, role, Some(ws_config(&options))).await;
+        let ws =
+            WebSocketStream::from_raw_socket(stream, role, Some(options.websocket_config())).await;
         Self::from_ws(ws, options, label)
     }
 
@@ -296,6 +297,14 @@ where
                 self.shared.output.notify(1);
             }
         }
+    }
+
+    /// Like [`close`](Self::close), with the status code and reason of the websocket Close
+    /// frame this side sends (1000 is a normal closure, 1011 an internal error). Other
+    /// transports have no such frame and close as with `close`.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.shared.lock().close_frame = Some((code, reason.to_owned()));
+        self.close();
     }
 
     /// Closes, reads (and drops) the remaining events, and for a child waits until it has
@@ -436,10 +445,4 @@ async fn closed<M>(shared: &Shared<M>) {
     shared
         .wait_for(&shared.progress, |s| s.conn.is_input_ended() || s.abandoned)
         .await;
-}
-
-fn ws_config(options: &Options) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(options.max_frame))
-        .max_frame_size(Some(options.max_frame))
 }

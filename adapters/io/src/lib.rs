@@ -28,6 +28,7 @@ pub use options::Options;
 pub use process::{ChildOptions, Stderr};
 pub use runtime::{Io, Runtime};
 
+pub use async_tungstenite;
 pub use async_tungstenite::tungstenite::protocol::Role;
 pub use tether_core::{
     Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Id, Lite, Malformed,

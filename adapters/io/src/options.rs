@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tether_core::{Config, Framing, Policy};
 
 use crate::process::{ChildOptions, Stderr};
@@ -99,6 +100,14 @@ impl Options {
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
+    }
+
+    /// The websocket limits that match these options, for a handshake made outside tether
+    /// (hand the stream to `Connection::from_ws` afterwards).
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_frame))
+            .max_frame_size(Some(self.max_frame))
     }
 
     pub(crate) fn config(&self, framing: Framing, label: String) -> Config {

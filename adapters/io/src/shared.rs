@@ -36,6 +36,8 @@ pub(crate) struct State<M> {
     pub(crate) ping_needed: bool,
     /// The websocket keepalive, if one runs.
     pub(crate) keepalive: Option<tether_core::Keepalive>,
+    /// The code and reason of the websocket Close frame this side sends.
+    pub(crate) close_frame: Option<(u16, String)>,
 }
 
 impl<M> Shared<M> {
@@ -48,6 +50,7 @@ impl<M> Shared<M> {
                 flush_needed: false,
                 ping_needed: false,
                 keepalive: None,
+                close_frame: None,
             }),
             events: Event::new(),
             input: Event::new(),

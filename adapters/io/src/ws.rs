@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -185,8 +187,16 @@ where
             }
         }
         if close {
-            tracing::debug!("sending websocket Close");
-            let _ = tx.close(None).await;
+            let frame = shared
+                .lock()
+                .close_frame
+                .take()
+                .map(|(code, reason)| CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                });
+            tracing::debug!(?frame, "sending websocket Close");
+            let _ = tx.close(frame).await;
             return;
         }
         if stop {

@@ -1,0 +1,60 @@
+//! `tether run` and `tether connect`: a session over a child process or a socket.
+
+use std::time::Duration;
+
+use tether_core::Message;
+use tether_io::{Connection, Runtime};
+
+use crate::args::{self, Connect, Run};
+use crate::output::Output;
+use crate::session::{self, Closing};
+use crate::{input, reap, Failure};
+
+/// Runs PROGRAM (or the built-in peer) until the session ends and the child is reaped.
+pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
+    reap::become_subreaper();
+    let input = input::start(true).map_err(Failure::io)?;
+    let command = args::program(&args.program).map_err(Failure::io)?;
+    let options = args.common.options().stderr(args.stderr.stderr());
+    let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
+    let mut output = Output::new(args.output);
+    let grace = Duration::from_millis(args.common.grace);
+    let closing = Closing {
+        linger: Duration::from_millis(args.linger),
+        // The ladder ends the child within two graces; past that, only a descendant that
+        // left the group can still hold the pipe.
+        bound: Some(grace * 3 + Duration::from_secs(1)),
+    };
+    session::run(&mut conn, &input, &mut output, closing).await;
+    let status = conn.wait().await;
+    reap::reap_group(conn.pid());
+    output.exit(status);
+    Ok(())
+}
+
+/// Speaks to URL until the session ends.
+pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
+    let input = input::start(true).map_err(Failure::io)?;
+    let options = args.common.options();
+    let url = args.url.as_str();
+    let mut conn: Connection<Message, R> = if url.starts_with("ws://") {
+        Connection::connect_ws(url, options).await
+    } else if let Some(addr) = url.strip_prefix("tcp://") {
+        Connection::connect_tcp(addr, options).await
+    } else if let Some(path) = url.strip_prefix("unix:") {
+        Connection::connect_unix(path, options).await
+    } else {
+        return Err(Failure(format!(
+            "unsupported URL {url:?}: expected ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH"
+        )));
+    }
+    .map_err(Failure::from)?;
+    let mut output = Output::new(args.output);
+    let closing = Closing {
+        linger: Duration::from_millis(args.linger),
+        bound: Some(Duration::from_millis(args.common.grace)),
+    };
+    session::run(&mut conn, &input, &mut output, closing).await;
+    output.exit(None);
+    Ok(())
+}
