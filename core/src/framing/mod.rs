@@ -52,7 +52,8 @@ impl InBuf {
             let needed = self.data.len() + bytes.len();
             if needed > self.data.capacity() {
                 let doubled = (self.data.capacity() * 2).min(limit.saturating_add(bytes.len()));
-                self.data.reserve_exact(needed.max(doubled) - self.data.len());
+                self.data
+                    .reserve_exact(needed.max(doubled) - self.data.len());
             }
         }
         self.data.extend_from_slice(bytes);
