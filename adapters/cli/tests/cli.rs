@@ -1,0 +1,483 @@
+//! End-to-end tests of the `tether` binary, run as a user would, under both runtimes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const RUNTIMES: [&str; 2] = ["tokio", "smol"];
+
+fn tether() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `tether ARGS` with `input` on stdin; returns its output after it exits.
+fn run_with(args: &[&str], input: &str) -> Output {
+    let mut child = tether()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    wait_output(child)
+}
+
+/// Waits for the child's exit, failing the test instead of hanging.
+fn wait_output(mut child: Child) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("tether did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn gone(pid: u64) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn run_prints_each_event_exactly() {
+    for runtime in RUNTIMES {
+        let output = run_with(
+            &["run", "--runtime", runtime],
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":{\"hello\":\"world\"}}\n",
+        );
+        assert!(output.status.success(), "{runtime}: {output:?}");
+        assert_eq!(
+            text(&output),
+            "{\"event\":\"message\",\"message\":{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"hello\":\"world\"}}}\n\
+             {\"event\":\"disconnected\",\"reason\":null}\n\
+             {\"event\":\"exit\",\"code\":0,\"signal\":null}\n",
+            "{runtime}"
+        );
+    }
+}
+
+#[test]
+fn invalid_input_is_reported_and_not_sent() {
+    for runtime in RUNTIMES {
+        let input = "not json\n{\"id\":true,\"method\":\"echo\"}\n\n{\"id\":2,\"method\":\"echo\",\"params\":[2]}\n";
+        let output = run_with(&["run", "--runtime", runtime], input);
+        let events = lines(&output);
+        assert_eq!(events[0]["event"], "invalid_input", "{runtime}");
+        assert!(events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"));
+        assert_eq!(events[1]["event"], "invalid_input");
+        assert!(events[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a JSON-RPC message"));
+        // The peer saw only the valid request: its answer is the only message.
+        assert_eq!(events[2]["message"]["result"], json!([2]));
+        assert_eq!(events[3]["event"], "disconnected");
+        assert_eq!(
+            events[4],
+            json!({"event": "exit", "code": 0, "signal": null})
+        );
+        assert_eq!(events.len(), 5);
+    }
+}
+
+#[test]
+fn stdin_end_waits_for_responses_within_the_linger() {
+    for runtime in RUNTIMES {
+        // The response takes 300 ms; the linger lets it arrive before the ladder starts.
+        let output = run_with(
+            &["run", "--runtime", runtime, "--linger", "10000"],
+            "{\"id\":1,\"method\":\"sleep\",\"params\":{\"ms\":300}}\n",
+        );
+        let events = lines(&output);
+        assert_eq!(
+            events[0]["message"]["result"],
+            json!({"slept": 300}),
+            "{runtime}"
+        );
+        // With no linger the ladder starts at once: the child exits on its closed stdin
+        // after answering what it already read.
+        let output = run_with(
+            &[
+                "run",
+                "--runtime",
+                runtime,
+                "--linger",
+                "0",
+                "--output",
+                "summary",
+            ],
+            "{\"id\":1,\"method\":\"echo\"}\n",
+        );
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            summary["exit"],
+            json!({"code": 0, "signal": null}),
+            "{runtime}"
+        );
+    }
+}
+
+#[test]
+fn summary_output_is_one_line() {
+    for runtime in RUNTIMES {
+        let output = run_with(
+            &["run", "--runtime", runtime, "--output", "summary"],
+            "{\"id\":1,\"method\":\"notify\",\"params\":{\"count\":1000,\"size\":10}}\n{\"id\":2,\"method\":\"write\",\"params\":{\"text\":\"oops\\n\"}}\n{\"id\":3,\"method\":\"echo\"}\n",
+        );
+        assert_eq!(
+            text(&output),
+            "{\"messages\":1002,\"malformed\":1,\"disconnected\":null,\"exit\":{\"code\":0,\"signal\":null}}\n",
+            "{runtime}"
+        );
+    }
+}
+
+#[test]
+fn the_child_exiting_ends_the_session_with_stdin_still_open() {
+    for runtime in RUNTIMES {
+        let mut child = tether()
+            .args(["run", "--runtime", runtime])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":5}}\n")
+            .unwrap();
+        // stdin stays open (held here) while tether finishes.
+        let output = wait_output(child);
+        drop(stdin);
+        assert!(output.status.success());
+        assert_eq!(
+            lines(&output),
+            [
+                json!({"event": "disconnected", "reason": null}),
+                json!({"event": "exit", "code": 5, "signal": null})
+            ],
+            "{runtime}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_runs_the_ladder_and_leaves_no_process_behind() {
+    for runtime in RUNTIMES {
+        let mut child = tether()
+            .args(["run", "--runtime", runtime, "--grace", "200"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdin
+            .write_all(b"{\"id\":1,\"method\":\"spawn\",\"params\":{\"count\":2,\"ignore_term\":true}}\n{\"id\":2,\"method\":\"spawn\",\"params\":{\"count\":2,\"ignore_term\":true,\"detach\":true}}\n{\"id\":3,\"method\":\"ignore_term\",\"params\":{\"stay\":true}}\n")
+            .unwrap();
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap();
+            if let Some(list) = event["message"]["result"]["pids"].as_array() {
+                pids.extend(list.iter().map(|p| p.as_u64().unwrap()));
+            }
+        }
+        assert_eq!(pids.len(), 4);
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        drop(stdin);
+        assert!(status.success(), "{runtime}");
+        let events: Vec<Value> = rest
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            [
+                json!({"event": "disconnected", "reason": null}),
+                // The child ignored SIGTERM: killed after the second grace.
+                json!({"event": "exit", "code": null, "signal": 9})
+            ],
+            "{runtime}"
+        );
+        // tether adopted and reaped the grandchildren: not even zombies remain.
+        for pid in pids {
+            assert!(gone(pid), "{runtime}: grandchild {pid} is still there");
+        }
+    }
+}
+
+#[test]
+fn exit_statuses() {
+    let output = run_with(&["run", "--", "/nonexistent/program"], "");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot start /nonexistent/program"),
+        "{stderr}"
+    );
+
+    let output = run_with(&["run", "--runtime", "threads"], "");
+    assert_eq!(output.status.code(), Some(2));
+    let output = run_with(&["bridge", "--listen", "127.0.0.1:0"], "");
+    assert_eq!(output.status.code(), Some(2));
+
+    // Nothing listens on a port just released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("tcp://127.0.0.1:{port}"),
+        format!("ws://127.0.0.1:{port}/"),
+    ] {
+        let output = run_with(&["connect", &url], "");
+        assert_eq!(output.status.code(), Some(1), "{url}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
+    }
+    let output = run_with(&["connect", "http://example.invalid/"], "");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn connect_over_tcp() {
+    for runtime in RUNTIMES {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A server that answers the first line with a notification and a response, then
+        // closes once its input ends.
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let request: Value = serde_json::from_str(&line).unwrap();
+            writeln!(writer, "{{\"jsonrpc\":\"2.0\",\"method\":\"hi\"}}").unwrap();
+            writeln!(
+                writer,
+                "{}",
+                json!({"jsonrpc": "2.0", "id": request["id"], "result": "ok"})
+            )
+            .unwrap();
+            let mut rest = String::new();
+            reader.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        let output = run_with(
+            &["connect", "--runtime", runtime, &format!("tcp://{addr}")],
+            "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"m\"}\n",
+        );
+        assert!(output.status.success());
+        assert_eq!(
+            lines(&output),
+            [
+                json!({"event": "message", "message": {"jsonrpc": "2.0", "method": "hi"}}),
+                json!({"event": "message", "message": {"jsonrpc": "2.0", "id": 7, "result": "ok"}}),
+                json!({"event": "disconnected", "reason": null}),
+            ],
+            "{runtime}"
+        );
+        assert_eq!(server.join().unwrap(), "", "nothing after the request");
+    }
+}
+
+/// Starts `tether bridge` over the built-in peer; returns it and its address.
+fn bridge(runtime: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = tether()
+        .args([
+            "bridge",
+            "--runtime",
+            runtime,
+            "--listen",
+            "127.0.0.1:0",
+            "--grace",
+            "300",
+        ])
+        .args(extra)
+        .args(["--", env!("CARGO_BIN_EXE_tether"), "peer"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listening: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(listening["event"], "listening");
+    let addr = listening["addr"].as_str().unwrap().to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    (child, addr)
+}
+
+fn stop(mut bridge: Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(bridge.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = bridge.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the bridge did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bridge_serves_several_clients_at_once() {
+    for runtime in RUNTIMES {
+        let (server, addr) = bridge(runtime, &[]);
+        let clients: Vec<Child> = (0..8)
+            .map(|i| {
+                let mut client = tether()
+                    .args(["connect", "--runtime", runtime, &format!("ws://{addr}/")])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let input = format!(
+                    "{{\"id\":1,\"method\":\"echo\",\"params\":[{i}]}}\n{{\"id\":2,\"method\":\"notify\",\"params\":{{\"count\":100}}}}\n"
+                );
+                client.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                client
+            })
+            .collect();
+        for (i, client) in clients.into_iter().enumerate() {
+            let output = wait_output(client);
+            assert!(output.status.success());
+            let events = lines(&output);
+            assert_eq!(events[0]["message"]["result"], json!([i]), "{runtime}");
+            assert_eq!(events.len(), 1 + 100 + 1 + 1, "{runtime}");
+            assert_eq!(events[101]["message"]["result"], json!({"sent": 100}));
+            assert_eq!(
+                events[102],
+                json!({"event": "disconnected", "reason": null})
+            );
+        }
+        stop(server);
+    }
+}
+
+#[test]
+fn bridge_closes_the_websocket_when_the_child_exits() {
+    for runtime in RUNTIMES {
+        let (server, addr) = bridge(runtime, &[]);
+        // The child exits with 3 while the client's stdin is still open.
+        let mut client = tether()
+            .args(["connect", "--runtime", runtime, &format!("ws://{addr}/")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = client.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":3}}\n")
+            .unwrap();
+        let output = wait_output(client);
+        drop(stdin);
+        assert_eq!(
+            lines(&output),
+            [json!({"event": "disconnected", "reason": null})],
+            "{runtime}"
+        );
+        stop(server);
+    }
+}
+
+#[test]
+fn bridge_answers_bad_messages_and_closes_with_the_exit_code() {
+    use std::net::TcpStream;
+    use tether_io::async_tungstenite::tungstenite::{
+        self, protocol::frame::coding::CloseCode, Message as Ws,
+    };
+
+    for runtime in RUNTIMES {
+        let (server, addr) = bridge(runtime, &["--max-connections", "1"]);
+        let url = format!("ws://{addr}/");
+        let (mut ws, _) =
+            tungstenite::client(url.as_str(), TcpStream::connect(&addr).unwrap()).unwrap();
+        let read_json = |ws: &mut tungstenite::WebSocket<TcpStream>| -> Value {
+            match ws.read().unwrap() {
+                Ws::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        ws.send(Ws::text("garbage")).unwrap();
+        let reply = read_json(&mut ws);
+        assert_eq!(reply["id"], Value::Null, "{runtime}");
+        assert_eq!(reply["error"]["code"], -32700);
+        ws.send(Ws::text(
+            "{\"jsonrpc\":\"2.0\",\"id\":true,\"method\":\"echo\"}",
+        ))
+        .unwrap();
+        assert_eq!(read_json(&mut ws)["error"]["code"], -32600);
+        ws.send(Ws::Binary(
+            b"{\"id\":1,\"method\":\"echo\",\"params\":[1]}"
+                .to_vec()
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(read_json(&mut ws)["result"], json!([1]));
+
+        // One connection is the limit: a second handshake is refused.
+        let second = tungstenite::client(url.as_str(), TcpStream::connect(&addr).unwrap());
+        match second {
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                assert_eq!(response.status(), 503)
+            }
+            other => panic!("{runtime}: {other:?}"),
+        }
+
+        ws.send(Ws::text(
+            "{\"id\":2,\"method\":\"exit\",\"params\":{\"code\":3}}",
+        ))
+        .unwrap();
+        match ws.read().unwrap() {
+            Ws::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Error, "{runtime}"),
+            other => panic!("{other:?}"),
+        }
+        stop(server);
+    }
+}
