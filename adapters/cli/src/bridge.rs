@@ -107,6 +107,8 @@ async fn serve<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: Arc<Hub>
 
 /// Answers the handshake with 503 and closes.
 async fn refuse(stream: impl Io) {
+    // The callback's signature is the websocket library's; its error is the refusal itself.
+    #[allow(clippy::result_large_err, reason = "the signature is tungstenite's")]
     let callback = |_: &Request, _: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
         let mut response = ErrorResponse::new(Some("too many connections".into()));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

@@ -56,8 +56,11 @@ pub fn run() -> i32 {
         }
         let _ = peer.out.flush();
     }
-    while peer.stay {
-        std::thread::park();
+    if peer.stay {
+        // Asked to outlive its input: wait to be killed.
+        loop {
+            std::thread::park();
+        }
     }
     0
 }

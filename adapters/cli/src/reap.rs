@@ -19,12 +19,8 @@ pub fn reap_group(pgid: Option<u32>) {
     if let Some(pgid) = pgid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         use rustix::io::Errno;
         use rustix::process::{waitpgid, WaitOptions};
-        loop {
-            match waitpgid(pgid, WaitOptions::empty()) {
-                Ok(_) | Err(Errno::INTR) => continue,
-                Err(_) => break,
-            }
-        }
+        // Until no member of the group is left among our children.
+        while let Ok(_) | Err(Errno::INTR) = waitpgid(pgid, WaitOptions::empty()) {}
     }
     #[cfg(not(unix))]
     let _ = pgid;

@@ -53,10 +53,8 @@ impl Runtime for Smol {
         smol::spawn(future).detach();
     }
 
-    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send {
-        async move {
-            Timer::after(duration).await;
-        }
+    async fn sleep(duration: Duration) {
+        Timer::after(duration).await;
     }
 
     fn pipe_reader(stdout: ChildStdout) -> io::Result<Self::PipeReader> {
