@@ -79,6 +79,18 @@ impl<M> Shared<M> {
         self.notify_all();
     }
 
+    /// The reader has handed input to the core (`ended`: the last of it): the owner may poll
+    /// again, and on the end everyone else learns of it too.
+    pub(crate) fn handed_in(&self, mut state: MutexGuard<'_, State<M>>, ended: bool) {
+        state.wants_input = false;
+        drop(state);
+        if ended {
+            self.notify_all();
+        } else {
+            self.events.notify(usize::MAX);
+        }
+    }
+
     /// Waits until `done` holds for the state.
     pub(crate) async fn wait_for(
         &self,

@@ -106,15 +106,7 @@ where
                 true
             }
         };
-        state.wants_input = false;
-        drop(state);
-        if ended {
-            // Waiters on `closed()` and blocked senders learn of the end too.
-            shared.notify_all();
-        } else {
-            shared.events.notify(usize::MAX);
-        }
-        shared.output.notify(1);
+        shared.handed_in(state, ended);
         if ended {
             return;
         }
