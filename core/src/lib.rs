@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 
 mod connection;
+pub mod correlator;
 mod error;
 mod event;
 pub mod framing;
@@ -83,6 +84,7 @@ pub mod message;
 pub mod supervisor;
 
 pub use connection::{Config, Connection, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
+pub use correlator::{Completion, Correlator, RpcError};
 pub use error::{ConfigError, SendError, UsageError};
 pub use event::{Disconnect, DisconnectKind, Event};
 pub use framing::Framing;
