@@ -16,6 +16,7 @@ mod error;
 mod listener;
 mod options;
 pub mod process;
+mod rpc;
 mod runtime;
 mod shared;
 mod stream;
@@ -26,11 +27,12 @@ pub use error::Error;
 pub use listener::Listener;
 pub use options::Options;
 pub use process::{ChildOptions, Stderr};
+pub use rpc::{CancelNotification, Client, Inbound, Incoming, Responder, RpcOptions};
 pub use runtime::{Io, Runtime};
 
 pub use async_tungstenite;
 pub use async_tungstenite::tungstenite::protocol::Role;
 pub use tether_core::{
     Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Id, Lite, Malformed,
-    MalformedKind, Message, Notification, Policy, Request, Response, SendError,
+    MalformedKind, Message, Notification, Policy, Request, Response, RpcError, SendError,
 };
