@@ -1,14 +1,13 @@
 //! The loop shared by `tether run` and `tether connect`: standard input to the peer, the
 //! peer's events to standard output, and an orderly close.
 
-use std::collections::HashSet;
 use std::future::pending;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use smol::channel::Receiver;
-use tether_core::{decode, Id, Message};
+use tether_core::{decode, Correlator, Message};
 use tether_io::{Connection, Event, Runtime};
 
 use crate::input::Input;
@@ -41,7 +40,7 @@ pub async fn run<R: Runtime>(
 ) {
     let sender = conn.sender();
     // Requests sent whose responses have not arrived: stdin's end waits for them.
-    let mut pending_ids: HashSet<Id> = HashSet::new();
+    let mut requests = Correlator::new();
     let mut outgoing: Option<Message> = None;
     let mut stdin_open = true;
     let mut close_started: Option<Instant> = None;
@@ -88,18 +87,9 @@ pub async fn run<R: Runtime>(
         let mut close = false;
         match step {
             Step::Event(Some(Event::Message(message))) => {
-                if let Message::Response(response) = &message {
-                    pending_ids.remove(&response.id);
-                }
-                if let Message::Batch(items) = &message {
-                    for item in items {
-                        if let Message::Response(response) = item {
-                            pending_ids.remove(&response.id);
-                        }
-                    }
-                }
+                answered(&message, &mut requests);
                 output.message(&message);
-                close = !stdin_open && pending_ids.is_empty();
+                close = !stdin_open && requests.pending() == 0;
             }
             Step::Event(Some(Event::Malformed(malformed))) => {
                 output.malformed(&malformed.to_string())
@@ -118,7 +108,7 @@ pub async fn run<R: Runtime>(
                 }
                 match decode::<Message>(&line) {
                     Ok(message) if close_started.is_none() => {
-                        track_requests(&message, &mut pending_ids);
+                        sent(&message, &mut requests);
                         outgoing = Some(message);
                     }
                     Ok(_) => output.invalid_input("the connection is closing"),
@@ -127,7 +117,7 @@ pub async fn run<R: Runtime>(
             }
             Step::Input(Some(Input::End) | None) => {
                 stdin_open = false;
-                close = pending_ids.is_empty();
+                close = requests.pending() == 0;
                 linger_until = Some(Instant::now() + closing.linger);
             }
             Step::Input(Some(Input::Signal)) => close = true,
@@ -151,16 +141,26 @@ pub async fn run<R: Runtime>(
     }
 }
 
-fn track_requests(message: &Message, pending: &mut HashSet<Id>) {
+/// Tracks the requests in a message we send. A caller reusing an id still pending is not
+/// tracked twice: its first answer counts for both.
+fn sent(message: &Message, pending: &mut Correlator) {
     match message {
         Message::Request(request) => {
-            pending.insert(request.id.clone());
+            let _ = pending.track(Instant::now(), request.id.clone(), None);
         }
-        Message::Batch(items) => {
-            for item in items {
-                track_requests(item, pending);
-            }
+        Message::Batch(items) => items.iter().for_each(|item| sent(item, pending)),
+        _ => {}
+    }
+}
+
+/// Marks the requests a received message answers.
+fn answered(message: &Message, pending: &mut Correlator) {
+    match message {
+        Message::Response(response) => {
+            pending.handle_response(response.clone());
+            while pending.poll_completion().is_some() {}
         }
+        Message::Batch(items) => items.iter().for_each(|item| answered(item, pending)),
         _ => {}
     }
 }
