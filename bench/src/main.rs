@@ -1,0 +1,125 @@
+//! End-to-end benchmarks of tether against the common tokio approach, through real pipes to
+//! real children, every contender in the same run so that the ratios mean something on a
+//! shared machine.
+//!
+//! ```text
+//! tether-bench [--quick] [--rounds N]          every scenario and contender, round-robin;
+//!                                              a markdown report on stdout, progress on stderr
+//! tether-bench one CONTENDER SCENARIO ARGS...  one measurement, in a process of its own
+//! ```
+//!
+//! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
+
+mod baseline;
+mod client;
+mod scenario;
+mod suite;
+
+use std::io;
+use std::process::ExitCode;
+
+use scenario::{Report, Scenario};
+
+/// Who is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    TetherTokio,
+    TetherSmol,
+    Baseline,
+    TokioUtil,
+}
+
+impl Contender {
+    const ALL: [Contender; 4] = [
+        Contender::TetherTokio,
+        Contender::TetherSmol,
+        Contender::Baseline,
+        Contender::TokioUtil,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Contender::TetherTokio => "tether-tokio",
+            Contender::TetherSmol => "tether-smol",
+            Contender::Baseline => "baseline",
+            Contender::TokioUtil => "tokio-util",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Runs `scenario` in this process, on the contender's runtime: tokio's multi-threaded
+    /// runtime as `#[tokio::main]` builds it, or `smol::block_on` with smol's global executor.
+    fn measure(self, scenario: &Scenario) -> io::Result<Report> {
+        let tokio = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        };
+        match self {
+            Contender::TetherTokio => {
+                tokio()?.block_on(scenario::run::<tether_tokio::Connection>(scenario))
+            }
+            Contender::TetherSmol => {
+                smol::block_on(scenario::run::<tether_smol::Connection>(scenario))
+            }
+            Contender::Baseline => tokio()?.block_on(scenario::run::<baseline::Lines>(scenario)),
+            Contender::TokioUtil => tokio()?.block_on(scenario::run::<baseline::Codec>(scenario)),
+        }
+    }
+}
+
+const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER SCENARIO ARGS...";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("one") => one(&args[1..]),
+        _ => all(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tether-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, USAGE)
+}
+
+fn one(args: &[String]) -> io::Result<()> {
+    let (contender, scenario) = match args {
+        [contender, rest @ ..] => (
+            Contender::parse(contender).ok_or_else(usage)?,
+            Scenario::from_args(rest).ok_or_else(usage)?,
+        ),
+        [] => return Err(usage()),
+    };
+    let report = contender.measure(&scenario)?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+fn all(args: &[String]) -> io::Result<()> {
+    let mut quick = false;
+    let mut rounds = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--rounds" => {
+                let n = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
+                rounds = Some(n.ok_or_else(usage)?);
+            }
+            _ => return Err(usage()),
+        }
+    }
+    let markdown = suite::run(quick, rounds)?;
+    print!("{markdown}");
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! The whole run: generate the inputs, measure every scenario with every contender round by
+//! round, and report.
+//!
+//! Each round runs every contender once per scenario, in an order rotated from round to round,
+//! each measurement in a fresh process (this binary again, `one ...`). On a shared machine
+//! absolute figures drift; contenders measured side by side drift together, so the ratios
+//! hold.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::scenario::{Report, Scenario, MAX_FRAME};
+use crate::Contender;
+
+/// Every line of the large-message file is this long, newline included.
+const LARGE_LINE: usize = 64 << 10;
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// How much each scenario moves, and how many rounds.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    /// Small messages read, written and flooded.
+    small: u64,
+    /// 64 KiB responses read.
+    large: u64,
+    /// Round trips.
+    pingpong: u64,
+    /// Bytes in the line without a newline.
+    huge: u64,
+    rounds: usize,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        small: 1_000_000,
+        large: 5_000,
+        pingpong: 100_000,
+        huge: 1 << 30,
+        rounds: 5,
+    };
+
+    const QUICK: Sizes = Sizes {
+        small: 50_000,
+        large: 500,
+        pingpong: 5_000,
+        huge: 64 << 20,
+        rounds: 2,
+    };
+}
+
+/// How a case's figures are summarised and judged.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Messages per second from the best (fastest) round; tether must reach `goal` times the
+    /// baseline's.
+    Throughput { goal: f64 },
+    /// The lowest p50 and p99 over the rounds; tether's p50 must be no worse than the
+    /// baseline's.
+    Latency,
+    /// The highest peak RSS over the rounds; tether's must stay within `goal` bytes.
+    Memory { goal: f64 },
+}
+
+#[derive(Debug)]
+struct Case {
+    title: String,
+    kind: Kind,
+    scenario: Scenario,
+    /// `reports[contender][round]`, contenders in [`Contender::ALL`] order.
+    reports: Vec<Vec<Report>>,
+}
+
+/// Removes the generated inputs however the run ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs everything and returns the report, in markdown.
+pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
+    let mut sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
+    if let Some(rounds) = rounds {
+        sizes.rounds = rounds;
+    }
+    let dir = TempDir(std::env::temp_dir().join(format!("tether-bench-{}", std::process::id())));
+    fs::create_dir_all(&dir.0)?;
+    eprintln!("generating inputs in {}", dir.0.display());
+    let small = dir.0.join("small.jsonl");
+    let large = dir.0.join("large.jsonl");
+    generate(&small, sizes.small, small_line)?;
+    generate(&large, sizes.large, large_line)?;
+
+    let mut cases = cases(&sizes, &small, &large);
+    for round in 0..sizes.rounds {
+        for case in &mut cases {
+            for k in 0..Contender::ALL.len() {
+                let index = (k + round) % Contender::ALL.len();
+                let contender = Contender::ALL[index];
+                let report = measure(contender, &case.scenario)?;
+                eprintln!(
+                    "round {}/{}  {:<28} {:<13} {:>8.3} s  p50 {:>7.1} µs  peak RSS {:>7.1} MiB",
+                    round + 1,
+                    sizes.rounds,
+                    case.title,
+                    contender.name(),
+                    report.secs,
+                    report.p50_ns as f64 / 1e3,
+                    report.rss_kib as f64 / 1024.0,
+                );
+                case.reports[index].push(report);
+            }
+        }
+    }
+    Ok(markdown(&sizes, &cases))
+}
+
+fn cases(sizes: &Sizes, small: &Path, large: &Path) -> Vec<Case> {
+    let case = |title: String, kind, scenario| Case {
+        title,
+        kind,
+        scenario,
+        reports: vec![Vec::new(); Contender::ALL.len()],
+    };
+    vec![
+        case(
+            format!("read {} × ~113 B", count(sizes.small)),
+            Kind::Throughput { goal: 3.0 },
+            Scenario::Read {
+                path: small.to_owned(),
+                expected: sizes.small,
+                slow: false,
+            },
+        ),
+        case(
+            format!("read {} × 64 KiB", count(sizes.large)),
+            Kind::Throughput { goal: 1.2 },
+            Scenario::Read {
+                path: large.to_owned(),
+                expected: sizes.large,
+                slow: false,
+            },
+        ),
+        case(
+            format!("write {} × ~113 B", count(sizes.small)),
+            Kind::Throughput { goal: 3.0 },
+            Scenario::Write {
+                path: small.to_owned(),
+                count: sizes.small,
+            },
+        ),
+        case(
+            format!("ping-pong {} round trips", count(sizes.pingpong)),
+            Kind::Latency,
+            Scenario::PingPong {
+                count: sizes.pingpong,
+            },
+        ),
+        case(
+            format!("flood {}, slow consumer", count(sizes.small)),
+            Kind::Memory { goal: 64.0 * MIB },
+            Scenario::Read {
+                path: small.to_owned(),
+                expected: sizes.small,
+                slow: true,
+            },
+        ),
+        case(
+            format!("{} MiB line, no newline", sizes.huge >> 20),
+            Kind::Memory {
+                goal: MAX_FRAME as f64 + 32.0 * MIB,
+            },
+            Scenario::HugeLine { bytes: sizes.huge },
+        ),
+    ]
+}
+
+/// A notification of about 113 bytes with its newline, like a progress or log message.
+fn small_line(i: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"token":"t-{i:07}","progress":{},"total":1000000}}}}"#,
+        i % 100
+    )
+}
+
+/// A success response whose line is exactly [`LARGE_LINE`] bytes with its newline.
+fn large_line(i: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let head = format!(r#"{{"jsonrpc":"2.0","id":{i},"result":{{"data":""#);
+    let tail = r#""}}"#;
+    let fill = LARGE_LINE - 1 - head.len() - tail.len();
+    let mut line = head;
+    line.extend((0..fill).map(|k| ALPHABET[(k + i as usize) % ALPHABET.len()] as char));
+    line.push_str(tail);
+    line
+}
+
+fn generate(path: &Path, lines: u64, line: fn(u64) -> String) -> io::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    for i in 0..lines {
+        out.write_all(line(i).as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// One measurement in a fresh process.
+fn measure(contender: Contender, scenario: &Scenario) -> io::Result<Report> {
+    let output = Command::new(std::env::current_exe()?)
+        .arg("one")
+        .arg(contender.name())
+        .args(scenario.to_args())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last().and_then(Report::parse) {
+        Some(report) if output.status.success() => Ok(report),
+        _ => Err(io::Error::other(format!(
+            "{} on {:?} failed ({}): {stdout}",
+            contender.name(),
+            scenario.to_args(),
+            output.status
+        ))),
+    }
+}
+
+// ----- the report ---------------------------------------------------------------------------
+
+fn min(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, f64::max)
+}
+
+/// What a tether contender's figure must reach.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    /// tether ÷ baseline at least this.
+    RatioAtLeast(f64),
+    /// tether ÷ baseline at most this.
+    RatioAtMost(f64),
+    /// The figure itself at most this.
+    AtMost(f64, &'static str),
+}
+
+impl Goal {
+    fn met(self, value: f64, ratio: f64) -> bool {
+        match self {
+            Goal::RatioAtLeast(goal) => ratio >= goal,
+            Goal::RatioAtMost(goal) => ratio <= goal,
+            Goal::AtMost(goal, _) => value <= goal,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Goal::RatioAtLeast(goal) => format!("≥ {goal:.1}×"),
+            Goal::RatioAtMost(goal) => format!("≤ {goal:.2}×"),
+            Goal::AtMost(goal, unit) => format!("≤ {goal:.0} {unit}"),
+        }
+    }
+}
+
+/// One summary figure per contender, in [`Contender::ALL`] order.
+struct Row {
+    measure: &'static str,
+    values: Vec<f64>,
+    /// Digits after the point (none: thousands separators).
+    decimals: Option<usize>,
+    /// Whether this row shows the tether ÷ baseline ratios.
+    ratios: bool,
+    goal: Option<Goal>,
+}
+
+fn rows(case: &Case) -> Vec<Row> {
+    let each = |f: &dyn Fn(&[Report]) -> f64| case.reports.iter().map(|r| f(r)).collect();
+    let row = |measure, values, decimals, ratios, goal| Row {
+        measure,
+        values,
+        decimals,
+        ratios,
+        goal,
+    };
+    match case.kind {
+        Kind::Throughput { goal } => {
+            let best = |r: &[Report]| min(r.iter().map(|r| r.secs));
+            vec![
+                row(
+                    "msg/s (higher is better)",
+                    each(&|r| r[0].messages as f64 / best(r)),
+                    None,
+                    true,
+                    Some(Goal::RatioAtLeast(goal)),
+                ),
+                row(
+                    "MB/s",
+                    each(&|r| r[0].bytes as f64 / best(r) / 1e6),
+                    Some(1),
+                    false,
+                    None,
+                ),
+            ]
+        }
+        Kind::Latency => vec![
+            row(
+                "p50 µs (lower is better)",
+                each(&|r| min(r.iter().map(|r| r.p50_ns as f64)) / 1e3),
+                Some(1),
+                true,
+                Some(Goal::RatioAtMost(1.0)),
+            ),
+            row(
+                "p99 µs (lower is better)",
+                each(&|r| min(r.iter().map(|r| r.p99_ns as f64)) / 1e3),
+                Some(1),
+                true,
+                None,
+            ),
+        ],
+        Kind::Memory { goal } => vec![row(
+            "peak RSS MiB (lower is better)",
+            each(&|r| max(r.iter().map(|r| r.rss_kib as f64)) / 1024.0),
+            Some(1),
+            true,
+            Some(Goal::AtMost(goal / MIB, "MiB")),
+        )],
+    }
+}
+
+fn number(value: f64, decimals: Option<usize>) -> String {
+    match decimals {
+        Some(decimals) => format!("{value:.decimals$}"),
+        None => count(value.round() as u64),
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+const TETHER: [Contender; 2] = [Contender::TetherTokio, Contender::TetherSmol];
+
+fn index(contender: Contender) -> usize {
+    Contender::ALL
+        .iter()
+        .position(|&c| c == contender)
+        .unwrap_or_default()
+}
+
+fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
+    let mut md = String::new();
+    let names: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
+    let _ = writeln!(
+        md,
+        "| scenario | measure | {} | tokio ÷ baseline | smol ÷ baseline | goal | met (tokio / smol) |",
+        names.join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|{}---:|---:|---|---|",
+        "---:|".repeat(names.len())
+    );
+    let mut versus = String::new();
+    let mut verdicts = Vec::new();
+    for case in cases {
+        for (i, row) in rows(case).into_iter().enumerate() {
+            let title = if i == 0 { case.title.as_str() } else { "" };
+            let values: Vec<String> = row
+                .values
+                .iter()
+                .map(|&v| number(v, row.decimals))
+                .collect();
+            let ratio = |contender: Contender, against: Contender| {
+                row.values[index(contender)] / row.values[index(against)]
+            };
+            let ratios: Vec<String> = TETHER
+                .iter()
+                .map(|&c| match row.ratios {
+                    true => format!("{:.2}×", ratio(c, Contender::Baseline)),
+                    false => String::new(),
+                })
+                .collect();
+            let (goal, met) = match row.goal {
+                Some(goal) => {
+                    let met: Vec<&str> = TETHER
+                        .iter()
+                        .map(|&c| {
+                            let ok = goal.met(row.values[index(c)], ratio(c, Contender::Baseline));
+                            verdicts.push((case.title.clone(), c, ok));
+                            if ok {
+                                "yes"
+                            } else {
+                                "**no**"
+                            }
+                        })
+                        .collect();
+                    (goal.describe(), met.join(" / "))
+                }
+                None => (String::new(), String::new()),
+            };
+            let _ = writeln!(
+                md,
+                "| {title} | {} | {} | {} | {goal} | {met} |",
+                row.measure,
+                values.join(" | "),
+                ratios.join(" | ")
+            );
+            if row.ratios {
+                let _ = writeln!(
+                    versus,
+                    "| {title} | {} | {:.2}× | {:.2}× |",
+                    row.measure,
+                    ratio(Contender::TetherTokio, Contender::TokioUtil),
+                    ratio(Contender::TetherSmol, Contender::TokioUtil),
+                );
+            }
+        }
+    }
+    let missed: Vec<String> = verdicts
+        .iter()
+        .filter(|(_, _, ok)| !ok)
+        .map(|(title, c, _)| format!("{title} ({})", c.name()))
+        .collect();
+    let _ = writeln!(md);
+    if missed.is_empty() {
+        let _ = writeln!(md, "Every goal met.");
+    } else {
+        let _ = writeln!(md, "Goals missed: {}.", missed.join("; "));
+    }
+
+    let _ = writeln!(md, "\n### Against tokio-util\n");
+    let _ = writeln!(
+        md,
+        "| scenario | measure | tokio ÷ tokio-util | smol ÷ tokio-util |\n|---|---|---:|---:|"
+    );
+    md.push_str(&versus);
+
+    let _ = writeln!(md, "\n### Every round\n");
+    let _ = writeln!(
+        md,
+        "Seconds per run (ping-pong: p50 µs; memory: peak RSS MiB), in the order the rounds ran.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | {} |\n|---|{}",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for case in cases {
+        let cells: Vec<String> = case
+            .reports
+            .iter()
+            .map(|reports| {
+                let figures: Vec<String> = reports
+                    .iter()
+                    .map(|r| match case.kind {
+                        Kind::Throughput { .. } => format!("{:.3}", r.secs),
+                        Kind::Latency => format!("{:.1}", r.p50_ns as f64 / 1e3),
+                        Kind::Memory { .. } => format!("{:.1}", r.rss_kib as f64 / 1024.0),
+                    })
+                    .collect();
+                figures.join(", ")
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", case.title, cells.join(" | "));
+    }
+
+    let _ = writeln!(
+        md,
+        "\n{} rounds; each round runs every contender once per scenario, in an order rotated \
+         from round to round, each run in a fresh process. Throughput is from each contender's \
+         best (fastest) round; latency percentiles are the lowest over the rounds; peak RSS is \
+         the highest over the rounds (VmHWM of the measuring process). Ratios are tether ÷ \
+         baseline of the figures shown: for throughput higher is better, for latency and RSS \
+         lower is better. tokio contenders run on tokio's multi-threaded runtime (as \
+         `#[tokio::main]` builds it), tether-smol under `smol::block_on`. The baseline reads \
+         with `BufReader::lines()`, parses each line with `serde_json::from_str` into an \
+         untagged enum, passes events through an `mpsc` channel of 128, and writes each message \
+         with `write_all`, `write_all(b\"\\n\")`, `flush`; tokio-util is the same with \
+         `FramedRead`/`FramedWrite` and `LinesCodec::new_with_max_length({} MiB)`. tether uses \
+         its default options with a {} MiB frame limit.",
+        sizes.rounds,
+        MAX_FRAME >> 20,
+        MAX_FRAME >> 20,
+    );
+    md
+}
