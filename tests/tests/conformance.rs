@@ -21,7 +21,34 @@ conformance!(
     websocket_binary_frames_and_pings,
     tcp_listener_and_client,
     unix_listener_and_client,
+    sending_to_a_child_that_exited_fails_with_a_typed_error,
 );
+
+/// Dropping a connection needs no runtime: after tokio has shut down, the ladder still runs
+/// on its own threads and takes the whole tree.
+#[test]
+fn tokio_dropping_after_the_runtime_shut_down_takes_the_tree() {
+    support::become_subreaper();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (conn, grandchildren) = runtime.block_on(scenarios::stubborn_tree::<tether_tokio::Tokio>());
+    drop(runtime);
+    scenarios::drop_and_check(conn, grandchildren);
+}
+
+/// smol's global executor never shuts down; the same guarantee shown from a thread that runs
+/// no executor at all.
+#[test]
+fn smol_dropping_outside_any_executor_takes_the_tree() {
+    support::become_subreaper();
+    let (conn, grandchildren) = smol::block_on(scenarios::stubborn_tree::<tether_smol::Smol>());
+    std::thread::spawn(move || scenarios::drop_and_check(conn, grandchildren))
+        .join()
+        .unwrap();
+}
 
 mod scenarios {
     use std::time::Duration;
@@ -453,5 +480,57 @@ mod scenarios {
             .unwrap();
         listener_exchange(listener, client).await;
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A child that ignores SIGTERM and its stdin's end, with two grandchildren that ignore
+    /// SIGTERM too.
+    pub(crate) async fn stubborn_tree<R: Runtime>() -> (Conn<R>, Vec<u32>) {
+        let mut conn = spawn_peer::<R>(options());
+        let spawned = call(
+            &mut conn,
+            1,
+            "spawn",
+            json!({"count": 2, "ignore_term": true}),
+        )
+        .await;
+        call(&mut conn, 2, "ignore_term", json!({"stay": true})).await;
+        (conn, pids(&spawned))
+    }
+
+    pub(crate) fn drop_and_check<R: Runtime>(conn: Conn<R>, grandchildren: Vec<u32>) {
+        let pid = conn.pid().unwrap();
+        drop(conn);
+        for p in grandchildren {
+            assert_dead(p);
+        }
+        assert_gone(pid);
+    }
+
+    pub(crate) async fn sending_to_a_child_that_exited_fails_with_a_typed_error<R: Runtime>() {
+        let mut conn = spawn_peer::<R>(options());
+        conn.send(&request(1, "exit", json!({"code": 0})))
+            .await
+            .unwrap();
+        conn.wait().await;
+        // Nobody polls events, so the end of its stdout is not seen yet: the broken pipe is.
+        let big = request(2, "echo", json!(["x".repeat(100_000)]));
+        let mut refused = None;
+        for _ in 0..10_000 {
+            if let Err(err) = conn.send(&big).await {
+                refused = Some(err);
+                break;
+            }
+        }
+        assert!(
+            matches!(refused, Some(tether_io::SendError::Disconnected)),
+            "{refused:?}"
+        );
+        match conn.recv().await {
+            Some(Event::Disconnected(Some(d))) => {
+                assert!(matches!(d.kind, DisconnectKind::Write(_)), "{d}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conn.recv().await, None);
     }
 }

@@ -317,6 +317,59 @@ fn connect_over_tcp() {
     }
 }
 
+#[test]
+fn connect_over_a_unix_socket() {
+    for runtime in RUNTIMES {
+        let path =
+            std::env::temp_dir().join(format!("tether-cli-{}-{runtime}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let request: Value = serde_json::from_str(&line).unwrap();
+            let mut writer = stream;
+            writeln!(
+                writer,
+                "{}",
+                json!({"jsonrpc": "2.0", "id": request["id"], "result": "unix"})
+            )
+            .unwrap();
+            // The peer closes first: tether reports it and exits 0 with its stdin still open.
+        });
+        let mut child = tether()
+            .args([
+                "connect",
+                "--runtime",
+                runtime,
+                &format!("unix:{}", path.display()),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\"}\n")
+            .unwrap();
+        let output = wait_output(child);
+        drop(stdin);
+        server.join().unwrap();
+        assert!(output.status.success());
+        assert_eq!(
+            lines(&output),
+            [
+                json!({"event": "message", "message": {"jsonrpc": "2.0", "id": 3, "result": "unix"}}),
+                json!({"event": "disconnected", "reason": null}),
+            ],
+            "{runtime}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 /// Starts `tether bridge` over the built-in peer; returns it and its address.
 fn bridge(runtime: &str, extra: &[&str]) -> (Child, String) {
     let mut child = tether()

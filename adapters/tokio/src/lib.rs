@@ -28,9 +28,12 @@ use std::process::{ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::compat::Compat;
 
 pub use tether_io::*;
+/// tokio's own streams go to [`Connection::from_io`] through these: `reader.compat()`,
+/// `writer.compat_write()`.
+pub use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 /// The tokio runtime, as tether's drivers need it. Connections must be made from within a
 /// tokio runtime with I/O and time enabled.
