@@ -99,7 +99,11 @@ pub fn spawn(command: &mut Command, options: &ChildOptions, label: &str) -> io::
     });
     let watcher = sys::Watcher::new(child);
     let thread_shared = Arc::clone(&shared);
-    spawn_thread("tether-wait", move || watch(pid, watcher, &thread_shared))?;
+    if let Err(err) = spawn_thread("tether-wait", move || watch(pid, watcher, &thread_shared)) {
+        // Nobody could watch this child: take the tree down now rather than leave it.
+        let _ = kill_process_group(pid, Action::KillGroup);
+        return Err(err);
+    }
     tracing::debug!(pid, "spawned child in its own process group");
     Ok(Spawned {
         process: Process { pid, shared },
