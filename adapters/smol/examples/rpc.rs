@@ -1,46 +1,29 @@
-//! The request layer on smol: `request().await` against a child, then shut it down.
+//! The request layer on smol, serving the peer's requests while making our own.
 //!
-//! `cargo run -p tether-smol --example rpc [-- PROGRAM ARGS...]`; without a program it runs
-//! a shell that reads and answers nothing, so the request times out after one second and the
-//! peer is sent a cancel notification.
+//! `cargo run -p tether-smol --example rpc` talks to `cat`, which sends our request straight
+//! back: it arrives as a request *from* the peer, our handler answers it, `cat` sends that
+//! answer back too, and it completes our own request.
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::json;
-use tether_smol::{Connection, Notification, Options, RpcOptions};
+use tether_smol::{Connection, Inbound, Options, RpcOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    smol::block_on(run())
-}
-
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut command = match args.next() {
-        Some(program) => Command::new(program),
-        None => {
-            let mut silent = Command::new("sh");
-            silent.args(["-c", "cat >/dev/null"]);
-            silent
-        }
-    };
-    command.args(args);
-    let conn: Connection = Connection::spawn(command, Options::new())?;
-    let rpc = RpcOptions::new()
-        .timeout(Duration::from_secs(1))
-        .cancel_notification(|id| {
-            Notification::new("notifications/cancelled", Some(json!({ "requestId": id })))
-        });
-    let (client, incoming) = conn.into_rpc(rpc);
-    // This example serves no requests from the peer: they are answered with -32601.
-    drop(incoming);
-    match client
-        .request("echo", Some(json!({"hello": "world"})))
-        .await
-    {
-        Ok(result) => println!("result: {result}"),
-        Err(err) => println!("no result: {err}"),
-    }
-    println!("exit status: {:?}", client.shutdown().await);
-    Ok(())
+    smol::block_on(async {
+        let conn: Connection = Connection::spawn(Command::new("cat"), Options::new())?;
+        let (client, mut incoming) = conn.into_rpc(RpcOptions::new());
+        smol::spawn(async move {
+            while let Some(item) = incoming.next().await {
+                if let Inbound::Request(request, responder) = item {
+                    responder.respond(Ok(json!({ "served": request.method })));
+                }
+            }
+        })
+        .detach();
+        let result = client.request("greet", Some(json!(["world"]))).await?;
+        println!("result: {result}");
+        println!("exit status: {:?}", client.shutdown().await);
+        Ok(())
+    })
 }

@@ -1,8 +1,8 @@
 //! A child-process connection on tokio: send a request, read the response, shut down, print
 //! the exit status.
 //!
-//! `cargo run -p tether-tokio --example child [-- PROGRAM ARGS...]`; without a program it
-//! runs a one-line shell server that answers the first request with "pong".
+//! `cargo run -p tether-tokio --example child -- PROGRAM [ARGS...]`, for instance
+//! `-- target/debug/tether peer`; without a program, a one-line shell server answers.
 
 use std::process::Command;
 
@@ -11,40 +11,25 @@ use tether_tokio::{Connection, Event, Message, Options, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut conn: Connection = Connection::spawn(command(), Options::new())?;
-    conn.send(&Request::new(1, "ping", Some(json!({}))).into())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut command = Command::new(args.first().map_or("sh", String::as_str));
+    match args.split_first() {
+        Some((_, rest)) => command.args(rest),
+        None => command.args([
+            "-c",
+            r#"read _; echo '{"jsonrpc":"2.0","id":1,"result":"pong"}'; cat"#,
+        ]),
+    };
+    let mut conn: Connection = Connection::spawn(command, Options::new())?;
+    conn.send(&Request::new(1, "echo", Some(json!(["ping"]))).into())
         .await?;
+    // Events come in order; a notification may arrive before the response.
     while let Some(event) = conn.recv().await {
-        match event {
-            Event::Message(Message::Response(response)) => {
-                println!("response: {:?}", response.result);
-                break;
-            }
-            Event::Message(other) => println!("message: {other:?}"),
-            Event::Malformed(malformed) => println!("malformed: {malformed}"),
-            Event::Disconnected(reason) => println!("disconnected: {reason:?}"),
+        if let Event::Message(Message::Response(response)) = event {
+            println!("response: {:?}", response.result);
+            break;
         }
     }
-    let status = conn.shutdown().await;
-    println!("exit status: {status:?}");
+    println!("exit status: {:?}", conn.shutdown().await);
     Ok(())
-}
-
-fn command() -> Command {
-    let mut args = std::env::args().skip(1);
-    match args.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(args);
-            command
-        }
-        None => {
-            let mut command = Command::new("sh");
-            command.args([
-                "-c",
-                r#"read request; echo '{"jsonrpc":"2.0","id":1,"result":"pong"}'; cat >/dev/null"#,
-            ]);
-            command
-        }
-    }
 }

@@ -1,8 +1,7 @@
-//! The request layer on tokio: `request().await` against a child, then shut it down.
+//! The request layer on tokio: `request().await`, with a deadline and a cancel notification.
 //!
-//! `cargo run -p tether-tokio --example rpc [-- PROGRAM ARGS...]`; without a program it runs
-//! a shell that reads and answers nothing, so the request times out after one second and the
-//! peer is sent a cancel notification.
+//! `cargo run -p tether-tokio --example rpc -- target/debug/tether peer`; without a program,
+//! a shell that never answers shows the deadline at work.
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,24 +12,26 @@ use tether_tokio::{Connection, Notification, Options, RpcOptions};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mut command = match args.next() {
-        Some(program) => Command::new(program),
+    let command = match args.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(args);
+            command
+        }
         None => {
             let mut silent = Command::new("sh");
             silent.args(["-c", "cat >/dev/null"]);
             silent
         }
     };
-    command.args(args);
     let conn: Connection = Connection::spawn(command, Options::new())?;
-    let rpc = RpcOptions::new()
-        .timeout(Duration::from_secs(1))
-        .cancel_notification(|id| {
-            Notification::new("notifications/cancelled", Some(json!({ "requestId": id })))
-        });
-    let (client, incoming) = conn.into_rpc(rpc);
-    // This example serves no requests from the peer: they are answered with -32601.
-    drop(incoming);
+    let (client, _incoming) = conn.into_rpc(
+        RpcOptions::new()
+            .timeout(Duration::from_secs(1))
+            .cancel_notification(|id| {
+                Notification::new("notifications/cancelled", Some(json!({ "requestId": id })))
+            }),
+    );
     match client
         .request("echo", Some(json!({"hello": "world"})))
         .await
