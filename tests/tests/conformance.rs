@@ -217,7 +217,14 @@ mod scenarios {
         )
         .await;
         call(&mut conn, 2, "ignore_term", json!({"stay": true})).await;
+        let sender = conn.sender();
         drop(conn);
+        // A sender that outlives its connection learns that it is gone.
+        sender.closed().await;
+        assert!(matches!(
+            sender.send(&request(3, "echo", json!([]))).await,
+            Err(tether_io::SendError::Disconnected)
+        ));
         for p in pids(&spawned) {
             assert_dead(p);
         }

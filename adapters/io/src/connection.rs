@@ -412,7 +412,12 @@ where
 
     /// Queues `message` without waiting: [`SendError::Full`] if the budget is used up.
     pub fn try_send(&self, message: &M) -> Result<(), SendError> {
-        self.shared.lock().conn.send(message)?;
+        let mut state = self.shared.lock();
+        if state.abandoned {
+            return Err(SendError::Disconnected);
+        }
+        state.conn.send(message)?;
+        drop(state);
         self.shared.output.notify(1);
         Ok(())
     }
@@ -429,7 +434,16 @@ where
 {
     loop {
         let listener = shared.progress.listen();
-        match shared.lock().conn.send(message) {
+        let sent = {
+            let mut state = shared.lock();
+            if state.abandoned {
+                // The owner dropped the connection: nothing will ever be written.
+                Err(SendError::Disconnected)
+            } else {
+                state.conn.send(message)
+            }
+        };
+        match sent {
             Ok(()) => {
                 shared.output.notify(1);
                 return Ok(());
