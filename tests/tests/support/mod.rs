@@ -158,3 +158,52 @@ macro_rules! conformance {
         }
     };
 }
+
+/// This process's peak resident set size (`VmHWM`), in KiB.
+pub(crate) fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// How many file descriptors this process has open.
+pub(crate) fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// The pids of this process's children (every thread's), zombies included.
+pub(crate) fn children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
+}
+
+/// Waits until this process has no more than `fds` file descriptors open and no child at all,
+/// failing (after [`GUARD`]) with what is left.
+pub(crate) fn assert_back_to(fds: usize) {
+    let start = Instant::now();
+    while fd_count() > fds || !children().is_empty() {
+        assert!(
+            start.elapsed() < GUARD,
+            "not back to baseline: {} fds open (baseline {fds}), children {:?}",
+            fd_count(),
+            children()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
