@@ -11,6 +11,7 @@ conformance!(
     a_response_with_the_wrong_id_is_reported,
     the_peers_requests_are_served,
     typed_results_and_notifications,
+    mcp_initialize_and_tools_with_server_everything,
 );
 
 mod scenarios {
@@ -271,5 +272,79 @@ mod scenarios {
         );
         client.notify("whatever", None).await.unwrap();
         assert_eq!(client.shutdown().await.unwrap().code, Some(0));
+    }
+
+    /// The real MCP reference server, installed by `scripts/install-peers`.
+    fn server_everything() -> std::process::Command {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(
+            script.exists(),
+            "{} is missing: run scripts/install-peers",
+            script.display()
+        );
+        let mut command = std::process::Command::new("node");
+        command.arg(script).arg("stdio");
+        command
+    }
+
+    pub(crate) async fn mcp_initialize_and_tools_with_server_everything<R: Runtime>() {
+        let options = Options::new().stderr(tether_io::Stderr::Null);
+        let conn = Conn::<R>::spawn(server_everything(), options).unwrap();
+        let pid = conn.pid().unwrap();
+        let (client, mut incoming) =
+            conn.into_rpc(RpcOptions::new().timeout(Duration::from_secs(30)));
+        // The server may ask us things (roots, sampling) and tell us things (logs): serve it.
+        R::spawn(async move {
+            while let Some(item) = incoming.next().await {
+                if let Inbound::Request(request, responder) = item {
+                    let error = ErrorObject::new(
+                        ErrorObject::METHOD_NOT_FOUND,
+                        format!("the test client does not serve {}", request.method),
+                    );
+                    responder.respond(Err(error));
+                }
+            }
+        });
+        let init = client
+            .request(
+                "initialize",
+                Some(json!({
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "tether-tests", "version": "0.1.0"}
+                })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(init["protocolVersion"], "2025-06-18", "{init}");
+        assert!(init["serverInfo"]["name"].is_string(), "{init}");
+        client
+            .notify("notifications/initialized", None)
+            .await
+            .unwrap();
+        let tools = client.request("tools/list", Some(json!({}))).await.unwrap();
+        let names: Vec<&str> = tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert!(names.contains(&"echo"), "{names:?}");
+        let echoed = client
+            .request(
+                "tools/call",
+                Some(json!({"name": "echo", "arguments": {"message": "through tether"}})),
+            )
+            .await
+            .unwrap();
+        assert!(echoed.to_string().contains("through tether"), "{echoed}");
+        match client.request("no/such/method", None).await {
+            Err(RpcError::Response(error)) => assert_eq!(error.code, ErrorObject::METHOD_NOT_FOUND),
+            other => panic!("{other:?}"),
+        }
+        let status = client.shutdown().await.unwrap();
+        assert!(status.success(), "{status}");
+        assert_gone(pid);
     }
 }
