@@ -6,6 +6,7 @@
 //! tether-bench [--quick] [--rounds N]          every scenario and contender, round-robin;
 //!                                              a markdown report on stdout, progress on stderr
 //! tether-bench one CONTENDER SCENARIO ARGS...  one measurement, in a process of its own
+//! tether-bench emit PATH                       a child that writes PATH one line per write
 //! ```
 //!
 //! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("one") => one(&args[1..]),
+        Some("emit") if args.len() == 2 => scenario::emit(&args[1]),
         _ => all(&args),
     };
     match result {

@@ -2,8 +2,8 @@
 //! RSS is that contender's alone and no runtime or allocator state carries over.
 
 use std::hint::black_box;
-use std::io::{self, BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,11 @@ const PAUSE_EVERY: u64 = 10_000;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub(crate) enum Scenario {
-    /// Read every line of `path` from `cat`, expecting `expected` messages; with `slow`, the
-    /// consumer pauses now and then.
+    /// Read every line of `path` from a child, expecting `expected` messages.
     Read {
         path: PathBuf,
         expected: u64,
-        slow: bool,
+        pace: Pace,
     },
     /// Read one line of `bytes` bytes without a newline.
     HugeLine { bytes: u64 },
@@ -39,10 +38,44 @@ pub(crate) enum Scenario {
     PingPong { count: u64 },
 }
 
+/// Who sets the pace of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// `cat` writes as fast as it can, in big chunks; the consumer takes every message at once.
+    Fast,
+    /// As `Fast`, but the consumer pauses now and then.
+    SlowConsumer,
+    /// The child writes each line with a write of its own, as a server that flushes every
+    /// message does (this binary's `emit`).
+    LineByLine,
+}
+
+impl Pace {
+    /// The scenario's name on a `one` command line.
+    fn name(self) -> &'static str {
+        match self {
+            Pace::Fast => "read",
+            Pace::SlowConsumer => "flood",
+            Pace::LineByLine => "paced",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Pace> {
+        [Pace::Fast, Pace::SlowConsumer, Pace::LineByLine]
+            .into_iter()
+            .find(|pace| pace.name() == name)
+    }
+}
+
 /// What one measurement found; printed as one line of `key=value` pairs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Report {
     pub(crate) secs: f64,
+    /// CPU time this process spent (user and system, every thread) while `secs` ran.
+    pub(crate) cpu_secs: f64,
+    /// Context switches of this process's threads while `secs` ran: each is a thread that
+    /// went to sleep waiting for another, or was pushed off its core.
+    pub(crate) switches: u64,
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
     pub(crate) p50_ns: u64,
@@ -53,8 +86,15 @@ pub(crate) struct Report {
 impl Report {
     pub(crate) fn to_line(self) -> String {
         format!(
-            "secs={} messages={} bytes={} p50_ns={} p99_ns={} rss_kib={}",
-            self.secs, self.messages, self.bytes, self.p50_ns, self.p99_ns, self.rss_kib
+            "secs={} cpu_secs={} switches={} messages={} bytes={} p50_ns={} p99_ns={} rss_kib={}",
+            self.secs,
+            self.cpu_secs,
+            self.switches,
+            self.messages,
+            self.bytes,
+            self.p50_ns,
+            self.p99_ns,
+            self.rss_kib
         )
     }
 
@@ -64,6 +104,8 @@ impl Report {
             let (key, value) = pair.split_once('=')?;
             match key {
                 "secs" => report.secs = value.parse().ok()?,
+                "cpu_secs" => report.cpu_secs = value.parse().ok()?,
+                "switches" => report.switches = value.parse().ok()?,
                 "messages" => report.messages = value.parse().ok()?,
                 "bytes" => report.bytes = value.parse().ok()?,
                 "p50_ns" => report.p50_ns = value.parse().ok()?,
@@ -92,33 +134,42 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
         Scenario::Read {
             path,
             expected,
-            slow,
+            pace,
         } => {
-            let mut command = Command::new("cat");
+            let mut command = match pace {
+                Pace::LineByLine => {
+                    let mut command = Command::new(std::env::current_exe()?);
+                    command.arg("emit");
+                    command
+                }
+                Pace::Fast | Pace::SlowConsumer => Command::new("cat"),
+            };
             command.arg(path);
-            let (secs, messages, malformed) = read::<C>(command, *slow, true).await?;
-            if (messages, malformed) != (*expected, 0) {
-                return Err(mismatch("messages and no malformed", *expected, messages));
+            let slow = *pace == Pace::SlowConsumer;
+            let (report, malformed) = read::<C>(command, slow, true).await?;
+            if (report.messages, malformed) != (*expected, 0) {
+                return Err(mismatch(
+                    "messages and no malformed",
+                    *expected,
+                    report.messages,
+                ));
             }
             Report {
-                secs,
-                messages,
                 bytes: std::fs::metadata(path)?.len(),
-                ..Report::default()
+                ..report
             }
         }
         Scenario::HugeLine { bytes } => {
             let command = shell(&format!("head -c {bytes} /dev/zero | tr '\\0' x"));
             // A contender that gives up on the line closes the pipe early: the child's
             // status does not matter here.
-            let (secs, messages, malformed) = read::<C>(command, false, false).await?;
-            if (messages, malformed) != (0, 1) {
+            let (report, malformed) = read::<C>(command, false, false).await?;
+            if (report.messages, malformed) != (0, 1) {
                 return Err(mismatch("malformed frame", 1, malformed));
             }
             Report {
-                secs,
                 bytes: *bytes,
-                ..Report::default()
+                ..report
             }
         }
         Scenario::Write { path, count } => write::<C>(path, *count).await?,
@@ -128,10 +179,10 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
     Ok(report)
 }
 
-/// Reads until the child's output ends: seconds, messages, malformed frames. With `check`, the
-/// child must have exited with status 0.
-async fn read<C: Client>(command: Command, slow: bool, check: bool) -> io::Result<(f64, u64, u64)> {
-    let start = Instant::now();
+/// Reads until the child's output ends: the time and messages taken, and the malformed frames.
+/// With `check`, the child must have exited with status 0.
+async fn read<C: Client>(command: Command, slow: bool, check: bool) -> io::Result<(Report, u64)> {
+    let clock = Clock::start();
     let mut client = C::spawn(command, MAX_FRAME)?;
     let (mut messages, mut malformed) = (0, 0);
     while let Some(incoming) = client.recv().await {
@@ -146,14 +197,17 @@ async fn read<C: Client>(command: Command, slow: bool, check: bool) -> io::Resul
             Incoming::Malformed => malformed += 1,
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let report = Report {
+        messages,
+        ..clock.stop()
+    };
     if !client.finish().await? && check {
         return Err(io::Error::other("the child failed"));
     }
-    Ok((secs, messages, malformed))
+    Ok((report, malformed))
 }
 
-async fn write<C: Client>(path: &PathBuf, count: u64) -> io::Result<Report> {
+async fn write<C: Client>(path: &Path, count: u64) -> io::Result<Report> {
     let mut pool = Vec::with_capacity(POOL);
     let mut pool_bytes = Vec::with_capacity(POOL);
     for line in BufReader::new(std::fs::File::open(path)?)
@@ -165,7 +219,7 @@ async fn write<C: Client>(path: &PathBuf, count: u64) -> io::Result<Report> {
         pool.push(message);
     }
     let bytes = (0..count).map(|i| pool_bytes[i as usize % POOL]).sum();
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut client = C::spawn(shell("cat > /dev/null"), MAX_FRAME)?;
     for i in 0..count {
         client.send(&pool[i as usize % POOL]).await?;
@@ -174,10 +228,9 @@ async fn write<C: Client>(path: &PathBuf, count: u64) -> io::Result<Report> {
         return Err(io::Error::other("the child failed"));
     }
     Ok(Report {
-        secs: start.elapsed().as_secs_f64(),
         messages: count,
         bytes,
-        ..Report::default()
+        ..clock.stop()
     })
 }
 
@@ -185,7 +238,7 @@ async fn ping_pong<C: Client>(count: u64) -> io::Result<Report> {
     let mut client = C::spawn(Command::new("cat"), MAX_FRAME)?;
     let mut latencies = Vec::with_capacity(count as usize);
     let mut bytes = 0;
-    let start = Instant::now();
+    let clock = Clock::start();
     for id in 0..count {
         let text =
             format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"echo","params":{{"text":"ping"}}}}"#);
@@ -199,20 +252,70 @@ async fn ping_pong<C: Client>(count: u64) -> io::Result<Report> {
         }
         latencies.push(sent.elapsed().as_nanos() as u64);
     }
-    let secs = start.elapsed().as_secs_f64();
+    let report = clock.stop();
     if !client.finish().await? {
         return Err(io::Error::other("the child failed"));
     }
     latencies.sort_unstable();
     let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     Ok(Report {
-        secs,
         messages: count,
         bytes,
         p50_ns: percentile(50),
         p99_ns: percentile(99),
-        rss_kib: 0,
+        ..report
     })
+}
+
+/// Wall-clock time, CPU time and context switches from `start` to `stop`.
+struct Clock {
+    wall: Instant,
+    usage: Usage,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            usage: Usage::now(),
+        }
+    }
+
+    /// A report holding just the times.
+    fn stop(self) -> Report {
+        let usage = Usage::now();
+        Report {
+            secs: self.wall.elapsed().as_secs_f64(),
+            cpu_secs: usage.cpu_secs - self.usage.cpu_secs,
+            switches: usage.switches - self.usage.switches,
+            ..Report::default()
+        }
+    }
+}
+
+/// What this process has used so far, every thread included: on a shared machine CPU time
+/// says more about a contender's cost than the wall clock does, and context switches count
+/// the hand-overs between threads.
+struct Usage {
+    cpu_secs: f64,
+    switches: u64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `getrusage` fills the `rusage` it is pointed at, and a zeroed `rusage` is
+        // already a valid value should it fail.
+        let usage = unsafe {
+            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+            usage.assume_init()
+        };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Usage {
+            cpu_secs: secs(usage.ru_utime) + secs(usage.ru_stime),
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+        }
+    }
 }
 
 /// This process's peak resident set size (`VmHWM`), in KiB.
@@ -232,9 +335,9 @@ impl Scenario {
             Scenario::Read {
                 path,
                 expected,
-                slow,
+                pace,
             } => vec![
-                if *slow { "flood" } else { "read" }.to_owned(),
+                pace.name().to_owned(),
                 path.display().to_string(),
                 expected.to_string(),
             ],
@@ -252,17 +355,17 @@ impl Scenario {
     pub(crate) fn from_args(args: &[String]) -> Option<Scenario> {
         let number = |s: &String| s.parse::<u64>().ok();
         Some(match args {
-            [kind, path, expected] if kind == "read" || kind == "flood" => Scenario::Read {
-                path: PathBuf::from(path),
-                expected: number(expected)?,
-                slow: kind == "flood",
-            },
-            [kind, bytes] if kind == "huge" => Scenario::HugeLine {
-                bytes: number(bytes)?,
-            },
             [kind, path, count] if kind == "write" => Scenario::Write {
                 path: PathBuf::from(path),
                 count: number(count)?,
+            },
+            [kind, path, expected] => Scenario::Read {
+                path: PathBuf::from(path),
+                expected: number(expected)?,
+                pace: Pace::parse(kind)?,
+            },
+            [kind, bytes] if kind == "huge" => Scenario::HugeLine {
+                bytes: number(bytes)?,
             },
             [kind, count] if kind == "pingpong" => Scenario::PingPong {
                 count: number(count)?,
@@ -270,4 +373,18 @@ impl Scenario {
             _ => return None,
         })
     }
+}
+
+/// The child of [`Pace::LineByLine`]: writes every line of `path` to stdout with a write of its
+/// own.
+pub(crate) fn emit(path: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    let mut line = Vec::new();
+    let mut input = BufReader::new(std::fs::File::open(path)?);
+    // Standard output is line-buffered: each complete line goes out in one write.
+    while input.read_until(b'\n', &mut line)? > 0 {
+        out.write_all(&line)?;
+        line.clear();
+    }
+    Ok(())
 }

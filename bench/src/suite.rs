@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::scenario::{Report, Scenario, MAX_FRAME};
+use crate::scenario::{Pace, Report, Scenario, MAX_FRAME};
 use crate::Contender;
 
 /// Every line of the large-message file is this long, newline included.
@@ -27,6 +27,8 @@ struct Sizes {
     small: u64,
     /// 64 KiB responses read.
     large: u64,
+    /// Small messages read from a child that writes them one by one.
+    paced: u64,
     /// Round trips.
     pingpong: u64,
     /// Bytes in the line without a newline.
@@ -38,6 +40,7 @@ impl Sizes {
     const FULL: Sizes = Sizes {
         small: 1_000_000,
         large: 5_000,
+        paced: 200_000,
         pingpong: 100_000,
         huge: 1 << 30,
         rounds: 5,
@@ -46,6 +49,7 @@ impl Sizes {
     const QUICK: Sizes = Sizes {
         small: 50_000,
         large: 500,
+        paced: 20_000,
         pingpong: 5_000,
         huge: 64 << 20,
         rounds: 2,
@@ -56,8 +60,8 @@ impl Sizes {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     /// Messages per second from the best (fastest) round; tether must reach `goal` times the
-    /// baseline's.
-    Throughput { goal: f64 },
+    /// baseline's, if there is a goal.
+    Throughput { goal: Option<f64> },
     /// The lowest p50 and p99 over the rounds; tether's p50 must be no worse than the
     /// baseline's.
     Latency,
@@ -94,10 +98,12 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     eprintln!("generating inputs in {}", dir.0.display());
     let small = dir.0.join("small.jsonl");
     let large = dir.0.join("large.jsonl");
+    let paced = dir.0.join("paced.jsonl");
     generate(&small, sizes.small, small_line)?;
     generate(&large, sizes.large, large_line)?;
+    generate(&paced, sizes.paced, small_line)?;
 
-    let mut cases = cases(&sizes, &small, &large);
+    let mut cases = cases(&sizes, &small, &large, &paced);
     for round in 0..sizes.rounds {
         for case in &mut cases {
             for k in 0..Contender::ALL.len() {
@@ -121,7 +127,7 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     Ok(markdown(&sizes, &cases))
 }
 
-fn cases(sizes: &Sizes, small: &Path, large: &Path) -> Vec<Case> {
+fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
     let case = |title: String, kind, scenario| Case {
         title,
         kind,
@@ -131,25 +137,34 @@ fn cases(sizes: &Sizes, small: &Path, large: &Path) -> Vec<Case> {
     vec![
         case(
             format!("read {} × ~113 B", count(sizes.small)),
-            Kind::Throughput { goal: 3.0 },
+            Kind::Throughput { goal: Some(3.0) },
             Scenario::Read {
                 path: small.to_owned(),
                 expected: sizes.small,
-                slow: false,
+                pace: Pace::Fast,
             },
         ),
         case(
             format!("read {} × 64 KiB", count(sizes.large)),
-            Kind::Throughput { goal: 1.2 },
+            Kind::Throughput { goal: Some(1.2) },
             Scenario::Read {
                 path: large.to_owned(),
                 expected: sizes.large,
-                slow: false,
+                pace: Pace::Fast,
+            },
+        ),
+        case(
+            format!("read {} × ~113 B, one write each", count(sizes.paced)),
+            Kind::Throughput { goal: None },
+            Scenario::Read {
+                path: paced.to_owned(),
+                expected: sizes.paced,
+                pace: Pace::LineByLine,
             },
         ),
         case(
             format!("write {} × ~113 B", count(sizes.small)),
-            Kind::Throughput { goal: 3.0 },
+            Kind::Throughput { goal: Some(3.0) },
             Scenario::Write {
                 path: small.to_owned(),
                 count: sizes.small,
@@ -168,7 +183,7 @@ fn cases(sizes: &Sizes, small: &Path, large: &Path) -> Vec<Case> {
             Scenario::Read {
                 path: small.to_owned(),
                 expected: sizes.small,
-                slow: true,
+                pace: Pace::SlowConsumer,
             },
         ),
         case(
@@ -299,7 +314,7 @@ fn rows(case: &Case) -> Vec<Row> {
                     each(&|r| r[0].messages as f64 / best(r)),
                     None,
                     true,
-                    Some(Goal::RatioAtLeast(goal)),
+                    goal.map(Goal::RatioAtLeast),
                 ),
                 row(
                     "MB/s",
@@ -446,6 +461,25 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
         let _ = writeln!(md, "Goals missed: {}.", missed.join("; "));
     }
 
+    let _ = writeln!(md, "\n### Where the time goes\n");
+    let _ = writeln!(
+        md,
+        "CPU time of the measuring process (every thread, user and system; the child's not \
+         included) and its context switches, per message or round trip, from each \
+         contender's cheapest round: a figure that the machine's other load disturbs far \
+         less than the wall clock.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | {} |\n|---|{}",
+        names.join(" | "),
+        "---:|".repeat(names.len())
+    );
+    for case in cases {
+        let cells: Vec<String> = case.reports.iter().map(|r| cost(r)).collect();
+        let _ = writeln!(md, "| {} | {} |", case.title, cells.join(" | "));
+    }
+
     let _ = writeln!(md, "\n### Against tokio-util\n");
     let _ = writeln!(
         md,
@@ -485,7 +519,7 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
 
     let _ = writeln!(
         md,
-        "\n{} rounds; each round runs every contender once per scenario, in an order rotated \
+        "\n{} round{}; each round runs every contender once per scenario, in an order rotated \
          from round to round, each run in a fresh process. Throughput is from each contender's \
          best (fastest) round; latency percentiles are the lowest over the rounds; peak RSS is \
          the highest over the rounds (VmHWM of the measuring process). Ratios are tether ÷ \
@@ -498,8 +532,32 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
          `FramedRead`/`FramedWrite` and `LinesCodec::new_with_max_length({} MiB)`. tether uses \
          its default options with a {} MiB frame limit.",
         sizes.rounds,
+        if sizes.rounds == 1 { "" } else { "s" },
         MAX_FRAME >> 20,
         MAX_FRAME >> 20,
     );
     md
+}
+
+/// CPU time and context switches per message (or in all, without messages), from the round
+/// that took the least CPU.
+fn cost(reports: &[Report]) -> String {
+    let Some(best) = reports
+        .iter()
+        .min_by(|a, b| a.cpu_secs.total_cmp(&b.cpu_secs))
+    else {
+        return String::new();
+    };
+    match best.messages {
+        0 => format!(
+            "{:.1} ms CPU, {} switches",
+            best.cpu_secs * 1e3,
+            best.switches
+        ),
+        n => format!(
+            "{:.2} µs CPU, {:.3} switches",
+            best.cpu_secs * 1e6 / n as f64,
+            best.switches as f64 / n as f64
+        ),
+    }
 }
