@@ -76,6 +76,18 @@ where
             Some(Ok(WsMessage::Close(_)))
             | None
             | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Err(None),
+            Some(Err(err @ WsError::Capacity(_))) => {
+                // The peer's message is over the limit: say so in our Close (1009, "Message
+                // Too Big") rather than just drop the connection.
+                let mut state = shared.lock();
+                state
+                    .close_frame
+                    .get_or_insert((1009, "message over the size limit".to_owned()));
+                state.conn.close();
+                drop(state);
+                shared.output.notify(1);
+                Err(Some(err))
+            }
             Some(Err(err)) => Err(Some(err)),
         };
         activity(shared);
