@@ -23,6 +23,13 @@ use crate::runtime::{Io, Runtime};
 use crate::shared::Shared;
 use crate::{stream, ws, Error, Options};
 
+/// The read half of a byte-stream transport, and the buffer it reads into.
+struct Reader {
+    /// In a mutex only so that the connection is `Sync`; reached through `get_mut`, never locked.
+    stream: std::sync::Mutex<Box<dyn AsyncRead + Send + Unpin>>,
+    buf: Vec<u8>,
+}
+
 /// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
 /// websocket or any pair of byte streams.
 ///
@@ -38,6 +45,9 @@ use crate::{stream, ws, Error, Options};
 pub struct Connection<M, R> {
     shared: Arc<Shared<M>>,
     listener: Option<EventListener>,
+    /// A byte stream's read half, read by the owner itself when the core wants input (a
+    /// websocket has a reader task instead).
+    reader: Option<Reader>,
     process: Option<Process>,
     options: Options,
     label: String,
@@ -69,6 +79,7 @@ where
         let this = Connection {
             shared: Arc::new(Shared::new(conn)),
             listener: None,
+            reader: None,
             process: None,
             options: options.clone(),
             label,
@@ -85,8 +96,11 @@ where
     ) -> Self {
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
-        R::spawn(stream::run(shared, reader, writer).instrument(span));
-        self.listener = None;
+        R::spawn(stream::write(shared, writer).instrument(span));
+        self.reader = Some(Reader {
+            stream: std::sync::Mutex::new(Box::new(reader)),
+            buf: vec![0; stream::READ_CHUNK],
+        });
         self
     }
 
@@ -238,33 +252,87 @@ where
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
         loop {
-            if let Some(listener) = self.listener.as_mut() {
-                if Pin::new(listener).poll(cx).is_pending() {
-                    return Poll::Pending;
+            {
+                let mut state = self.shared.lock();
+                if let Some(event) = state.conn.poll_event() {
+                    let last = matches!(event, Event::Disconnected(_));
+                    drop(state);
+                    if last {
+                        // Senders now fail, and the writer may finish.
+                        self.reader = None;
+                        self.shared.notify_all();
+                    }
+                    return Poll::Ready(Some(event));
                 }
-                self.listener = None;
-            }
-            let listener = self.shared.events.listen();
-            let mut state = self.shared.lock();
-            if let Some(event) = state.conn.poll_event() {
-                let last = matches!(event, Event::Disconnected(_));
-                drop(state);
-                if last {
-                    // Senders now fail, and the writer may finish.
-                    self.shared.notify_all();
+                if state.conn.is_closed() {
+                    return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(event));
+                if self.reader.is_none() && !state.wants_input {
+                    // A websocket's reader task hands in the next frame.
+                    state.wants_input = true;
+                    drop(state);
+                    self.shared.input.notify(usize::MAX);
+                }
             }
-            if state.conn.is_closed() {
-                return Poll::Ready(None);
+            // The core has nothing: read more, here, on the owner's own task.
+            if self.poll_read(cx).is_ready() {
+                continue;
             }
-            if !state.wants_input {
-                state.wants_input = true;
-                drop(state);
-                self.shared.input.notify(usize::MAX);
+            // About to wait: listen, then look once more, so no wake-up is lost.
+            match self.listener.as_mut() {
+                None => self.listener = Some(self.shared.events.listen()),
+                Some(listener) => {
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.listener = None;
+                }
             }
-            self.listener = Some(listener);
         }
+    }
+
+    /// Reads one chunk into the core, if there is a byte-stream reader and the input is still
+    /// open. `Ready` means the core's state changed.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Poll::Pending;
+        };
+        let stream = reader
+            .stream
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = match Pin::new(stream).poll_read(cx, &mut reader.buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(result) => result,
+        };
+        let mut state = self.shared.lock();
+        if state.conn.is_input_ended() {
+            // A write failure ended the connection meanwhile; these bytes come too late.
+            drop(state);
+            self.reader = None;
+            return Poll::Ready(());
+        }
+        match result {
+            Ok(0) => {
+                tracing::debug!(label = %self.label, "end of stream");
+                state.conn.handle_eof();
+            }
+            Ok(n) => {
+                // A buffer of the right transport never refuses bytes.
+                let _ = state.conn.handle_input(&reader.buf[..n]);
+                return Poll::Ready(());
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => return Poll::Ready(()),
+            Err(err) => {
+                tracing::debug!(label = %self.label, %err, "read failed");
+                state.conn.handle_read_error(err);
+            }
+        }
+        drop(state);
+        self.reader = None;
+        // Waiters on `closed()` and blocked senders learn of the end too.
+        self.shared.notify_all();
+        Poll::Ready(())
     }
 
     /// A handle for sending from other tasks.
@@ -432,8 +500,9 @@ async fn send<M>(shared: &Shared<M>, message: &M) -> Result<(), SendError>
 where
     M: Serialize + DeserializeOwned,
 {
+    // A listener costs an allocation: take one only once the budget is found full.
+    let mut listener = None;
     loop {
-        let listener = shared.progress.listen();
         let sent = {
             let mut state = shared.lock();
             if state.abandoned {
@@ -448,10 +517,13 @@ where
                 shared.output.notify(1);
                 return Ok(());
             }
-            Err(SendError::Full) => {}
+            Err(SendError::Full) => match listener.take() {
+                Some(listener) => listener.await,
+                // Listen, then try once more before waiting, so no wake-up is lost.
+                None => listener = Some(shared.progress.listen()),
+            },
             Err(err) => return Err(err),
         }
-        listener.await;
     }
 }
 

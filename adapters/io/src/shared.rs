@@ -20,13 +20,16 @@ pub(crate) struct Shared<M> {
     pub(crate) output: Event,
     /// Senders and `closed()`: budget was freed, or the connection ended.
     pub(crate) progress: Event,
+    /// Tasks watching for their end: the connection ended or was abandoned. Notified only
+    /// then, so that a watch costs nothing while the connection runs.
+    pub(crate) stop: Event,
 }
 
 /// The core connection and the few facts the tasks coordinate on.
 #[derive(Debug)]
 pub(crate) struct State<M> {
     pub(crate) conn: tether_core::Connection<M>,
-    /// The owner has drained every event: the reader may hand in more input.
+    /// The owner has drained every event: a websocket's reader task may hand in a frame.
     pub(crate) wants_input: bool,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
@@ -56,6 +59,7 @@ impl<M> Shared<M> {
             input: Event::new(),
             output: Event::new(),
             progress: Event::new(),
+            stop: Event::new(),
         }
     }
 
@@ -71,6 +75,7 @@ impl<M> Shared<M> {
         self.input.notify(usize::MAX);
         self.output.notify(usize::MAX);
         self.progress.notify(usize::MAX);
+        self.stop.notify(usize::MAX);
     }
 
     /// The owner is gone: the tasks stop.
@@ -97,12 +102,17 @@ impl<M> Shared<M> {
         event: &Event,
         mut done: impl FnMut(&mut State<M>) -> bool,
     ) {
+        // A listener costs an allocation: take one only once the condition is found false,
+        // then check once more before waiting, so no wake-up is lost.
+        let mut listener = None;
         loop {
-            let listener = event.listen();
             if done(&mut self.lock()) {
                 return;
             }
-            listener.await;
+            match listener.take() {
+                Some(listener) => listener.await,
+                None => listener = Some(event.listen()),
+            }
         }
     }
 }

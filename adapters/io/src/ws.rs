@@ -50,7 +50,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        let stop = shared.wait_for(&shared.input, |s| s.reader_done());
+        let stop = shared.wait_for(&shared.stop, |s| s.reader_done());
         let Some(item) = future::or(async { Some(rx.next().await) }, async {
             stop.await;
             None
@@ -168,7 +168,7 @@ where
                     poll_fn(|cx| Pin::new(&mut tx).poll_flush(cx)).await
                 },
                 async {
-                    shared.wait_for(&shared.output, |s| s.abandoned).await;
+                    shared.wait_for(&shared.stop, |s| s.abandoned).await;
                     Err(WsError::AlreadyClosed)
                 },
             )
@@ -241,7 +241,7 @@ where
         let wait = deadline.saturating_duration_since(Instant::now());
         future::or(
             R::sleep(wait),
-            shared.wait_for(&shared.input, |s| s.reader_done()),
+            shared.wait_for(&shared.stop, |s| s.reader_done()),
         )
         .await;
         let mut state = shared.lock();
