@@ -55,10 +55,21 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// [`wait_exit`], then everything the child wrote.
-fn wait_output(mut child: Child) -> Output {
-    wait_exit(&mut child);
-    child.wait_with_output().unwrap()
+/// Everything the child wrote, once it has exited. Its output is read as it comes (a child
+/// blocked on a full pipe would never exit); it is killed if it takes longer than [`GUARD`].
+fn wait_output(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(GUARD) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // Not reaped yet (the waiting thread still waits): the pid is still the child's.
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            panic!("process {pid:?} did not exit within {GUARD:?}");
+        }
+    }
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
