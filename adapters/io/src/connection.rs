@@ -96,6 +96,8 @@ where
     ) -> Self {
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
+        let writer = Arc::new(stream::Writer::new(writer));
+        let _ = shared.writer.set(Arc::clone(&writer));
         R::spawn(stream::write(shared, writer).instrument(span));
         self.reader = Some(Reader {
             stream: std::sync::Mutex::new(Box::new(reader)),
@@ -514,7 +516,7 @@ where
         };
         match sent {
             Ok(()) => {
-                shared.output.notify(1);
+                push(shared).await;
                 return Ok(());
             }
             Err(SendError::Full) => match listener.take() {
@@ -524,6 +526,22 @@ where
             },
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Writes what was just queued from the sender's own task if no write is under way, which
+/// saves a hand-over to the writer task; otherwise, or if the stream cannot take it all now,
+/// the writer task is woken to finish.
+async fn push<M>(shared: &Shared<M>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    let pushed = match shared.writer.get() {
+        Some(writer) => poll_fn(|cx| Poll::Ready(writer.try_push(shared, cx))).await,
+        None => None,
+    };
+    if !matches!(pushed, Some(stream::Push::Idle | stream::Push::Done)) {
+        shared.output.notify(1);
     }
 }
 

@@ -4,7 +4,7 @@
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
 //! check under the lock, then await the listener — so no wake-up is lost.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use event_listener::Event;
 
@@ -20,6 +20,8 @@ pub(crate) struct Shared<M> {
     pub(crate) output: Event,
     /// Senders and `closed()`: budget was freed, or the connection ended.
     pub(crate) progress: Event,
+    /// A byte stream's write half, which senders push to directly when they can.
+    pub(crate) writer: OnceLock<Arc<crate::stream::Writer>>,
     /// Tasks watching for their end: the connection ended or was abandoned. Notified only
     /// then, so that a watch costs nothing while the connection runs.
     pub(crate) stop: Event,
@@ -60,6 +62,7 @@ impl<M> Shared<M> {
             output: Event::new(),
             progress: Event::new(),
             stop: Event::new(),
+            writer: OnceLock::new(),
         }
     }
 

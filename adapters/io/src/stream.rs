@@ -1,12 +1,20 @@
-//! The writer task of a byte-stream connection (pipes, TCP, Unix sockets). Reading is done by
-//! the owner itself, when it polls for events; writing runs on its own so that a peer blocked
-//! writing to us never stalls our writes, and a slow peer never stalls our owner.
+//! Writing a byte-stream connection (pipes, TCP, Unix sockets). Reading is done by the owner
+//! itself, when it polls for events.
+//!
+//! The write half sits behind a lock that whoever has output to move may take: a sender
+//! writes its own message at once when no write is under way (no hand-over to another thread,
+//! which is most of a round trip's latency), and the writer task takes over whenever a write
+//! cannot finish at once, so that a slow peer never holds a sender up beyond the send budget.
+//! Either way everything queued goes out in one write and one flush.
 
-use std::sync::Arc;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use futures_io::AsyncWrite;
 use futures_lite::future;
-use futures_lite::io::AsyncWriteExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,65 +24,179 @@ use crate::shared::Shared;
 /// plus this.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
-/// Writes everything queued in one write and one flush per wake-up, and closes the write half
-/// when the core says so.
-pub(crate) async fn write<M, Wr>(shared: Arc<Shared<M>>, mut writer: Wr)
-where
-    M: Serialize + DeserializeOwned,
-    Wr: AsyncWrite + Unpin,
-{
-    let mut out = Vec::new();
-    // Taken only when there is nothing to do, then checked once more before waiting.
-    let mut listener = None;
-    loop {
-        let (n, close, stop) = {
-            let mut state = shared.lock();
-            let n = state.conn.poll_transmit(&mut out);
-            let close = state.conn.poll_close_write();
-            (n, close, state.abandoned || state.conn.is_closed())
-        };
-        if n > 0 {
-            let written = future::or(
-                async { Some(write_flush(&mut writer, &out).await) },
-                async {
-                    shared.wait_for(&shared.stop, |s| s.abandoned).await;
-                    None
-                },
-            )
-            .await;
-            let mut state = shared.lock();
-            match written {
-                None => return,
-                Some(Ok(())) => state.conn.handle_transmitted(n),
-                Some(Err(err)) => {
-                    tracing::debug!(%err, "write failed");
-                    state.conn.handle_write_error(err);
-                    drop(state);
-                    shared.notify_all();
-                    return;
-                }
-            }
-            drop(state);
-            out.clear();
-            shared.progress.notify(usize::MAX);
-            continue;
-        }
-        if close {
-            tracing::debug!("closing the write half");
-            let _ = writer.close().await;
-            return;
-        }
-        if stop {
-            return;
-        }
-        match listener.take() {
-            Some(listener) => listener.await,
-            None => listener = Some(shared.output.listen()),
-        }
+/// The write half of a byte stream and the batch being written.
+pub(crate) struct Writer {
+    half: Mutex<Half>,
+}
+
+struct Half {
+    /// Dropped once closed or failed: for pipes, only dropping the descriptor closes it.
+    stream: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// The batch taken from the core, and how much of it is written.
+    out: Vec<u8>,
+    written: usize,
+}
+
+/// Where a push of output stands.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Everything queued is written and flushed.
+    Idle,
+    /// The stream cannot take more now; the waker passed in will be called.
+    Blocked,
+    /// The write half is closed or failed.
+    Done,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
-async fn write_flush<Wr: AsyncWrite + Unpin>(writer: &mut Wr, bytes: &[u8]) -> std::io::Result<()> {
-    writer.write_all(bytes).await?;
-    writer.flush().await
+impl Writer {
+    pub(crate) fn new(stream: impl AsyncWrite + Send + Unpin + 'static) -> Self {
+        Writer {
+            half: Mutex::new(Half {
+                stream: Some(Box::new(stream)),
+                out: Vec::new(),
+                written: 0,
+            }),
+        }
+    }
+
+    /// Moves output from the core to the stream until it is all flushed, the stream blocks, or
+    /// the write half is done. `None` when another task is pushing already.
+    pub(crate) fn try_push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Option<Push>
+    where
+        M: Serialize + DeserializeOwned,
+    {
+        let mut half = match self.half.try_lock() {
+            Ok(half) => half,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(half.push(shared, cx))
+    }
+
+    /// Drops the stream, closing it.
+    fn release(&self) {
+        self.half
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stream = None;
+    }
+
+    /// Like [`try_push`](Self::try_push), waiting for the lock.
+    fn push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Push
+    where
+        M: Serialize + DeserializeOwned,
+    {
+        let mut half = self.half.lock().unwrap_or_else(PoisonError::into_inner);
+        half.push(shared, cx)
+    }
+}
+
+impl Half {
+    fn push<M>(&mut self, shared: &Shared<M>, cx: &mut Context<'_>) -> Push
+    where
+        M: Serialize + DeserializeOwned,
+    {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return Push::Done;
+            };
+            if self.written == self.out.len() {
+                let mut state = shared.lock();
+                if !self.out.is_empty() {
+                    // The last batch is fully written: flush it before it counts as sent.
+                    drop(state);
+                    match Pin::new(stream).poll_flush(cx) {
+                        Poll::Pending => return Push::Blocked,
+                        Poll::Ready(Err(err)) => return self.fail(shared, err),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    state = shared.lock();
+                    state.conn.handle_transmitted(self.out.len());
+                    self.out.clear();
+                    self.written = 0;
+                    drop(state);
+                    shared.progress.notify(usize::MAX);
+                    continue;
+                }
+                if state.conn.poll_transmit(&mut self.out) > 0 {
+                    continue;
+                }
+                let close = state.conn.poll_close_write();
+                drop(state);
+                if !close {
+                    return Push::Idle;
+                }
+                tracing::debug!("closing the write half");
+                if Pin::new(stream).poll_close(cx).is_pending() {
+                    return Push::Blocked;
+                }
+                self.stream = None;
+                return Push::Done;
+            }
+            match Pin::new(stream).poll_write(cx, &self.out[self.written..]) {
+                Poll::Pending => return Push::Blocked,
+                Poll::Ready(Ok(0)) => {
+                    return self.fail(shared, io::Error::from(io::ErrorKind::WriteZero))
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(err)) => return self.fail(shared, err),
+            }
+        }
+    }
+
+    fn fail<M>(&mut self, shared: &Shared<M>, err: io::Error) -> Push
+    where
+        M: Serialize + DeserializeOwned,
+    {
+        tracing::debug!(%err, "write failed");
+        self.stream = None;
+        self.out.clear();
+        self.written = 0;
+        shared.lock().conn.handle_write_error(err);
+        shared.notify_all();
+        Push::Done
+    }
+}
+
+/// Pushes output whenever a sender could not finish it itself, until the write half is done
+/// or the connection is over.
+pub(crate) async fn write<M>(shared: Arc<Shared<M>>, writer: Arc<Writer>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    loop {
+        // Listening before pushing: whatever is queued, closed or abandoned after this point
+        // wakes the task. A sender that pushed meanwhile may also have taken the stream's
+        // waker for itself; it notifies `output` so that this task pushes, and registers, again.
+        let mut notified = shared.output.listen();
+        let pushed = future::or(
+            poll_fn(|cx| match writer.push(&shared, cx) {
+                Push::Blocked => Poll::Pending,
+                other => Poll::Ready(other),
+            }),
+            async {
+                (&mut notified).await;
+                Push::Blocked
+            },
+        )
+        .await;
+        if shared.lock().abandoned {
+            // The owner is gone: close the stream now, whoever else still holds the writer.
+            writer.release();
+            return;
+        }
+        match pushed {
+            Push::Done => return,
+            Push::Blocked => continue,
+            // Even after the end was delivered, an owner may still close its write half.
+            Push::Idle => notified.await,
+        }
+    }
 }
