@@ -280,6 +280,18 @@ where
             if self.poll_read(cx).is_ready() {
                 continue;
             }
+            // About to wait, most likely for an answer to what was just sent: write it from
+            // here if no write is under way, rather than wait for the writer task to wake.
+            if let Some(writer) = self.shared.writer.get() {
+                if !matches!(
+                    writer.try_push(&self.shared, cx),
+                    Some(stream::Push::Idle | stream::Push::Done)
+                ) {
+                    // The stream took our waker, or another task is writing: the writer task
+                    // finishes the job.
+                    self.shared.output.notify(1);
+                }
+            }
             // About to wait: listen, then look once more, so no wake-up is lost.
             match self.listener.as_mut() {
                 None => self.listener = Some(self.shared.events.listen()),
@@ -516,7 +528,7 @@ where
         };
         match sent {
             Ok(()) => {
-                push(shared).await;
+                shared.output.notify(1);
                 return Ok(());
             }
             Err(SendError::Full) => match listener.take() {
@@ -526,22 +538,6 @@ where
             },
             Err(err) => return Err(err),
         }
-    }
-}
-
-/// Writes what was just queued from the sender's own task if no write is under way, which
-/// saves a hand-over to the writer task; otherwise, or if the stream cannot take it all now,
-/// the writer task is woken to finish.
-async fn push<M>(shared: &Shared<M>)
-where
-    M: Serialize + DeserializeOwned,
-{
-    let pushed = match shared.writer.get() {
-        Some(writer) => poll_fn(|cx| Poll::Ready(writer.try_push(shared, cx))).await,
-        None => None,
-    };
-    if !matches!(pushed, Some(stream::Push::Idle | stream::Push::Done)) {
-        shared.output.notify(1);
     }
 }
 

@@ -1,11 +1,11 @@
 //! Writing a byte-stream connection (pipes, TCP, Unix sockets). Reading is done by the owner
 //! itself, when it polls for events.
 //!
-//! The write half sits behind a lock that whoever has output to move may take: a sender
-//! writes its own message at once when no write is under way (no hand-over to another thread,
-//! which is most of a round trip's latency), and the writer task takes over whenever a write
-//! cannot finish at once, so that a slow peer never holds a sender up beyond the send budget.
-//! Either way everything queued goes out in one write and one flush.
+//! The write half sits behind a lock that whoever has output to move may take. The writer
+//! task moves everything queued in one write and one flush per wake-up, so a burst of sends
+//! costs one system call; and an owner about to wait for events first writes what is queued
+//! itself if no write is under way, so a request followed by a wait for its answer goes out
+//! without a hand-over to another thread (most of a round trip's latency otherwise).
 
 use std::future::poll_fn;
 use std::io;
@@ -196,7 +196,12 @@ where
             Push::Done => return,
             Push::Blocked => continue,
             // Even after the end was delivered, an owner may still close its write half.
-            Push::Idle => notified.await,
+            Push::Idle => {
+                notified.await;
+                // Woken by a send: let the sender queue whatever else it has before writing,
+                // so that a burst goes out in one system call.
+                future::yield_now().await;
+            }
         }
     }
 }
