@@ -51,7 +51,9 @@ impl Config {
     }
 
     /// The largest frame accepted, in bytes; a longer one is reported as
-    /// [`MalformedKind::TooLarge`] and discarded. Must be at least 1.
+    /// [`MalformedKind::TooLarge`] and discarded. Must be at least 1. With line framing it
+    /// counts the line without its `\n` but with a `\r` before it, so that the verdict never
+    /// depends on whether the `\n` had arrived yet.
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;
         self

@@ -40,7 +40,9 @@
 //! - A frame that cannot be decoded is an [`Event::Malformed`] with a typed
 //!   [`MalformedKind`] and a short excerpt; the connection goes on with the next frame.
 //! - A frame over the limit is reported once and its bytes are dropped as they arrive: the
-//!   input buffer never holds more than the limit plus the last chunk handed in.
+//!   input buffer never holds more than the limit plus the last chunk handed in (with
+//!   `Content-Length` framing, the larger of the limit and the 8 KiB header limit
+//!   [`framing::MAX_HEADER`], plus the chunk).
 //! - [`Event::Disconnected`] comes exactly once, last: `None` for a clean end, otherwise a
 //!   [`Disconnect`] naming the connection's label and what failed.
 //!

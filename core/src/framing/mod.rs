@@ -3,7 +3,8 @@
 //! A framer never copies a frame out: it finds the frame's span in the connection's input
 //! buffer, the connection decodes it in place, and the bytes are then consumed. Each framer
 //! enforces the frame limit itself, discarding an overlong frame's bytes as they arrive, so
-//! the buffer never holds more than the limit plus the last chunk handed in.
+//! the buffer never holds more than the limit plus the last chunk handed in (a header block may
+//! take up to [`MAX_HEADER`] bytes where that is more than the limit).
 
 mod content_length;
 mod lines;
