@@ -4,6 +4,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
+use event_listener::Event;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{future, StreamExt};
 use futures_sink::Sink;
@@ -34,20 +36,55 @@ pub(crate) async fn run<M, S, R>(
     let (tx, rx) = ws.split();
     let keepalive =
         keepalive.map(|(interval, timeout)| Keepalive::new(Instant::now(), interval, timeout));
+    let last = LastWord::default();
     future::zip(
-        read(&shared, rx),
+        read::<M, S, R>(&shared, rx, &last),
         future::zip(
-            write(&shared, tx),
+            async {
+                write(&shared, tx, &last).await;
+                last.sent();
+            },
             run_keepalive::<M, R>(&shared, keepalive),
         ),
     )
     .await;
 }
 
-async fn read<M, S>(shared: &Shared<M>, mut rx: WebSocketReceiver<S>)
+/// The frame the peer is owed at the end — the answer to its Close, or our Close after a
+/// message over the limit — and whether the writer has sent it (or can send nothing more).
+/// The reader hands the end to the owner only after, so that an owner who drops the connection
+/// (or exits) on `Disconnected` does not cut it off.
+#[derive(Default)]
+struct LastWord {
+    /// The answer to the peer's Close is queued: the next flush sends it. Set by the reader
+    /// under the state lock, together with the flush request.
+    owed: AtomicBool,
+    done: AtomicBool,
+    event: Event,
+}
+
+impl LastWord {
+    fn sent(&self) {
+        self.done.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    async fn wait(&self) {
+        loop {
+            let listener = self.event.listen();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+async fn read<M, S, R>(shared: &Shared<M>, mut rx: WebSocketReceiver<S>, last: &LastWord)
 where
     M: Serialize + DeserializeOwned,
     S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
 {
     loop {
         let stop = shared.wait_for(&shared.stop, |s| s.reader_done());
@@ -59,6 +96,7 @@ where
         else {
             return;
         };
+        let mut last_word = false;
         let frame = match item {
             Some(Ok(WsMessage::Text(text))) => Ok(Vec::from(text.as_bytes())),
             Some(Ok(WsMessage::Binary(bytes))) => Ok(Vec::from(bytes)),
@@ -73,9 +111,17 @@ where
                 activity(shared);
                 continue;
             }
-            Some(Ok(WsMessage::Close(_)))
-            | None
-            | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Err(None),
+            Some(Ok(WsMessage::Close(_))) => {
+                // The protocol layer has queued the answer: have it flushed.
+                let mut state = shared.lock();
+                state.flush_needed = true;
+                last.owed.store(true, Ordering::Release);
+                drop(state);
+                shared.output.notify(1);
+                last_word = true;
+                Err(None)
+            }
+            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Err(None),
             Some(Err(err @ WsError::Capacity(_))) => {
                 // The peer's message is over the limit: say so in our Close (1009, "Message
                 // Too Big") rather than just drop the connection.
@@ -86,10 +132,23 @@ where
                 state.conn.close();
                 drop(state);
                 shared.output.notify(1);
+                // The writer sends it, then ends.
+                last_word = true;
                 Err(Some(err))
             }
             Some(Err(err)) => Err(Some(err)),
         };
+        if last_word {
+            // Bounded: a peer that does not read cannot hold the end back.
+            future::or(
+                last.wait(),
+                future::or(
+                    shared.wait_for(&shared.stop, |s| s.reader_done()),
+                    R::sleep(tether_core::supervisor::DEFAULT_GRACE),
+                ),
+            )
+            .await;
+        }
         activity(shared);
         if frame.is_ok() {
             shared
@@ -131,7 +190,7 @@ fn activity<M>(shared: &Shared<M>) {
     }
 }
 
-async fn write<M, S>(shared: &Shared<M>, mut tx: WebSocketSender<S>)
+async fn write<M, S>(shared: &Shared<M>, mut tx: WebSocketSender<S>, last: &LastWord)
 where
     M: Serialize + DeserializeOwned,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -139,7 +198,7 @@ where
     loop {
         let listener = shared.output.listen();
         let mut frames = Vec::new();
-        let (close, flush, ping, stop) = {
+        let (close, flush, ping, stop, owed) = {
             let mut state = shared.lock();
             while let Some(frame) = state.conn.poll_transmit_frame() {
                 frames.push(frame);
@@ -149,6 +208,7 @@ where
                 std::mem::take(&mut state.flush_needed),
                 std::mem::take(&mut state.ping_needed),
                 state.abandoned || state.conn.is_closed(),
+                last.owed.load(Ordering::Acquire),
             )
         };
         let bytes: usize = frames.iter().map(Vec::len).sum();
@@ -173,6 +233,10 @@ where
                 },
             )
             .await;
+        }
+        if flush && owed {
+            // The answer to the peer's Close went out with this flush.
+            last.sent();
         }
         match result {
             Ok(()) if bytes > 0 => {
