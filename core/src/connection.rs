@@ -374,39 +374,38 @@ where
             End::Ending { flush_partial, .. } => (*flush_partial, true),
             End::Done => return None,
         };
-        let next = match &mut self.input {
+        // Each branch builds its event in place: a decoded message is moved as little as
+        // possible, which is measurable at a million messages a second.
+        match &mut self.input {
             Input::Stream { buf, framer } => match framer.next(buf, flush_partial) {
                 Next::Frame {
                     start,
                     len,
                     consume,
                 } => {
-                    let decoded = decode::<M>(&buf.pending()[start..start + len]);
+                    let event = decode_event(&buf.pending()[start..start + len]);
                     buf.consume(consume);
-                    Some(decoded)
+                    return Some(event);
                 }
-                Next::Malformed(m) => Some(Err(m)),
+                Next::Malformed(m) => return Some(Event::Malformed(m)),
                 Next::Pending => {
                     if ended {
                         buf.clear();
                     }
-                    None
                 }
             },
             Input::Frames(queue) => match queue.pop_front() {
-                Some(Inbound::Frame(frame)) => Some(decode::<M>(&frame)),
-                Some(Inbound::TooLarge(m)) => Some(Err(m)),
-                None => None,
+                Some(Inbound::Frame(frame)) => return Some(decode_event(&frame)),
+                Some(Inbound::TooLarge(m)) => return Some(Event::Malformed(m)),
+                None => {}
             },
-        };
-        match next {
-            Some(Ok(message)) => Some(Event::Message(message)),
-            Some(Err(malformed)) => Some(Event::Malformed(malformed)),
-            None if ended => match std::mem::replace(&mut self.end, End::Done) {
-                End::Ending { reason, .. } => Some(Event::Disconnected(reason)),
-                _ => None,
-            },
-            None => None,
+        }
+        if !ended {
+            return None;
+        }
+        match std::mem::replace(&mut self.end, End::Done) {
+            End::Ending { reason, .. } => Some(Event::Disconnected(reason)),
+            _ => None,
         }
     }
 
@@ -499,5 +498,13 @@ impl<M> Connection<M> {
     /// The configuration this connection was made with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+/// Decodes one frame straight into the event that reports it.
+fn decode_event<M: DeserializeOwned>(frame: &[u8]) -> Event<M> {
+    match decode::<M>(frame) {
+        Ok(message) => Event::Message(message),
+        Err(malformed) => Event::Malformed(malformed),
     }
 }
