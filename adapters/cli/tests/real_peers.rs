@@ -169,8 +169,8 @@ fn connect_to_a_python_server_text_binary_and_close_from_tether() {
         let closed = server.closed();
         assert_eq!(closed["received"], 3, "{runtime}: {closed}");
         assert_eq!(
-            closed["code"], 1005,
-            "{runtime}: a Close without a status code"
+            closed["code"], 1000,
+            "{runtime}: an orderly close is a normal closure"
         );
         server.stop();
     }

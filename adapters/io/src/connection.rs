@@ -382,8 +382,8 @@ where
     }
 
     /// Like [`close`](Self::close), with the status code and reason of the websocket Close
-    /// frame this side sends (1000 is a normal closure, 1011 an internal error). Other
-    /// transports have no such frame and close as with `close`.
+    /// frame this side sends (`close` sends 1000, a normal closure; 1011 is an internal
+    /// error). Other transports have no such frame and close as with `close`.
     pub fn close_with(&self, code: u16, reason: &str) {
         self.shared.lock().close_frame = Some((code, reason.to_owned()));
         self.close();

@@ -255,14 +255,16 @@ where
             }
         }
         if close {
-            let frame = shared
+            // Without a code of the owner's, an orderly close is a normal closure (1000).
+            let (code, reason) = shared
                 .lock()
                 .close_frame
                 .take()
-                .map(|(code, reason)| CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: reason.into(),
-                });
+                .unwrap_or((1000, String::new()));
+            let frame = Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            });
             tracing::debug!(?frame, "sending websocket Close");
             let _ = tx.close(frame).await;
             return;
