@@ -112,7 +112,7 @@ where
         writer: impl AsyncWrite + Send + Unpin + 'static,
         options: Options,
     ) -> Result<Self, Error> {
-        let (this, span) = Self::new(&options, options.framing, "io".to_owned())?;
+        let (this, span) = Self::new(&options, options.stream_framing(), "io".to_owned())?;
         Ok(this.start_stream(span, reader, writer))
     }
 
@@ -124,15 +124,16 @@ where
             program: program.clone(),
             source,
         };
-        let (mut this, span) = Self::new(&options, options.framing, program.clone())?;
+        let (mut this, span) = Self::new(&options, options.stream_framing(), program.clone())?;
         let spawned = span
             .in_scope(|| process::spawn(&mut command, &options.child, &this.label))
             .map_err(spawn_error)?;
         let pid = spawned.process.pid();
         if options.label.is_none() {
             this.label = format!("{program} (pid {pid})");
-            this.shared.lock().conn =
-                tether_core::Connection::new(options.config(options.framing, this.label.clone()))?;
+            this.shared.lock().conn = tether_core::Connection::new(
+                options.config(options.stream_framing(), this.label.clone()),
+            )?;
         }
         let weak = Arc::downgrade(&this.shared);
         spawned.process.on_close_stdin(move || {
@@ -176,7 +177,7 @@ where
 
     /// A connection over one bidirectional byte stream (a socket).
     pub fn from_stream(stream: impl Io, options: Options, label: String) -> Result<Self, Error> {
-        let (this, span) = Self::new(&options, options.framing, label)?;
+        let (this, span) = Self::new(&options, options.stream_framing(), label)?;
         let (reader, writer) = futures_lite::io::split(stream);
         Ok(this.start_stream(span, reader, writer))
     }

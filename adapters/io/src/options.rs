@@ -11,9 +11,8 @@ use crate::process::{ChildOptions, Stderr};
 /// you need; every constructor validates the result.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub(crate) framing: Framing,
-    pub(crate) max_frame: usize,
-    pub(crate) send_budget: usize,
+    /// Framing, frame limit and send budget, as the core connection takes them.
+    core: Config,
     pub(crate) label: Option<String>,
     pub(crate) child: ChildOptions,
     pub(crate) keepalive: Option<(Duration, Duration)>,
@@ -23,9 +22,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            framing: Framing::Lines,
-            max_frame: tether_core::DEFAULT_MAX_FRAME,
-            send_budget: tether_core::DEFAULT_SEND_BUDGET,
+            core: Config::default(),
             label: None,
             child: ChildOptions::default(),
             keepalive: None,
@@ -43,19 +40,19 @@ impl Options {
 
     /// How a byte stream is framed (ignored by websockets, which carry whole messages).
     pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
+        self.core = self.core.framing(framing);
         self
     }
 
     /// The largest message accepted, in bytes; websocket frame and message limits too.
     pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
+        self.core = self.core.max_frame(bytes);
         self
     }
 
     /// How many encoded bytes may wait to be written before `send` waits.
     pub fn send_budget(mut self, bytes: usize) -> Self {
-        self.send_budget = bytes;
+        self.core = self.core.send_budget(bytes);
         self
     }
 
@@ -106,15 +103,16 @@ impl Options {
     /// (hand the stream to `Connection::from_ws` afterwards).
     pub fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .max_message_size(Some(self.max_frame))
-            .max_frame_size(Some(self.max_frame))
+            .max_message_size(Some(self.core.get_max_frame()))
+            .max_frame_size(Some(self.core.get_max_frame()))
+    }
+
+    /// The framing chosen for byte streams.
+    pub(crate) fn stream_framing(&self) -> Framing {
+        self.core.get_framing()
     }
 
     pub(crate) fn config(&self, framing: Framing, label: String) -> Config {
-        Config::new()
-            .framing(framing)
-            .max_frame(self.max_frame)
-            .send_budget(self.send_budget)
-            .label(label)
+        self.core.clone().framing(framing).label(label)
     }
 }
