@@ -207,28 +207,15 @@ mod scenarios {
 
     pub(crate) async fn dropping_the_connection_takes_the_tree<R: Runtime>() {
         become_subreaper();
-        let mut conn = spawn_peer::<R>(options());
-        let pid = conn.pid().unwrap();
-        let spawned = call(
-            &mut conn,
-            1,
-            "spawn",
-            json!({"count": 2, "ignore_term": true}),
-        )
-        .await;
-        call(&mut conn, 2, "ignore_term", json!({"stay": true})).await;
+        let (conn, grandchildren) = stubborn_tree::<R>().await;
         let sender = conn.sender();
-        drop(conn);
+        drop_and_check(conn, grandchildren);
         // A sender that outlives its connection learns that it is gone.
         sender.closed().await;
         assert!(matches!(
             sender.send(&request(3, "echo", json!([]))).await,
             Err(tether_io::SendError::Disconnected)
         ));
-        for p in pids(&spawned) {
-            assert_dead(p);
-        }
-        assert_gone(pid);
     }
 
     pub(crate) async fn garbage_invalid_utf8_and_an_overlong_line<R: Runtime>() {

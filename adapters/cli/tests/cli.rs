@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -13,6 +13,20 @@ fn tether() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
     command.env("RUST_LOG", "warn");
     command
+}
+
+/// Starts `tether ARGS` with piped stdin and stdout and writes `input`; hands back the process
+/// with its stdin still open.
+fn start(args: &[&str], input: &[u8]) -> (Child, ChildStdin) {
+    let mut child = tether()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    (child, stdin)
 }
 
 /// Runs `tether ARGS` with `input` on stdin; returns its output after it exits.
@@ -161,16 +175,10 @@ fn summary_output_is_one_line() {
 #[test]
 fn the_child_exiting_ends_the_session_with_stdin_still_open() {
     for runtime in RUNTIMES {
-        let mut child = tether()
-            .args(["run", "--runtime", runtime])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":5}}\n")
-            .unwrap();
+        let (child, stdin) = start(
+            &["run", "--runtime", runtime],
+            b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":5}}\n",
+        );
         // stdin stays open (held here) while tether finishes.
         let output = wait_output(child);
         drop(stdin);
@@ -339,21 +347,15 @@ fn connect_over_a_unix_socket() {
             .unwrap();
             // The peer closes first: tether reports it and exits 0 with its stdin still open.
         });
-        let mut child = tether()
-            .args([
+        let (child, stdin) = start(
+            &[
                 "connect",
                 "--runtime",
                 runtime,
                 &format!("unix:{}", path.display()),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\"}\n")
-            .unwrap();
+            ],
+            b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\"}\n",
+        );
         let output = wait_output(child);
         drop(stdin);
         server.join().unwrap();
@@ -458,16 +460,10 @@ fn bridge_closes_the_websocket_when_the_child_exits() {
     for runtime in RUNTIMES {
         let (server, addr) = bridge(runtime, &[]);
         // The child exits with 3 while the client's stdin is still open.
-        let mut client = tether()
-            .args(["connect", "--runtime", runtime, &format!("ws://{addr}/")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = client.stdin.take().unwrap();
-        stdin
-            .write_all(b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":3}}\n")
-            .unwrap();
+        let (client, stdin) = start(
+            &["connect", "--runtime", runtime, &format!("ws://{addr}/")],
+            b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":3}}\n",
+        );
         let output = wait_output(client);
         drop(stdin);
         assert_eq!(
