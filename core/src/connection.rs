@@ -9,100 +9,9 @@ use serde::Serialize;
 
 use crate::framing::{ContentLength, InBuf, Lines, Next, StreamFramer};
 use crate::{
-    decode, ConfigError, Disconnect, DisconnectKind, Event, Framing, Malformed, MalformedKind,
-    Message, SendError, UsageError,
+    decode, Config, ConfigError, Disconnect, DisconnectKind, Event, Framing, Malformed,
+    MalformedKind, Message, SendError, UsageError,
 };
-
-/// The default frame limit: 16 MiB.
-pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-/// The default outgoing byte budget: 8 MiB.
-pub const DEFAULT_SEND_BUDGET: usize = 8 << 20;
-
-/// How a connection frames, limits and names itself.
-#[derive(Debug, Clone)]
-pub struct Config {
-    framing: Framing,
-    max_frame: usize,
-    send_budget: usize,
-    label: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            framing: Framing::Lines,
-            max_frame: DEFAULT_MAX_FRAME,
-            send_budget: DEFAULT_SEND_BUDGET,
-            label: "peer".to_owned(),
-        }
-    }
-}
-
-impl Config {
-    /// Line framing, a 16 MiB frame limit, an 8 MiB send budget, labelled `peer`.
-    pub fn new() -> Self {
-        Config::default()
-    }
-
-    /// How messages are delimited.
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// The largest frame accepted, in bytes; a longer one is reported as
-    /// [`MalformedKind::TooLarge`] and discarded. Must be at least 1. With line framing it
-    /// counts the line without its `\n` but with a `\r` before it, so that the verdict never
-    /// depends on whether the `\n` had arrived yet.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
-        self
-    }
-
-    /// How many encoded bytes may wait to be written before [`Connection::send`] refuses
-    /// with [`SendError::Full`]. One message may overshoot it: a send is accepted whenever the
-    /// queue is below the budget. Must be at least 1.
-    pub fn send_budget(mut self, bytes: usize) -> Self {
-        self.send_budget = bytes;
-        self
-    }
-
-    /// The name used in disconnect reasons and logs, for example `child:my-server (pid 42)`.
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = label.into();
-        self
-    }
-
-    /// The framing chosen.
-    pub fn get_framing(&self) -> Framing {
-        self.framing
-    }
-
-    /// The frame limit chosen.
-    pub fn get_max_frame(&self) -> usize {
-        self.max_frame
-    }
-
-    /// The send budget chosen.
-    pub fn get_send_budget(&self) -> usize {
-        self.send_budget
-    }
-
-    /// The label chosen.
-    pub fn get_label(&self) -> &str {
-        &self.label
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_frame == 0 {
-            return Err(ConfigError::ZeroMaxFrame);
-        }
-        if self.send_budget == 0 {
-            return Err(ConfigError::ZeroSendBudget);
-        }
-        Ok(())
-    }
-}
 
 /// One JSON-RPC connection, without any I/O.
 ///
@@ -313,6 +222,15 @@ where
     /// and try again), after [`close`](Self::close), or once the connection can no longer
     /// write.
     pub fn send(&mut self, message: &M) -> Result<(), SendError> {
+        self.send_value(message)
+    }
+
+    /// [`send`](Self::send) for any serializable value: the endpoint's own messages
+    /// (automatic replies, cancel notifications, goodbyes) whatever the connection's type.
+    pub(crate) fn send_value<T: Serialize + ?Sized>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), SendError> {
         if self.write_failed || matches!(self.end, End::Done) {
             return Err(SendError::Disconnected);
         }
@@ -353,6 +271,18 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Queues a message the endpoint owes the peer (an automatic reply), whatever the send
+    /// budget: the endpoint bounds these by holding back input instead.
+    pub(crate) fn send_owed<T: Serialize + ?Sized>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), SendError> {
+        let budget = std::mem::replace(&mut self.config.send_budget, usize::MAX);
+        let sent = self.send_value(message);
+        self.config.send_budget = budget;
+        sent
     }
 
     /// Asks for an orderly close: no more sends are accepted, and once everything queued has
@@ -483,6 +413,21 @@ impl<M> Connection<M> {
                 })
                 .sum(),
         }
+    }
+
+    /// Bytes queued or handed to the driver and not yet reported written.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.queued() + self.in_flight
+    }
+
+    /// The send budget.
+    pub(crate) fn send_budget(&self) -> usize {
+        self.config.send_budget
+    }
+
+    /// Whether the driver has been told to close the write half.
+    pub(crate) fn is_write_closed(&self) -> bool {
+        self.close_write_polled
     }
 
     /// Whether the input has ended (the end may not have been polled yet).

@@ -52,7 +52,7 @@ pub struct Completion {
 
 /// An id as a map key: integers by value, strings, null.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
+pub(crate) enum Key {
     Int(i128),
     Str(String),
     Other(String),
@@ -154,6 +154,12 @@ impl Correlator {
             }
             None => Some(response),
         }
+    }
+
+    /// The answer to `id` arrived and its caller sees it elsewhere: it stops being pending,
+    /// with no completion. Returns whether it was pending.
+    pub(crate) fn settle(&mut self, id: &Id) -> bool {
+        self.remove(&Key::from(id)).is_some()
     }
 
     /// The caller gave up on `id`. Returns whether it was still pending (and so whether a

@@ -74,8 +74,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod config;
 mod connection;
 pub mod correlator;
+pub mod endpoint;
 mod error;
 mod event;
 pub mod framing;
@@ -85,8 +87,10 @@ mod malformed;
 pub mod message;
 pub mod supervisor;
 
-pub use connection::{Config, Connection, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
+pub use config::{Config, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
+pub use connection::Connection;
 pub use correlator::{Completion, Correlator, RpcError};
+pub use endpoint::{CancelNotification, CloseReason, Control, Endpoint, Goodbye, RespondError};
 pub use error::{ConfigError, SendError, UsageError};
 pub use event::{Disconnect, DisconnectKind, Event};
 pub use framing::Framing;

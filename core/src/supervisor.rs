@@ -238,6 +238,11 @@ impl Supervisor {
         self.deadline
     }
 
+    /// The ladder this supervisor follows.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
     /// Whether a shutdown has been requested.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown_requested

@@ -1,0 +1,164 @@
+//! How a connection and its endpoint frame, limit, name and time themselves.
+//!
+//! One value holds every setting the core decides with, so that an adapter's options are this
+//! plus what only the adapter knows (where a child's standard error goes, say).
+
+use std::time::Duration;
+
+use crate::supervisor::DEFAULT_GRACE;
+use crate::{ConfigError, Framing, Goodbye, Policy};
+
+/// The default frame limit: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// The default outgoing byte budget: 8 MiB.
+pub const DEFAULT_SEND_BUDGET: usize = 8 << 20;
+
+/// Every setting of a connection and its endpoint. Start from [`Config::new`] and change what
+/// you need; [`Connection::new`](crate::Connection::new) and
+/// [`Endpoint::new`](crate::Endpoint::new) validate it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) send_budget: usize,
+    pub(crate) label: String,
+    pub(crate) policy: Policy,
+    pub(crate) goodbye: Option<Goodbye>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) keepalive: Option<(Duration, Duration)>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) answer_malformed: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            framing: Framing::Lines,
+            max_frame: DEFAULT_MAX_FRAME,
+            send_budget: DEFAULT_SEND_BUDGET,
+            label: "peer".to_owned(),
+            policy: Policy::default(),
+            goodbye: None,
+            close_timeout: DEFAULT_GRACE,
+            keepalive: None,
+            idle_timeout: None,
+            answer_malformed: false,
+        }
+    }
+}
+
+impl Config {
+    /// Line framing, a 16 MiB frame limit, an 8 MiB send budget, labelled `peer`; for a child
+    /// the default ladder (close stdin, 2 s, terminate, 2 s, kill) with no goodbye; 2 s for the
+    /// peer to close; no keepalive, no idle timeout, malformed frames not answered.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// How messages are delimited.
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest frame accepted, in bytes; a longer one is reported as
+    /// [`MalformedKind::TooLarge`](crate::MalformedKind::TooLarge) and discarded. Must be at
+    /// least 1. With line framing it counts the line without its `\n` but with a `\r` before
+    /// it, so that the verdict never depends on whether the `\n` had arrived yet.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How many encoded bytes may wait to be written before a send is refused with
+    /// [`SendError::Full`](crate::SendError::Full). One message may overshoot it: a send is
+    /// accepted whenever the queue is below the budget. Must be at least 1.
+    pub fn send_budget(mut self, bytes: usize) -> Self {
+        self.send_budget = bytes;
+        self
+    }
+
+    /// The name used in disconnect reasons and logs, for example `child:my-server (pid 42)`.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// A child's shutdown ladder.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// What a child is told before its shutdown ladder starts (LSP's `shutdown` and `exit`).
+    pub fn goodbye(mut self, goodbye: Option<Goodbye>) -> Self {
+        self.goodbye = goodbye;
+        self
+    }
+
+    /// Both grace periods of the default ladder, the wait for a goodbye's answer, and the
+    /// time a close waits for the peer.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.policy = Policy::graceful(grace);
+        self.close_timeout = grace;
+        self
+    }
+
+    /// How long a close waits for the peer's end (its websocket Close, or the end of its
+    /// output once a child has exited) before giving up on it.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Websocket keepalive: ping after `interval` of silence from the peer, give up `timeout`
+    /// after the ping. Byte streams have no ping and ignore it.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Some((interval, timeout));
+        self
+    }
+
+    /// Close the connection after this long with no message in either direction.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Answer each malformed frame from the peer with a JSON-RPC error whose id is null:
+    /// `-32600` for JSON that is not JSON-RPC, `-32700` for anything else (JSON-RPC 2.0 §5).
+    /// For a server facing clients; off by default.
+    pub fn answer_malformed(mut self, on: bool) -> Self {
+        self.answer_malformed = on;
+        self
+    }
+
+    /// The framing chosen.
+    pub fn get_framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The frame limit chosen.
+    pub fn get_max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The send budget chosen.
+    pub fn get_send_budget(&self) -> usize {
+        self.send_budget
+    }
+
+    /// The label chosen.
+    pub fn get_label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_frame == 0 {
+            return Err(ConfigError::ZeroMaxFrame);
+        }
+        if self.send_budget == 0 {
+            return Err(ConfigError::ZeroSendBudget);
+        }
+        Ok(())
+    }
+}

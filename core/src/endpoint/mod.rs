@@ -1,0 +1,840 @@
+//! One machine over everything a driver holds: the connection, the child's supervisor, the
+//! websocket keepalive and close handshake, request dispatch, linger and idle timers.
+//!
+//! A driver makes one [`Endpoint`] per connection and keeps to one contract:
+//!
+//! - **Inputs** are `handle_*` calls, each with the current time where time matters: bytes or
+//!   whole frames read ([`handle_input`](Endpoint::handle_input),
+//!   [`handle_frame`](Endpoint::handle_frame)), the end of input or a read error, a write
+//!   error, bytes written, a websocket ping, pong or Close, a message over the transport's own
+//!   limit, the child's exit, and [`handle_timeout`](Endpoint::handle_timeout) when the
+//!   deadline from [`poll_timeout`](Endpoint::poll_timeout) passes.
+//! - **Outputs** are `poll_*` calls, drained after every input: events for the owner
+//!   ([`poll_event`](Endpoint::poll_event)), bytes or frames to write
+//!   ([`poll_transmit`](Endpoint::poll_transmit),
+//!   [`poll_transmit_frame`](Endpoint::poll_transmit_frame)), transport controls
+//!   ([`poll_control`](Endpoint::poll_control): close the write half, send a Close frame or a
+//!   ping, flush, abort) and signals for the child's process group
+//!   ([`poll_action`](Endpoint::poll_action)).
+//! - **One timer**: [`poll_timeout`](Endpoint::poll_timeout) is the earliest of every
+//!   deadline (the ladder's grace periods, keepalive, request deadlines, the wait for the
+//!   peer's close, the drain after the child's exit, linger, idle), kept in one table.
+//!
+//! Every decision is made here and can be tested in virtual time: the close codes, how long a
+//! close waits for the peer, when the end is handed to the owner, what the peer is answered
+//! when nobody else answers it, how a batch is answered, what a goodbye says.
+
+mod dispatch;
+mod timers;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    Action, Config, ConfigError, Connection, ErrorObject, Event, ExitStatus, Framing, Id,
+    Keepalive, KeepaliveAction, Message, Notification, Request, RpcError, SendError, Supervisor,
+    UsageError,
+};
+use dispatch::{Dispatch, Mode};
+use timers::{Timer, Timers};
+
+pub use dispatch::{CancelNotification, RespondError};
+
+/// What a child is told before the shutdown ladder starts: a request, whose answer is awaited
+/// for at most the first grace period, then a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Goodbye {
+    /// The Language Server Protocol's: the `shutdown` request, then the `exit` notification.
+    Lsp,
+    /// A request and a notification of your own (both without params).
+    Custom {
+        /// The request's method.
+        request: String,
+        /// The notification's method.
+        notification: String,
+    },
+}
+
+impl Goodbye {
+    fn methods(&self) -> (&str, &str) {
+        match self {
+            Goodbye::Lsp => ("shutdown", "exit"),
+            Goodbye::Custom {
+                request,
+                notification,
+            } => (request, notification),
+        }
+    }
+}
+
+/// Why this side closes, which decides the websocket Close frame's code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// An ordinary end: 1000.
+    Normal,
+    /// This side is going away (a server shutting down): 1001.
+    GoingAway,
+    /// The program behind this connection ended: 1000 if it exited with status 0, else 1011
+    /// with the status.
+    ProgramEnded(ExitStatus),
+    /// The program behind this connection could not be started: 1011.
+    ProgramFailed,
+    /// Nothing went either way for the idle timeout: 1000.
+    Idle,
+    /// A code and reason of the owner's choosing.
+    Custom(u16, String),
+}
+
+impl CloseReason {
+    /// The websocket Close frame's status code and reason.
+    pub fn frame(&self) -> (u16, String) {
+        match self {
+            CloseReason::Normal => (1000, String::new()),
+            CloseReason::GoingAway => (1001, "going away".to_owned()),
+            CloseReason::ProgramEnded(status) if status.success() => {
+                (1000, "the program exited".to_owned())
+            }
+            CloseReason::ProgramEnded(status) => (1011, format!("the program ended: {status}")),
+            CloseReason::ProgramFailed => (1011, "cannot start the program".to_owned()),
+            CloseReason::Idle => (1000, "idle timeout".to_owned()),
+            CloseReason::Custom(code, reason) => (*code, reason.clone()),
+        }
+    }
+}
+
+/// What the driver must do to the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close the write half of a byte stream (the child's stdin, the socket's write side);
+    /// everything queued has been written.
+    CloseWrite,
+    /// Send a websocket Close frame with this code and reason, flush it, then report
+    /// [`Endpoint::handle_flushed`]; everything queued has been written.
+    SendClose {
+        /// The status code.
+        code: u16,
+        /// The reason.
+        reason: String,
+    },
+    /// Send a websocket ping.
+    Ping,
+    /// Flush what the websocket library queued by itself (a pong, the answer to the peer's
+    /// Close), then report [`Endpoint::handle_flushed`].
+    Flush,
+    /// Give the transport up: stop reading and writing and drop it.
+    Abort,
+}
+
+/// How the input is to end once the last word owed to the peer has gone out.
+#[derive(Debug)]
+enum DeferredEnd {
+    Eof,
+    ReadError(String),
+}
+
+/// Why a frame a websocket library refused ends the connection.
+const TOO_LARGE_CLOSE: u16 = 1009;
+
+/// One connection and everything around it, without any I/O. See the [module
+/// documentation](self).
+pub struct Endpoint<M = Message> {
+    conn: Connection<M>,
+    supervisor: Option<Supervisor>,
+    keepalive: Option<Keepalive>,
+    dispatch: Dispatch,
+    timers: Timers,
+    controls: std::collections::VecDeque<Control>,
+    actions: std::collections::VecDeque<Action>,
+    /// Set by the request layer of `Endpoint<Message>`: sees each message before the owner.
+    router: Option<fn(&mut Dispatch, M) -> Option<M>>,
+    close_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    answer_malformed: bool,
+    goodbye: Option<Goodbye>,
+    /// Why this side closes, once it does.
+    close_reason: Option<CloseReason>,
+    /// The end of input waits for the last word to the peer to be flushed.
+    deferred_end: Option<DeferredEnd>,
+    /// The owner has nothing more to send: close once no request is pending.
+    finishing: bool,
+    /// The latest time handed in; decisions made while polling use it.
+    now: Instant,
+}
+
+impl<M> fmt::Debug for Endpoint<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("conn", &self.conn)
+            .field("supervisor", &self.supervisor)
+            .field("dispatch", &self.dispatch)
+            .field("close_reason", &self.close_reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> Endpoint<M>
+where
+    M: Serialize + DeserializeOwned,
+{
+    /// An endpoint for a peer that is not our child (a socket, a websocket, a pair of
+    /// streams), open from `now`.
+    pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let keepalive = match (config.framing, config.keepalive) {
+            (Framing::Messages, Some((interval, timeout))) => {
+                Some(Keepalive::new(now, interval, timeout))
+            }
+            _ => None,
+        };
+        let mut endpoint = Endpoint {
+            close_timeout: config.close_timeout,
+            idle_timeout: config.idle_timeout,
+            answer_malformed: config.answer_malformed,
+            goodbye: None,
+            conn: Connection::new(config)?,
+            supervisor: None,
+            keepalive,
+            dispatch: Dispatch::new(),
+            timers: Timers::default(),
+            controls: Default::default(),
+            actions: Default::default(),
+            router: None,
+            close_reason: None,
+            deferred_end: None,
+            finishing: false,
+            now,
+        };
+        endpoint.touch(now);
+        endpoint.sync_timers();
+        Ok(endpoint)
+    }
+
+    /// An endpoint for a child process just spawned: closing it runs the goodbye (if one is
+    /// configured) and the shutdown ladder from the config.
+    pub fn for_child(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let policy = config.policy;
+        let goodbye = config.goodbye.clone();
+        let mut endpoint = Endpoint::new(config, now)?;
+        endpoint.supervisor = Some(Supervisor::new(policy));
+        endpoint.goodbye = goodbye;
+        Ok(endpoint)
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Bytes read from a stream transport. Call it only when [`poll_event`](Self::poll_event)
+    /// has returned `None` and [`wants_input`](Self::wants_input) holds.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) -> Result<(), UsageError> {
+        self.observe(now);
+        self.conn.handle_input(bytes)?;
+        self.touch(now);
+        self.sync_timers();
+        Ok(())
+    }
+
+    /// One whole message from a message transport (a websocket text or binary frame).
+    pub fn handle_frame(&mut self, frame: Vec<u8>, now: Instant) -> Result<(), UsageError> {
+        self.observe(now);
+        self.conn.handle_frame(frame)?;
+        self.activity(now);
+        self.touch(now);
+        self.sync_timers();
+        Ok(())
+    }
+
+    /// The peer sent a websocket ping; the library queued the pong, which is flushed.
+    pub fn handle_ping(&mut self, now: Instant) {
+        self.observe(now);
+        self.activity(now);
+        self.controls.push_back(Control::Flush);
+        self.sync_timers();
+    }
+
+    /// The peer sent a websocket pong (or any other frame that is not a message).
+    pub fn handle_pong(&mut self, now: Instant) {
+        self.observe(now);
+        self.activity(now);
+        self.sync_timers();
+    }
+
+    /// The peer sent a websocket Close; the library queued the answer. The answer is flushed
+    /// before the end is handed to the owner (bounded by the close timeout), so that an owner
+    /// that exits on `Disconnected` does not cut it off.
+    pub fn handle_peer_close(&mut self, now: Instant) {
+        self.observe(now);
+        self.activity(now);
+        if !self.conn.is_input_ended() && self.deferred_end.is_none() {
+            self.deferred_end = Some(DeferredEnd::Eof);
+            self.controls.push_back(Control::Flush);
+            self.timers
+                .set_earliest(Timer::Close, now.checked_add(self.close_timeout));
+        }
+        self.sync_timers();
+    }
+
+    /// The transport refused a message over its size limit (a websocket library enforcing
+    /// the frame limit itself). The peer is told with a Close 1009, then the connection ends
+    /// with a read error.
+    pub fn handle_too_large(&mut self, detail: impl fmt::Display, now: Instant) {
+        self.observe(now);
+        if !self.conn.is_input_ended() && self.deferred_end.is_none() {
+            self.deferred_end = Some(DeferredEnd::ReadError(detail.to_string()));
+            self.close_reason = Some(CloseReason::Custom(
+                TOO_LARGE_CLOSE,
+                "message over the size limit".to_owned(),
+            ));
+            self.conn.close();
+            self.timers
+                .set_earliest(Timer::Close, now.checked_add(self.close_timeout));
+        }
+        self.sync_timers();
+    }
+
+    /// The peer ended the stream (end of file; a websocket stream's end).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.observe(now);
+        if self.deferred_end.is_none() {
+            self.conn.handle_eof();
+        }
+        self.sync_timers();
+    }
+
+    /// Reading failed.
+    pub fn handle_read_error(&mut self, detail: impl fmt::Display, now: Instant) {
+        self.observe(now);
+        self.deferred_end = None;
+        self.conn.handle_read_error(detail);
+        self.sync_timers();
+    }
+
+    /// Writing failed: nothing more is written, every later send fails, and the connection
+    /// ends with the error once buffered input is delivered.
+    pub fn handle_write_error(&mut self, detail: impl fmt::Display, now: Instant) {
+        self.observe(now);
+        self.deferred_end = None;
+        self.conn.handle_write_error(detail);
+        self.sync_timers();
+    }
+
+    /// `n` bytes handed out by `poll_transmit` or `poll_transmit_frame` have been written.
+    pub fn handle_transmitted(&mut self, n: usize) {
+        self.conn.handle_transmitted(n);
+    }
+
+    /// A [`Control::Flush`] or [`Control::SendClose`] has gone out: the last word owed to
+    /// the peer, if that was it, is said, and the end can be handed to the owner.
+    pub fn handle_flushed(&mut self, now: Instant) {
+        self.observe(now);
+        let last_word_out = match self.deferred_end {
+            Some(DeferredEnd::Eof) => true,
+            // Our 1009 Close has gone once the write half is closed.
+            Some(DeferredEnd::ReadError(_)) => self.conn.is_write_closed(),
+            None => false,
+        };
+        if last_word_out {
+            self.release_end();
+        }
+        self.sync_timers();
+    }
+
+    /// The child has exited (detected, ideally before it is reaped). Its process group is
+    /// killed at once; its output gets the close timeout to end (a descendant that left the
+    /// group may hold it open).
+    pub fn handle_exit(&mut self, status: ExitStatus, now: Instant) {
+        self.observe(now);
+        if let Some(supervisor) = self.supervisor.as_mut() {
+            supervisor.handle_exit(now, status);
+        }
+        self.take_supervisor_actions();
+        if !self.conn.is_input_ended() {
+            self.timers
+                .set_earliest(Timer::Drain, now.checked_add(self.close_timeout));
+        }
+        self.sync_timers();
+    }
+
+    /// Time has passed: fires every deadline due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        if let Some(supervisor) = self.supervisor.as_mut() {
+            supervisor.handle_timeout(now);
+        }
+        self.take_supervisor_actions();
+        if let Some(keepalive) = self.keepalive.as_mut() {
+            keepalive.handle_timeout(now);
+            match keepalive.poll_action() {
+                Some(KeepaliveAction::Ping) => self.controls.push_back(Control::Ping),
+                Some(KeepaliveAction::TimedOut) => {
+                    self.keepalive = None;
+                    self.give_up("no answer to a keepalive ping".to_owned());
+                }
+                None => {}
+            }
+        }
+        self.dispatch.correlator.handle_timeout(now);
+        self.dispatch.collect();
+        self.after_answers(now);
+        for timer in self.timers.expired(now).collect::<Vec<_>>() {
+            match timer {
+                // Mirrors of the parts' own deadlines, handled above.
+                Timer::Ladder | Timer::Keepalive | Timer::Requests => {}
+                Timer::Close => match self.deferred_end.is_some() {
+                    // The last word could not be flushed in time: end all the same.
+                    true => self.release_end(),
+                    false if !self.conn.is_input_ended() => self.give_up(format!(
+                        "the peer did not close within {:?}",
+                        self.close_timeout
+                    )),
+                    false => {}
+                },
+                Timer::Drain => {
+                    if !self.conn.is_input_ended() {
+                        self.give_up(format!(
+                            "the child exited but its output stayed open for {:?}",
+                            self.close_timeout
+                        ));
+                    }
+                }
+                Timer::Linger => self.close(now),
+                Timer::Idle => self.close_with(CloseReason::Idle, now),
+            }
+        }
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
+    // ----- requests from the owner -------------------------------------------------------
+
+    /// Encodes `message` and queues it behind everything queued before it. See
+    /// [`Connection::send`].
+    pub fn send(&mut self, message: &M) -> Result<(), SendError> {
+        self.conn.send(message)?;
+        if self.idle_timeout.is_some() {
+            let now = self.now;
+            self.touch(now);
+            self.sync_timers();
+        }
+        Ok(())
+    }
+
+    /// Whether [`send`](Self::send) would accept a message now as far as the budget goes.
+    pub fn can_send(&self) -> bool {
+        self.conn.can_send()
+    }
+
+    /// Starts an orderly close: for a child, the goodbye (if any) and then the shutdown
+    /// ladder; otherwise no more sends, the write half closed once everything queued is
+    /// written (a websocket Close 1000), and the peer given the close timeout to end.
+    /// Calling it again changes nothing.
+    pub fn close(&mut self, now: Instant) {
+        self.close_with(CloseReason::Normal, now);
+    }
+
+    /// [`close`](Self::close), saying why (the websocket Close frame's code and reason).
+    /// The first reason given counts.
+    pub fn close_with(&mut self, reason: CloseReason, now: Instant) {
+        self.observe(now);
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason);
+            match self.supervisor.is_some() {
+                true => self.start_goodbye(now),
+                false => {
+                    self.conn.close();
+                    if !self.conn.is_input_ended() {
+                        self.timers
+                            .set_earliest(Timer::Close, now.checked_add(self.close_timeout));
+                    }
+                }
+            }
+        }
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
+    /// The owner has nothing more to send: close once every request it sent has been
+    /// answered, or after `linger`, whichever comes first. Requests are known to the
+    /// endpoint when sent through [`send_tracked`](Endpoint::send_tracked) or
+    /// [`request`](Endpoint::request).
+    pub fn finish(&mut self, linger: Duration, now: Instant) {
+        self.observe(now);
+        self.finishing = true;
+        self.timers
+            .set_earliest(Timer::Linger, now.checked_add(linger));
+        self.after_answers(now);
+        self.sync_timers();
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    /// The next event for the owner, decoding at most one frame; `None` means nothing until
+    /// more input (or time). `Disconnected` comes exactly once, last.
+    pub fn poll_event(&mut self) -> Option<Event<M>> {
+        loop {
+            let event = self.conn.poll_event()?;
+            let event = match event {
+                Event::Message(message) => match self.router {
+                    Some(route) => match route(&mut self.dispatch, message) {
+                        Some(message) => Event::Message(message),
+                        None => {
+                            self.after_routing();
+                            continue;
+                        }
+                    },
+                    None => Event::Message(message),
+                },
+                Event::Malformed(malformed) => {
+                    if self.answer_malformed && !self.conn.is_input_ended() {
+                        self.dispatch.answer_malformed(&malformed);
+                    }
+                    Event::Malformed(malformed)
+                }
+                Event::Disconnected(reason) => {
+                    self.dispatch.disconnect();
+                    self.timers.set(Timer::Close, None);
+                    self.timers.set(Timer::Linger, None);
+                    self.timers.set(Timer::Idle, None);
+                    self.timers.set(Timer::Drain, None);
+                    self.sync_timers();
+                    return Some(Event::Disconnected(reason));
+                }
+            };
+            self.after_routing();
+            return Some(event);
+        }
+    }
+
+    /// Whether the driver should read more input once `poll_event` returns `None`: the input
+    /// has not ended, and the replies the endpoint owes the peer have not piled up past twice
+    /// the send budget (a peer that sends requests and never reads their answers is held back
+    /// rather than allowed to grow the queue).
+    pub fn wants_input(&self) -> bool {
+        !self.conn.is_input_ended() && self.conn.pending_output() < 2 * self.conn.send_budget()
+    }
+
+    /// See [`Connection::poll_transmit`].
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        self.conn.poll_transmit(out)
+    }
+
+    /// See [`Connection::poll_transmit_frame`].
+    pub fn poll_transmit_frame(&mut self) -> Option<Vec<u8>> {
+        self.conn.poll_transmit_frame()
+    }
+
+    /// The next thing to do to the transport, in order.
+    pub fn poll_control(&mut self) -> Option<Control> {
+        if let Some(control) = self.controls.pop_front() {
+            return Some(control);
+        }
+        if self.conn.poll_close_write() {
+            return Some(match self.conn.config().framing {
+                Framing::Messages => {
+                    let (code, reason) =
+                        self.close_reason.get_or_insert(CloseReason::Normal).frame();
+                    Control::SendClose { code, reason }
+                }
+                _ => Control::CloseWrite,
+            });
+        }
+        None
+    }
+
+    /// The next signal for the child's process group, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ----- queries ------------------------------------------------------------------------
+
+    /// Whether the input has ended (the end may not have been polled yet).
+    pub fn is_input_ended(&self) -> bool {
+        self.conn.is_input_ended()
+    }
+
+    /// Whether `Disconnected` has been emitted.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Whether a close has been asked for.
+    pub fn is_closing(&self) -> bool {
+        self.close_reason.is_some()
+    }
+
+    /// Whether nothing is left to decide: `Disconnected` emitted and, for a child, the child
+    /// exited with its group killed.
+    pub fn is_finished(&self) -> bool {
+        self.conn.is_closed()
+            && self.actions.is_empty()
+            && self.supervisor.as_ref().map_or(true, Supervisor::is_done)
+    }
+
+    /// How the child exited, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.supervisor.as_ref().and_then(Supervisor::exit_status)
+    }
+
+    /// The connection's label.
+    pub fn label(&self) -> &str {
+        self.conn.config().get_label()
+    }
+
+    /// The configuration of the connection.
+    pub fn config(&self) -> &Config {
+        self.conn.config()
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// A message went one way or the other: the idle timer starts again.
+    fn touch(&mut self, now: Instant) {
+        if let Some(idle) = self.idle_timeout {
+            self.timers.set(Timer::Idle, now.checked_add(idle));
+        }
+    }
+
+    fn activity(&mut self, now: Instant) {
+        if let Some(keepalive) = self.keepalive.as_mut() {
+            keepalive.handle_activity(now);
+        }
+    }
+
+    /// The peer is unresponsive: drop the transport and end with a timeout.
+    fn give_up(&mut self, detail: String) {
+        self.deferred_end = None;
+        self.controls.push_back(Control::Abort);
+        self.conn.handle_timeout_error(detail);
+    }
+
+    fn release_end(&mut self) {
+        match self.deferred_end.take() {
+            Some(DeferredEnd::Eof) => self.conn.handle_eof(),
+            Some(DeferredEnd::ReadError(detail)) => self.conn.handle_read_error(detail),
+            None => {}
+        }
+    }
+
+    fn start_goodbye(&mut self, now: Instant) {
+        let methods = self
+            .goodbye
+            .as_ref()
+            .map(|g| (g.methods().0.to_owned(), g.methods().1.to_owned()));
+        let Some((request, _)) = methods else {
+            return self.start_ladder(now);
+        };
+        let grace = self
+            .supervisor
+            .as_ref()
+            .map(|s| s.policy().close_stdin.or(s.policy().terminate))
+            .unwrap_or_default()
+            .unwrap_or(self.close_timeout);
+        match self
+            .dispatch
+            .correlator
+            .request(now, request, None, Some(grace))
+        {
+            Ok(request) => {
+                self.dispatch.goodbye = Some(request.id.clone());
+                if self.conn.send_value(&Message::Request(request)).is_err() {
+                    self.end_goodbye(now);
+                }
+            }
+            Err(_) => self.end_goodbye(now),
+        }
+    }
+
+    /// The goodbye's request was answered or given up on: the notification, then the ladder.
+    fn end_goodbye(&mut self, now: Instant) {
+        if let Some(id) = self.dispatch.goodbye.take() {
+            self.dispatch.correlator.settle(&id);
+            if let Some(goodbye) = &self.goodbye {
+                let notification = Notification::new(goodbye.methods().1, None);
+                let _ = self.conn.send_value(&Message::Notification(notification));
+            }
+        }
+        self.start_ladder(now);
+    }
+
+    fn start_ladder(&mut self, now: Instant) {
+        if let Some(supervisor) = self.supervisor.as_mut() {
+            supervisor.request_shutdown(now);
+        }
+        self.take_supervisor_actions();
+    }
+
+    fn take_supervisor_actions(&mut self) {
+        let Some(supervisor) = self.supervisor.as_mut() else {
+            return;
+        };
+        while let Some(action) = supervisor.poll_action() {
+            match action {
+                Action::CloseStdin => self.conn.close(),
+                signal => self.actions.push_back(signal),
+            }
+        }
+    }
+
+    /// After a message was routed: what it settled may finish a goodbye or a linger, and
+    /// what it made owed goes out.
+    fn after_routing(&mut self) {
+        let now = self.now;
+        self.after_answers(now);
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
+    fn after_answers(&mut self, now: Instant) {
+        if self.dispatch.goodbye_settled() {
+            self.end_goodbye(now);
+        }
+        if self.finishing && self.dispatch.pending() == 0 && self.close_reason.is_none() {
+            self.close(now);
+        }
+    }
+
+    /// Queues what the request layer decided to send. These are answers owed to the peer
+    /// and go out whatever the send budget; [`wants_input`](Self::wants_input) bounds them.
+    fn flush_outbox(&mut self) {
+        while let Some(message) = self.dispatch.outbox.pop_front() {
+            if self.conn.send_owed(&message).is_err() {
+                // The connection can no longer write; nothing owed can be delivered.
+                self.dispatch.outbox.clear();
+            }
+        }
+    }
+
+    fn sync_timers(&mut self) {
+        let ladder = self.supervisor.as_ref().and_then(Supervisor::poll_timeout);
+        self.timers.set(Timer::Ladder, ladder);
+        let keepalive = self.keepalive.as_ref().and_then(Keepalive::poll_timeout);
+        self.timers.set(Timer::Keepalive, keepalive);
+        self.timers
+            .set(Timer::Requests, self.dispatch.correlator.poll_timeout());
+        if self.conn.is_closed() {
+            // Nothing but the child's ladder can matter after the end.
+            for timer in [Timer::Keepalive, Timer::Requests] {
+                self.timers.set(timer, None);
+            }
+        }
+    }
+}
+
+/// The request layer, for the JSON-RPC message model.
+impl Endpoint<Message> {
+    /// Tracks the requests in every message sent through
+    /// [`send_tracked`](Self::send_tracked), so that [`finish`](Self::finish) knows what is
+    /// still unanswered; every message is still delivered to the owner.
+    pub fn track_requests(&mut self) {
+        if self.dispatch.mode == Mode::Off {
+            self.dispatch.mode = Mode::Track;
+        }
+        self.router = Some(Dispatch::route);
+    }
+
+    /// Sends `message` and tracks the requests in it.
+    pub fn send_tracked(&mut self, message: &Message) -> Result<(), SendError> {
+        self.send(message)?;
+        let now = self.now;
+        self.dispatch.track(now, message);
+        self.sync_timers();
+        Ok(())
+    }
+
+    /// Turns the request layer on: responses to [`request`](Self::request)s become results
+    /// ([`take_result`](Self::take_result)) instead of events, requests timed out or
+    /// cancelled are followed by `cancel` (if given), and the peer's requests are owed an
+    /// answer ([`respond`](Self::respond), [`decline`](Self::decline)). A response no request
+    /// of ours waits for is delivered as an event.
+    pub fn serve(&mut self, cancel: Option<CancelNotification>) {
+        self.dispatch.mode = Mode::Serve;
+        self.dispatch.cancel = cancel;
+        self.router = Some(Dispatch::route);
+    }
+
+    /// Whether anyone answers the peer's requests. When not, each is answered `-32601` at
+    /// once instead of being delivered.
+    pub fn set_serving(&mut self, serving: bool) {
+        self.dispatch.serving = serving;
+    }
+
+    /// Sends a request with a fresh id, failing with [`RpcError::TimedOut`] unless answered
+    /// within `timeout`. Its result comes through [`take_result`](Self::take_result).
+    pub fn request(
+        &mut self,
+        method: impl Into<String>,
+        params: Option<Value>,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<Id, RpcError> {
+        self.observe(now);
+        if self.conn.is_closed() || self.conn.is_input_ended() {
+            return Err(RpcError::Disconnected);
+        }
+        let request: Request = self
+            .dispatch
+            .correlator
+            .request(now, method, params, timeout)?;
+        let id = request.id.clone();
+        if let Err(err) = self.send(&Message::Request(request)) {
+            self.dispatch.correlator.settle(&id);
+            return Err(RpcError::Send(err.to_string()));
+        }
+        self.sync_timers();
+        Ok(id)
+    }
+
+    /// The result of request `id`, once it has one: the peer's answer, a timeout, a
+    /// cancellation or the end of the connection.
+    pub fn take_result(&mut self, id: &Id) -> Option<Result<Value, RpcError>> {
+        self.dispatch.take_result(id)
+    }
+
+    /// Whether request `id` is still waiting for its answer.
+    pub fn is_pending(&self, id: &Id) -> bool {
+        self.dispatch.correlator.is_pending(id)
+    }
+
+    /// The caller gave up on request `id`: it stops being pending and the peer gets the
+    /// cancel notification, if one is configured and the request was still pending.
+    pub fn cancel(&mut self, id: &Id) {
+        self.dispatch.cancel(id);
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
+    /// Answers the peer's request `id`. An answer to a request of a batch waits until the
+    /// whole batch is answered, then every answer goes out as one array.
+    pub fn respond(
+        &mut self,
+        id: Id,
+        result: Result<Value, ErrorObject>,
+    ) -> Result<(), RespondError> {
+        self.dispatch.respond(id, result)?;
+        self.flush_outbox();
+        Ok(())
+    }
+
+    /// Nobody will answer the peer's request `id`: it is answered `-32603`.
+    pub fn decline(&mut self, id: Id) {
+        self.dispatch.decline(id);
+        self.flush_outbox();
+    }
+
+    /// How many requests of ours wait for an answer.
+    pub fn pending_requests(&self) -> usize {
+        self.dispatch.pending()
+    }
+}
