@@ -12,6 +12,14 @@ use tether_core::{
 
 const SEC: Duration = Duration::from_secs(1);
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one base instant; the tests then add to it"
+)]
+fn base() -> Instant {
+    Instant::now()
+}
+
 fn ws(config: Config, now: Instant) -> Endpoint {
     Endpoint::new(config.framing(Framing::Messages).label("test"), now).unwrap()
 }
@@ -50,7 +58,7 @@ fn frame(value: Value) -> Vec<u8> {
 
 #[test]
 fn the_peers_close_is_answered_before_the_end_is_handed_over() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new(), t0);
     ep.handle_frame(frame(json!({"jsonrpc":"2.0","method":"hi"})), t0)
         .unwrap();
@@ -67,7 +75,7 @@ fn the_peers_close_is_answered_before_the_end_is_handed_over() {
 
 #[test]
 fn an_unflushable_close_answer_still_ends_within_the_close_timeout() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new().close_timeout(3 * SEC), t0);
     ep.handle_peer_close(t0);
     assert_eq!(events(&mut ep), vec![]);
@@ -78,7 +86,7 @@ fn an_unflushable_close_answer_still_ends_within_the_close_timeout() {
 
 #[test]
 fn a_message_over_the_limit_gets_our_1009_then_ends() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new(), t0);
     ep.handle_too_large("message too long", t0);
     assert_eq!(
@@ -101,7 +109,7 @@ fn a_message_over_the_limit_gets_our_1009_then_ends() {
 
 #[test]
 fn an_orderly_websocket_close_sends_1000_and_waits_for_the_peer_within_the_configured_time() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new().close_timeout(5 * SEC), t0);
     ep.close(t0);
     assert_eq!(
@@ -138,7 +146,7 @@ fn close_reasons_choose_the_code() {
         CloseReason::ProgramEnded(exited(3)).frame(),
         (1011, "the program ended: exit code 3".to_owned())
     );
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new(), t0);
     ep.close_with(CloseReason::GoingAway, t0);
     // The first reason counts.
@@ -154,7 +162,7 @@ fn close_reasons_choose_the_code() {
 
 #[test]
 fn keepalive_pings_a_quiet_peer_and_gives_up_on_a_silent_one() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new().keepalive(10 * SEC, 5 * SEC), t0);
     assert_eq!(ep.poll_timeout(), Some(t0 + 10 * SEC));
     ep.handle_timeout(t0 + 10 * SEC);
@@ -176,7 +184,7 @@ fn keepalive_pings_a_quiet_peer_and_gives_up_on_a_silent_one() {
 
 #[test]
 fn linger_closes_when_every_request_is_answered() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = stream(Config::new(), t0);
     ep.track_requests();
     let request: Message = tether_core::Request::new(7, "slow", None).into();
@@ -196,7 +204,7 @@ fn linger_closes_when_every_request_is_answered() {
 
 #[test]
 fn linger_expires_without_the_answer() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = stream(Config::new(), t0);
     ep.track_requests();
     ep.send_tracked(&tether_core::Request::new(1, "never", None).into())
@@ -222,7 +230,7 @@ fn serving(now: Instant) -> Endpoint {
 
 #[test]
 fn a_declined_request_is_answered_internal_error() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = serving(t0);
     ep.handle_input(
         b"{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"work\"}\n",
@@ -245,7 +253,7 @@ fn a_declined_request_is_answered_internal_error() {
 
 #[test]
 fn requests_nobody_serves_are_answered_method_not_found() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = serving(t0);
     ep.set_serving(false);
     ep.handle_input(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\"}\n", t0)
@@ -258,7 +266,7 @@ fn requests_nobody_serves_are_answered_method_not_found() {
 
 #[test]
 fn a_request_timing_out_fails_and_tells_the_peer() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = serving(t0);
     let id = ep.request("slow", None, Some(3 * SEC), t0).unwrap();
     assert_eq!(written(&mut ep)[0]["method"], "slow");
@@ -282,7 +290,7 @@ fn a_request_timing_out_fails_and_tells_the_peer() {
 
 #[test]
 fn answers_and_cancellation_of_our_requests() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = serving(t0);
     let a = ep.request("a", None, None, t0).unwrap();
     let b = ep.request("b", None, None, t0).unwrap();
@@ -303,7 +311,7 @@ fn answers_and_cancellation_of_our_requests() {
 
 #[test]
 fn a_batch_is_answered_as_one_array() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = serving(t0);
     let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"note"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#;
     ep.handle_input(batch, t0).unwrap();
@@ -329,7 +337,7 @@ fn a_batch_is_answered_as_one_array() {
 
 #[test]
 fn the_ladder_with_a_child_that_ignores_sigterm() {
-    let t0 = Instant::now();
+    let t0 = base();
     let config = Config::new().label("child").grace(2 * SEC);
     let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
     ep.close(t0);
@@ -356,7 +364,7 @@ fn the_ladder_with_a_child_that_ignores_sigterm() {
 
 #[test]
 fn a_child_exiting_kills_its_group_and_its_held_output_is_given_up() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep: Endpoint = Endpoint::for_child(Config::new().grace(SEC), t0).unwrap();
     ep.handle_exit(
         ExitStatus {
@@ -378,7 +386,7 @@ fn a_child_exiting_kills_its_group_and_its_held_output_is_given_up() {
 
 #[test]
 fn the_lsp_goodbye_comes_before_the_ladder() {
-    let t0 = Instant::now();
+    let t0 = base();
     let config = Config::new()
         .framing(Framing::ContentLength)
         .grace(2 * SEC)
@@ -421,7 +429,7 @@ fn the_lsp_goodbye_comes_before_the_ladder() {
 
 #[test]
 fn an_unanswered_goodbye_goes_on_after_the_grace() {
-    let t0 = Instant::now();
+    let t0 = base();
     let config = Config::new()
         .policy(Policy::graceful(2 * SEC))
         .goodbye(Some(Goodbye::Lsp));
@@ -437,7 +445,7 @@ fn an_unanswered_goodbye_goes_on_after_the_grace() {
 
 #[test]
 fn malformed_frames_are_answered_when_asked() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new().answer_malformed(true), t0);
     ep.handle_frame(b"{oops".to_vec(), t0).unwrap();
     ep.handle_frame(b"[1]".to_vec(), t0).unwrap();
@@ -455,7 +463,7 @@ fn malformed_frames_are_answered_when_asked() {
 
 #[test]
 fn an_idle_session_is_closed() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = ws(Config::new().idle_timeout(Some(10 * SEC)), t0);
     ep.handle_frame(frame(json!({"method":"n"})), t0 + 5 * SEC)
         .unwrap();
@@ -474,7 +482,7 @@ fn an_idle_session_is_closed() {
 
 #[test]
 fn answers_owed_to_a_peer_that_does_not_read_hold_its_input_back() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut ep = stream(Config::new().send_budget(1024), t0);
     ep.serve(None);
     ep.set_serving(false);
