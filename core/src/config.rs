@@ -152,7 +152,8 @@ impl Config {
         &self.label
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    /// Whether the settings can work; every constructor checks this too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_frame == 0 {
             return Err(ConfigError::ZeroMaxFrame);
         }

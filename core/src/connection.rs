@@ -373,12 +373,7 @@ where
     /// `true`, once, when the driver should close its write half: after
     /// [`close`](Self::close), with everything queued written.
     pub fn poll_close_write(&mut self) -> bool {
-        if self.closing
-            && !self.close_write_polled
-            && !self.write_failed
-            && self.queued() == 0
-            && self.in_flight == 0
-        {
+        if self.is_close_write_due() {
             self.close_write_polled = true;
             return true;
         }
@@ -423,6 +418,15 @@ impl<M> Connection<M> {
     /// The send budget.
     pub(crate) fn send_budget(&self) -> usize {
         self.config.send_budget
+    }
+
+    /// Whether [`poll_close_write`](Self::poll_close_write) would say yes.
+    pub(crate) fn is_close_write_due(&self) -> bool {
+        self.closing
+            && !self.close_write_polled
+            && !self.write_failed
+            && self.queued() == 0
+            && self.in_flight == 0
     }
 
     /// Whether the driver has been told to close the write half.

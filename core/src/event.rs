@@ -38,7 +38,8 @@ pub enum DisconnectKind {
     /// Writing to the peer failed.
     #[error("write failed: {0}")]
     Write(String),
-    /// The peer stopped answering keepalive pings.
-    #[error("keepalive timed out: {0}")]
+    /// The peer stopped answering: a keepalive ping went unanswered, or it did not end within
+    /// the close timeout.
+    #[error("timed out: {0}")]
     Timeout(String),
 }

@@ -90,7 +90,9 @@ pub mod supervisor;
 pub use config::{Config, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
 pub use connection::Connection;
 pub use correlator::{Completion, Correlator, RpcError};
-pub use endpoint::{CancelNotification, CloseReason, Control, Endpoint, Goodbye, RespondError};
+pub use endpoint::{
+    CancelNotification, CloseReason, Control, Endpoint, Goodbye, RespondError, Wake,
+};
 pub use error::{ConfigError, SendError, UsageError};
 pub use event::{Disconnect, DisconnectKind, Event};
 pub use framing::Framing;

@@ -4,11 +4,10 @@ use std::future::pending;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use event_listener::Event as Notify;
 use futures_lite::future;
-use tether_core::{ErrorObject, Id, MalformedKind, Message, Response};
+use tether_core::{CloseReason, Message};
 use tether_io::async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request, Response as HttpResponse,
 };
@@ -121,14 +120,18 @@ enum Side {
     Ws(Option<Event<Message>>),
     Child(Option<Event<Message>>),
     Stop,
-    Timeout,
 }
 
+/// Relays one websocket client and its own child until both have ended. The endpoints decide
+/// the rest: malformed frames from the client are answered with JSON-RPC errors, the Close
+/// code says why the session ended, and every close is bounded in time.
 async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, args: &Bridge) {
-    let label = format!("ws:{peer}");
     let options = args.common.options().stderr(args.stderr.stderr());
-    let grace = Duration::from_millis(args.common.grace);
-    let mut ws = match Connection::<Message, R>::accept_ws(stream, options.clone(), label).await {
+    let ws_options = options
+        .clone()
+        .answer_malformed(true)
+        .label(format!("ws:{peer}"));
+    let mut ws = match Connection::<Message, R>::accept_ws(stream, ws_options).await {
         Ok(ws) => ws,
         Err(err) => return tracing::debug!(%err, "handshake failed"),
     };
@@ -139,13 +142,12 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
         Ok(child) => child,
         Err(err) => {
             tracing::warn!(%err, "cannot start the program");
-            ws.close_with(1011, "cannot start the program");
+            ws.close_because(CloseReason::ProgramFailed);
             while ws.recv().await.is_some() {}
             return;
         }
     };
     let (mut ws_done, mut child_done, mut stopping) = (false, false, false);
-    let mut ws_deadline: Option<Instant> = None;
     while !(ws_done && child_done) {
         let side = future::or(
             async {
@@ -161,22 +163,13 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
                     }
                     Side::Child(child.recv().await)
                 },
-                future::or(
-                    async {
-                        if stopping {
-                            pending::<()>().await;
-                        }
-                        hub.until(|h| h.stopping.load(Ordering::Acquire)).await;
-                        Side::Stop
-                    },
-                    async {
-                        match ws_deadline {
-                            Some(d) => R::sleep(d.saturating_duration_since(Instant::now())).await,
-                            None => pending::<()>().await,
-                        }
-                        Side::Timeout
-                    },
-                ),
+                async {
+                    if stopping {
+                        pending::<()>().await;
+                    }
+                    hub.until(|h| h.stopping.load(Ordering::Acquire)).await;
+                    Side::Stop
+                },
             ),
         )
         .await;
@@ -184,15 +177,11 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
             Side::Ws(Some(Event::Message(message))) => {
                 let _ = child.send(&message).await;
             }
+            // Answered by the endpoint.
             Side::Ws(Some(Event::Malformed(malformed))) => {
-                let code = match malformed.kind {
-                    MalformedKind::NotJsonRpc { .. } => ErrorObject::INVALID_REQUEST,
-                    _ => ErrorObject::PARSE_ERROR,
-                };
-                let error = ErrorObject::new(code, malformed.kind.to_string());
-                let _ = ws.send(&Response::error(Id::Null, error).into()).await;
+                tracing::debug!(%malformed, "the client sent a malformed message");
             }
-            Side::Ws(Some(Event::Disconnected(_)) | None) | Side::Timeout => {
+            Side::Ws(Some(Event::Disconnected(_)) | None) => {
                 ws_done = true;
                 child.close();
             }
@@ -209,19 +198,14 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
                 child.close();
                 let status = child.wait().await;
                 reap::reap_group(child.pid());
-                let (code, reason) = match status {
-                    Some(s) if s.success() => (1000, "the program exited".to_owned()),
-                    Some(s) => (1011, format!("the program ended: {s}")),
-                    None => (1011, "the program ended".to_owned()),
-                };
-                ws.close_with(code, &reason);
-                ws_deadline.get_or_insert(Instant::now() + grace);
+                if let Some(status) = status {
+                    ws.close_because(CloseReason::ProgramEnded(status));
+                }
             }
             Side::Stop => {
                 stopping = true;
-                ws.close_with(1001, "the bridge is shutting down");
+                ws.close_because(CloseReason::GoingAway);
                 child.close();
-                ws_deadline.get_or_insert(Instant::now() + grace);
             }
         }
     }

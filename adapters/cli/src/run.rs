@@ -7,7 +7,7 @@ use tether_io::{Connection, Runtime};
 
 use crate::args::{self, Connect, Run};
 use crate::output::Output;
-use crate::session::{self, Closing};
+use crate::session;
 use crate::{input, reap, Failure};
 
 /// Runs PROGRAM (or the built-in peer) until the session ends and the child is reaped.
@@ -18,14 +18,13 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     let options = args.common.options().stderr(args.stderr.stderr());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
     let mut output = Output::new(args.output);
-    let grace = Duration::from_millis(args.common.grace);
-    let closing = Closing {
-        linger: Duration::from_millis(args.linger),
-        // The ladder ends the child within two graces; past that, only a descendant that
-        // left the group can still hold the pipe.
-        bound: Some(grace * 3 + Duration::from_secs(1)),
-    };
-    session::run(&mut conn, &input, &mut output, closing).await;
+    session::run(
+        &mut conn,
+        &input,
+        &mut output,
+        Duration::from_millis(args.linger),
+    )
+    .await;
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
     output.exit(status);
@@ -50,11 +49,13 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
     }
     .map_err(Failure::from)?;
     let mut output = Output::new(args.output);
-    let closing = Closing {
-        linger: Duration::from_millis(args.linger),
-        bound: Some(Duration::from_millis(args.common.grace)),
-    };
-    session::run(&mut conn, &input, &mut output, closing).await;
+    session::run(
+        &mut conn,
+        &input,
+        &mut output,
+        Duration::from_millis(args.linger),
+    )
+    .await;
     output.exit(None);
     Ok(())
 }

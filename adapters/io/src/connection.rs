@@ -12,16 +12,15 @@ use async_tungstenite::WebSocketStream;
 use event_listener::EventListener;
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_lite::future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tether_core::{Event, ExitStatus, Framing, SendError};
+use tether_core::{CloseReason, Endpoint, Event, ExitStatus, Framing, Message, SendError};
 use tracing::Instrument;
 
-use crate::process::{self, Process};
+use crate::process::{self, Lifetime, Process};
 use crate::runtime::{Io, Runtime};
 use crate::shared::Shared;
-use crate::{stream, ws, Error, Options};
+use crate::{clock, stream, timer, ws, Error, Options};
 
 /// The read half of a byte-stream transport, and the buffer it reads into.
 struct Reader {
@@ -42,19 +41,26 @@ struct Reader {
 /// ladder and returns the exit status, and dropping the connection starts the same ladder
 /// without needing the runtime, so the child, its process group and its zombie never outlive
 /// it.
-pub struct Connection<M, R> {
+pub struct Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
     shared: Arc<Shared<M>>,
     listener: Option<EventListener>,
-    /// A byte stream's read half, read by the owner itself when the core wants input (a
+    /// A byte stream's read half, read by the owner itself when the endpoint wants input (a
     /// websocket has a reader task instead).
     reader: Option<Reader>,
+    /// A byte stream's write half, which the owner pushes to itself before it waits.
+    writer: Option<Arc<stream::Writer>>,
     process: Option<Process>,
-    options: Options,
     label: String,
     _runtime: PhantomData<fn() -> R>,
 }
 
-impl<M, R> std::fmt::Debug for Connection<M, R> {
+impl<M, R> std::fmt::Debug for Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("label", &self.label)
@@ -68,20 +74,29 @@ where
     M: Serialize + DeserializeOwned + Send + 'static,
     R: Runtime,
 {
+    /// The connection's endpoint and shared state; `pgid` for a child.
     fn new(
         options: &Options,
         framing: Framing,
-        label: String,
+        default_label: String,
+        pgid: Option<u32>,
     ) -> Result<(Self, tracing::Span), Error> {
-        let label = options.label.clone().unwrap_or(label);
-        let conn = tether_core::Connection::new(options.config(framing, label.clone()))?;
+        let label = options.label.clone().unwrap_or(default_label);
+        let config = options.config(framing, label.clone());
+        let now = clock::now();
+        let ep = match pgid {
+            Some(_) => Endpoint::for_child(config, now)?,
+            None => Endpoint::new(config, now)?,
+        };
         let span = tracing::debug_span!("tether", label = %label);
+        let shared = Arc::new(Shared::new(ep, pgid));
+        R::spawn(timer::run::<M, R>(Arc::clone(&shared)).instrument(span.clone()));
         let this = Connection {
-            shared: Arc::new(Shared::new(conn)),
+            shared,
             listener: None,
             reader: None,
+            writer: None,
             process: None,
-            options: options.clone(),
             label,
             _runtime: PhantomData,
         };
@@ -97,7 +112,7 @@ where
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
         let writer = Arc::new(stream::Writer::new(writer));
-        let _ = shared.writer.set(Arc::clone(&writer));
+        self.writer = Some(Arc::clone(&writer));
         R::spawn(stream::write(shared, writer).instrument(span));
         self.reader = Some(Reader {
             stream: std::sync::Mutex::new(Box::new(reader)),
@@ -112,7 +127,7 @@ where
         writer: impl AsyncWrite + Send + Unpin + 'static,
         options: Options,
     ) -> Result<Self, Error> {
-        let (this, span) = Self::new(&options, options.stream_framing(), "io".to_owned())?;
+        let (this, span) = Self::new(&options, options.stream_framing(), "io".to_owned(), None)?;
         Ok(this.start_stream(span, reader, writer))
     }
 
@@ -124,25 +139,19 @@ where
             program: program.clone(),
             source,
         };
-        let (mut this, span) = Self::new(&options, options.stream_framing(), program.clone())?;
-        let spawned = span
-            .in_scope(|| process::spawn(&mut command, &options.child, &this.label))
-            .map_err(spawn_error)?;
-        let pid = spawned.process.pid();
-        if options.label.is_none() {
-            this.label = format!("{program} (pid {pid})");
-            this.shared.lock().conn = tether_core::Connection::new(
-                options.config(options.stream_framing(), this.label.clone()),
-            )?;
-        }
-        let weak = Arc::downgrade(&this.shared);
-        spawned.process.on_close_stdin(move || {
-            if let Some(shared) = weak.upgrade() {
-                shared.lock().conn.close();
-                shared.output.notify(1);
-            }
-        });
-        this.process = Some(spawned.process);
+        // Checked before spawning: nothing may fail between the spawn and the watch.
+        options
+            .config(options.stream_framing(), program.clone())
+            .validate()?;
+        let spawned =
+            process::spawn(&mut command, &options.child, &program).map_err(spawn_error)?;
+        let mut process = spawned.process;
+        let pid = process.pid();
+        let label = format!("{program} (pid {pid})");
+        let (mut this, span) = Self::new(&options, options.stream_framing(), label, Some(pid))?;
+        let lifetime: Arc<dyn Lifetime> = this.shared.clone();
+        process.watch(lifetime).map_err(spawn_error)?;
+        this.process = Some(process);
         let reader = R::pipe_reader(spawned.stdout).map_err(spawn_error)?;
         let writer = R::pipe_writer(spawned.stdin).map_err(spawn_error)?;
         Ok(this.start_stream(span, reader, writer))
@@ -156,7 +165,7 @@ where
                 addr: addr.to_owned(),
                 source,
             })?;
-        Self::from_stream(stream, options, format!("tcp:{addr}"))
+        Self::from_stream_labelled(stream, options, format!("tcp:{addr}"))
     }
 
     /// Connects to the Unix socket at `path`.
@@ -172,12 +181,22 @@ where
                 addr: path.display().to_string(),
                 source,
             })?;
-        Self::from_stream(stream, options, format!("unix:{}", path.display()))
+        Self::from_stream_labelled(stream, options, format!("unix:{}", path.display()))
     }
 
-    /// A connection over one bidirectional byte stream (a socket).
-    pub fn from_stream(stream: impl Io, options: Options, label: String) -> Result<Self, Error> {
-        let (this, span) = Self::new(&options, options.stream_framing(), label)?;
+    /// A connection over one bidirectional byte stream (a socket), labelled with the
+    /// options' label, else `stream`.
+    pub fn from_stream(stream: impl Io, options: Options) -> Result<Self, Error> {
+        Self::from_stream_labelled(stream, options, "stream".to_owned())
+    }
+
+    /// [`from_stream`](Self::from_stream), with the label to use unless the options set one.
+    pub(crate) fn from_stream_labelled(
+        stream: impl Io,
+        options: Options,
+        default_label: String,
+    ) -> Result<Self, Error> {
+        let (this, span) = Self::new(&options, options.stream_framing(), default_label, None)?;
         let (reader, writer) = futures_lite::io::split(stream);
         Ok(this.start_stream(span, reader, writer))
     }
@@ -202,15 +221,14 @@ where
                 addr: url.to_owned(),
                 detail: e.to_string(),
             })?;
-        Self::from_ws(ws, options, format!("ws:{url}"))
+        let label = format!("ws:{url}");
+        Self::from_ws_labelled(ws, options, label)
     }
 
-    /// Completes the server side of a websocket handshake on an accepted stream.
-    pub async fn accept_ws(
-        stream: impl Io,
-        options: Options,
-        label: String,
-    ) -> Result<Self, Error> {
+    /// Completes the server side of a websocket handshake on an accepted stream, labelled
+    /// with the options' label, else `ws`.
+    pub async fn accept_ws(stream: impl Io, options: Options) -> Result<Self, Error> {
+        let label = options.label.clone().unwrap_or_else(|| "ws".to_owned());
         let config = options.websocket_config();
         let ws = async_tungstenite::accept_async_with_config(stream, Some(config))
             .await
@@ -218,34 +236,31 @@ where
                 addr: label.clone(),
                 detail: e.to_string(),
             })?;
-        Self::from_ws(ws, options, label)
+        Self::from_ws_labelled(ws, options, label)
     }
 
-    /// A connection over an established websocket. Its size limits should match `options`
-    /// (the constructors above see to that).
-    pub fn from_ws(
+    /// A connection over an established websocket, labelled with the options' label, else
+    /// `ws`. Its size limits should match `options` (the constructors above see to that).
+    pub fn from_ws(ws: WebSocketStream<impl Io>, options: Options) -> Result<Self, Error> {
+        Self::from_ws_labelled(ws, options, "ws".to_owned())
+    }
+
+    fn from_ws_labelled(
         ws: WebSocketStream<impl Io>,
         options: Options,
-        label: String,
+        default_label: String,
     ) -> Result<Self, Error> {
-        let (this, span) = Self::new(&options, Framing::Messages, label)?;
+        let (this, span) = Self::new(&options, Framing::Messages, default_label, None)?;
         span.in_scope(|| tracing::debug!("websocket open"));
-        R::spawn(
-            ws::run::<M, _, R>(Arc::clone(&this.shared), ws, options.keepalive).instrument(span),
-        );
+        R::spawn(ws::run::<M, _>(Arc::clone(&this.shared), ws).instrument(span));
         Ok(this)
     }
 
     /// A websocket over a raw stream whose handshake happened elsewhere.
-    pub async fn from_raw_ws(
-        stream: impl Io,
-        role: Role,
-        options: Options,
-        label: String,
-    ) -> Result<Self, Error> {
+    pub async fn from_raw_ws(stream: impl Io, role: Role, options: Options) -> Result<Self, Error> {
         let ws =
             WebSocketStream::from_raw_socket(stream, role, Some(options.websocket_config())).await;
-        Self::from_ws(ws, options, label)
+        Self::from_ws(ws, options)
     }
 
     /// The next event, or `None` after `Disconnected` has been delivered.
@@ -255,35 +270,38 @@ where
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
         loop {
+            let mut read = false;
             {
                 let mut state = self.shared.lock();
-                if let Some(event) = state.conn.poll_event() {
-                    let last = matches!(event, Event::Disconnected(_));
-                    drop(state);
-                    if last {
+                let event = state.ep.poll_event();
+                self.shared.wake(&mut state);
+                if let Some(event) = event {
+                    if matches!(event, Event::Disconnected(_)) {
                         // Senders now fail, and the writer may finish.
                         self.reader = None;
-                        self.shared.notify_all();
+                        self.shared.settle(state);
                     }
                     return Poll::Ready(Some(event));
                 }
-                if state.conn.is_closed() {
+                if state.ep.is_closed() {
                     return Poll::Ready(None);
                 }
-                if self.reader.is_none() && !state.wants_input {
+                if self.reader.is_some() {
+                    read = state.ep.wants_input();
+                } else if !state.wants_input {
                     // A websocket's reader task hands in the next frame.
                     state.wants_input = true;
                     drop(state);
                     self.shared.input.notify(usize::MAX);
                 }
             }
-            // The core has nothing: read more, here, on the owner's own task.
-            if self.poll_read(cx).is_ready() {
+            // The endpoint has nothing: read more, here, on the owner's own task.
+            if read && self.poll_read(cx).is_ready() {
                 continue;
             }
             // About to wait, most likely for an answer to what was just sent: write it from
             // here if no write is under way, rather than wait for the writer task to wake.
-            if let Some(writer) = self.shared.writer.get() {
+            if let Some(writer) = &self.writer {
                 if !matches!(
                     writer.try_push(&self.shared, cx),
                     Some(stream::Push::Idle | stream::Push::Done)
@@ -306,8 +324,8 @@ where
         }
     }
 
-    /// Reads one chunk into the core, if there is a byte-stream reader and the input is still
-    /// open. `Ready` means the core's state changed.
+    /// Reads one chunk into the endpoint, if there is a byte-stream reader and the input is
+    /// still open. `Ready` means the endpoint's state changed.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(reader) = self.reader.as_mut() else {
             return Poll::Pending;
@@ -321,33 +339,38 @@ where
             Poll::Ready(result) => result,
         };
         let mut state = self.shared.lock();
-        if state.conn.is_input_ended() {
-            // A write failure ended the connection meanwhile; these bytes come too late.
+        if state.ep.is_input_ended() {
+            // The endpoint ended the input meanwhile; these bytes come too late.
             drop(state);
             self.reader = None;
             return Poll::Ready(());
         }
+        let now = clock::now();
         match result {
             Ok(0) => {
                 tracing::debug!(label = %self.label, "end of stream");
-                state.conn.handle_eof();
+                state.ep.handle_eof(now);
             }
             Ok(n) => {
                 // A buffer of the right transport never refuses bytes.
-                let _ = state.conn.handle_input(&reader.buf[..n]);
+                let _ = state.ep.handle_input(&reader.buf[..n], now);
                 return Poll::Ready(());
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => return Poll::Ready(()),
             Err(err) => {
                 tracing::debug!(label = %self.label, %err, "read failed");
-                state.conn.handle_read_error(err);
+                state.ep.handle_read_error(err, now);
             }
         }
-        drop(state);
         self.reader = None;
         // Waiters on `closed()` and blocked senders learn of the end too.
-        self.shared.notify_all();
+        self.shared.settle(state);
         Poll::Ready(())
+    }
+
+    /// The state shared with the connection's tasks, for the request layer.
+    pub(crate) fn shared(&self) -> Arc<Shared<M>> {
+        Arc::clone(&self.shared)
     }
 
     /// A handle for sending from other tasks.
@@ -369,52 +392,37 @@ where
     }
 
     /// Starts an orderly close and returns at once; events keep arriving until the end. For a
-    /// child this starts the shutdown ladder (its first step closes the child's stdin once
-    /// everything queued is written); otherwise the write half is closed once the queue is
-    /// written. Calling it again changes nothing.
+    /// child this starts the goodbye (if configured) and the shutdown ladder (its first step
+    /// closes the child's stdin once everything queued is written); otherwise the write half
+    /// is closed once the queue is written, and the peer gets the close timeout to end.
+    /// Calling it again changes nothing.
     pub fn close(&self) {
-        match &self.process {
-            Some(process) => process.request_shutdown(),
-            None => {
-                self.shared.lock().conn.close();
-                self.shared.output.notify(1);
-            }
-        }
+        self.close_because(CloseReason::Normal);
     }
 
     /// Like [`close`](Self::close), with the status code and reason of the websocket Close
     /// frame this side sends (`close` sends 1000, a normal closure; 1011 is an internal
     /// error). Other transports have no such frame and close as with `close`.
     pub fn close_with(&self, code: u16, reason: &str) {
-        self.shared.lock().close_frame = Some((code, reason.to_owned()));
-        self.close();
+        self.close_because(CloseReason::Custom(code, reason.to_owned()));
+    }
+
+    /// Like [`close`](Self::close), saying why; the endpoint chooses the websocket Close
+    /// frame's code and reason from it.
+    pub fn close_because(&self, reason: CloseReason) {
+        self.shared.handle(|ep, now| ep.close_with(reason, now));
     }
 
     /// Closes, reads (and drops) the remaining events, and for a child waits until it has
-    /// exited, its group has been killed and it has been reaped. The wait for the peer's end
-    /// is bounded by the options' close timeout (after the child's exit, for a child).
+    /// exited, its group has been killed and it has been reaped. The endpoint bounds the wait
+    /// for the peer's end: the close timeout for a socket, the ladder and then the close
+    /// timeout after its exit for a child.
     pub async fn shutdown(mut self) -> Option<ExitStatus> {
         self.close();
-        let timeout = self.options.close_timeout;
-        let process = self.process.take();
-        let drain = async { while self.recv().await.is_some() {} };
-        match &process {
-            Some(process) => {
-                let ended = async {
-                    drain.await;
-                    process.wait().await
-                };
-                let exited = async {
-                    let status = process.wait().await;
-                    R::sleep(timeout).await;
-                    status
-                };
-                Some(future::or(ended, exited).await)
-            }
-            None => {
-                future::or(drain, R::sleep(timeout)).await;
-                None
-            }
+        while self.recv().await.is_some() {}
+        match &self.process {
+            Some(process) => Some(process.wait().await),
+            None => None,
         }
     }
 
@@ -437,6 +445,11 @@ where
         }
     }
 
+    /// Whether a close has been asked for (by the owner, a linger or an idle timeout).
+    pub fn is_closing(&self) -> bool {
+        self.shared.lock().ep.is_closing()
+    }
+
     /// The connection's label.
     pub fn label(&self) -> &str {
         &self.label
@@ -455,12 +468,35 @@ where
     }
 }
 
-impl<M, R> Drop for Connection<M, R> {
+impl<M, R> Drop for Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
     fn drop(&mut self) {
-        // The process handle starts the ladder as it drops, on threads of its own; the I/O
-        // tasks (if the runtime still runs them) stop and release the transport.
-        self.process.take();
+        // The endpoint closes (for a child, the ladder starts) and the I/O tasks, if the
+        // runtime still runs them, stop and release the transport; a thread of the process
+        // layer fires the rest of the ladder, with no runtime needed.
         self.shared.abandon();
+        if let Some(process) = self.process.take() {
+            let lifetime: Arc<dyn Lifetime> = self.shared.clone();
+            process.take_over(lifetime);
+        }
+    }
+}
+
+/// Sessions that send messages typed elsewhere (the `tether` command's standard input) and
+/// want to end once every request has been answered.
+impl<R: Runtime> Connection<Message, R> {
+    /// Tracks the requests sent through [`Sender::send_tracked`], for
+    /// [`finish`](Self::finish); every message is still delivered as an event.
+    pub fn track_requests(&self) {
+        self.shared.lock().ep.track_requests();
+    }
+
+    /// Nothing more will be sent: close once every tracked request has been answered, or
+    /// after `linger`.
+    pub fn finish(&self, linger: std::time::Duration) {
+        self.shared.handle(|ep, now| ep.finish(linger, now));
     }
 }
 
@@ -483,6 +519,14 @@ impl<M> std::fmt::Debug for Sender<M> {
     }
 }
 
+impl Sender<Message> {
+    /// Sends `message` (waiting while the send budget is used up) and tracks its requests,
+    /// for [`Connection::finish`].
+    pub async fn send_tracked(&self, message: &Message) -> Result<(), SendError> {
+        send_with(&self.shared, |ep| ep.send_tracked(message)).await
+    }
+}
+
 impl<M> Sender<M>
 where
     M: Serialize + DeserializeOwned + Send + 'static,
@@ -499,7 +543,7 @@ where
         if state.abandoned {
             return Err(SendError::Disconnected);
         }
-        state.conn.send(message)?;
+        state.ep.send(message)?;
         drop(state);
         self.shared.output.notify(1);
         Ok(())
@@ -511,7 +555,18 @@ where
     }
 }
 
-async fn send<M>(shared: &Shared<M>, message: &M) -> Result<(), SendError>
+pub(crate) async fn send<M>(shared: &Shared<M>, message: &M) -> Result<(), SendError>
+where
+    M: Serialize + DeserializeOwned,
+{
+    send_with(shared, |ep| ep.send(message)).await
+}
+
+/// Queues with `send`, waiting while the send budget is used up.
+async fn send_with<M>(
+    shared: &Shared<M>,
+    mut send: impl FnMut(&mut Endpoint<M>) -> Result<(), SendError>,
+) -> Result<(), SendError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -524,7 +579,7 @@ where
                 // The owner dropped the connection: nothing will ever be written.
                 Err(SendError::Disconnected)
             } else {
-                state.conn.send(message)
+                send(&mut state.ep)
             }
         };
         match sent {
@@ -542,8 +597,11 @@ where
     }
 }
 
-async fn closed<M>(shared: &Shared<M>) {
+async fn closed<M>(shared: &Shared<M>)
+where
+    M: Serialize + DeserializeOwned,
+{
     shared
-        .wait_for(&shared.progress, |s| s.conn.is_input_ended() || s.abandoned)
+        .wait_for(&shared.progress, |s| s.ep.is_input_ended() || s.abandoned)
         .await;
 }

@@ -11,6 +11,7 @@
 //! supervisor's actions to system calls, and wake whoever waits.
 #![deny(missing_docs)]
 
+mod clock;
 mod connection;
 mod error;
 mod listener;
@@ -20,6 +21,7 @@ mod rpc;
 mod runtime;
 mod shared;
 mod stream;
+mod timer;
 mod ws;
 
 pub use connection::{Connection, Sender};
@@ -33,6 +35,7 @@ pub use runtime::{Io, Runtime};
 pub use async_tungstenite;
 pub use async_tungstenite::tungstenite::protocol::Role;
 pub use tether_core::{
-    Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Id, Lite, Malformed,
-    MalformedKind, Message, Notification, Policy, Request, Response, RpcError, SendError,
+    CloseReason, Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Goodbye, Id,
+    Lite, Malformed, MalformedKind, Message, Notification, Policy, Request, Response, RpcError,
+    SendError,
 };

@@ -76,7 +76,7 @@ impl<R: Runtime> Listener<R> {
                             addr: "accept".to_owned(),
                             source,
                         })?;
-                Connection::from_stream(stream, options, format!("tcp:{peer}"))
+                Connection::from_stream_labelled(stream, options, format!("tcp:{peer}"))
             }
             #[cfg(unix)]
             Socket::Unix(socket, path) => {
@@ -86,7 +86,11 @@ impl<R: Runtime> Listener<R> {
                         addr: path.display().to_string(),
                         source,
                     })?;
-                Connection::from_stream(stream, options, format!("unix:{}", path.display()))
+                Connection::from_stream_labelled(
+                    stream,
+                    options,
+                    format!("unix:{}", path.display()),
+                )
             }
         }
     }

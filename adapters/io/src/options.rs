@@ -3,32 +3,18 @@
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tether_core::{Config, Framing, Policy};
+use tether_core::{Config, Framing, Goodbye, Policy};
 
 use crate::process::{ChildOptions, Stderr};
 
 /// Everything a connection is configured with. Start from [`Options::new`] and change what
 /// you need; every constructor validates the result.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Framing, frame limit and send budget, as the core connection takes them.
     core: Config,
     pub(crate) label: Option<String>,
     pub(crate) child: ChildOptions,
-    pub(crate) keepalive: Option<(Duration, Duration)>,
-    pub(crate) close_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            core: Config::default(),
-            label: None,
-            child: ChildOptions::default(),
-            keepalive: None,
-            close_timeout: tether_core::supervisor::DEFAULT_GRACE,
-        }
-    }
 }
 
 impl Options {
@@ -64,14 +50,19 @@ impl Options {
 
     /// The child's shutdown ladder.
     pub fn policy(mut self, policy: Policy) -> Self {
-        self.child.policy = policy;
+        self.core = self.core.policy(policy);
+        self
+    }
+
+    /// What the child is told before its ladder starts (LSP's `shutdown` and `exit`).
+    pub fn goodbye(mut self, goodbye: Option<Goodbye>) -> Self {
+        self.core = self.core.goodbye(goodbye);
         self
     }
 
     /// Sets both grace periods of the default ladder, and the time a close waits for the peer.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.child.policy = Policy::graceful(grace);
-        self.close_timeout = grace;
+        self.core = self.core.grace(grace);
         self
     }
 
@@ -89,13 +80,25 @@ impl Options {
 
     /// Websocket keepalive: ping after `interval` of silence, give up `timeout` later.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.keepalive = Some((interval, timeout));
+        self.core = self.core.keepalive(interval, timeout);
         self
     }
 
     /// How long a close waits for the peer's end (its Close frame, or end of stream).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.core = self.core.close_timeout(timeout);
+        self
+    }
+
+    /// Close after this long with no message either way.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.core = self.core.idle_timeout(timeout);
+        self
+    }
+
+    /// Answer each malformed frame from the peer with a JSON-RPC error (id null).
+    pub fn answer_malformed(mut self, on: bool) -> Self {
+        self.core = self.core.answer_malformed(on);
         self
     }
 

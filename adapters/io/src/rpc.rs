@@ -1,36 +1,33 @@
 //! Requests and responses on top of a connection: `request().await`, notifications, and
 //! serving the peer's requests.
 //!
-//! [`Connection::into_rpc`] hands the connection to a dispatcher task that reads every event,
-//! completes pending requests through the core [`Correlator`], and passes everything else —
-//! the peer's requests (each with a [`Responder`]), notifications, unmatched responses,
-//! malformed frames and the end — to [`Incoming`]. No caller is ever left waiting: a request
-//! ends with its response, its deadline, its cancellation (dropping the future) or the
-//! connection's end, whichever comes first.
+//! Every decision is the endpoint's request layer ([`tether_core::Endpoint::serve`]): which
+//! response completes which request, deadlines and the cancel notifications that follow them,
+//! `-32601` for requests nobody serves, `-32603` for a dropped responder, a batch answered as
+//! one array. This module only wakes whoever waits: [`Connection::into_rpc`] hands the
+//! connection to a task that reads its events and passes everything that is not an answer to
+//! our requests — the peer's requests (each with a [`Responder`]), notifications, unmatched
+//! responses, malformed frames and the end — to [`Incoming`].
 
-use std::collections::HashMap;
-use std::future::pending;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_channel::{Receiver, Sender as ChannelSender, WeakSender};
+use async_channel::{Receiver, Sender as ChannelSender};
 use event_listener::Event as Notify;
 use futures_core::Stream;
 use futures_lite::future;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tether_core::{
-    Correlator, Disconnect, ErrorObject, ExitStatus, Id, Malformed, Message, Notification, Request,
-    Response, RpcError,
-};
+use tether_core::{Disconnect, ErrorObject, ExitStatus, Id, Malformed, Message, Notification};
+use tether_core::{Request, Response, RpcError};
 
-use crate::{Connection, Event, Runtime, Sender};
+use crate::shared::Shared;
+use crate::{clock, Connection, Event, Runtime};
 
-/// Builds the notification sent when a request is cancelled, such as MCP's
-/// `notifications/cancelled` with `{"requestId": id}`.
-pub type CancelNotification = Arc<dyn Fn(&Id) -> Notification + Send + Sync>;
+pub use tether_core::CancelNotification;
 
 /// How the request layer behaves.
 #[derive(Clone, Default)]
@@ -88,43 +85,25 @@ pub enum Inbound {
     Disconnected(Option<Disconnect>),
 }
 
-/// What the request layer's handles ask of the dispatcher from places that cannot wait.
-enum Command {
-    Send(Message),
-    Cancel(Id),
-    Close,
+/// The end of the request layer: whether it is over, and how a child ended; and whether
+/// anyone is left to use it.
+#[derive(Debug, Default)]
+struct Finish {
+    state: Mutex<Option<Option<ExitStatus>>>,
+    clients_gone: AtomicBool,
+    changed: Notify,
 }
 
-/// A way to reach the dispatcher. When the last one (of every client and responder) is gone
-/// and `Incoming` is dropped too, the dispatcher lets the connection go; dropping a link wakes
-/// it to check.
-struct Link {
-    commands: Option<ChannelSender<Command>>,
-    inner: Arc<Inner>,
+/// Held by every clone of a [`Client`]: the last one to go tells the dispatcher.
+#[derive(Debug)]
+struct Handle {
+    finish: Arc<Finish>,
 }
 
-impl Link {
-    fn send(&self, command: Command) {
-        if let Some(commands) = &self.commands {
-            let _ = commands.try_send(command);
-        }
-    }
-}
-
-impl Clone for Link {
-    fn clone(&self) -> Self {
-        Link {
-            commands: self.commands.clone(),
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl Drop for Link {
+impl Drop for Handle {
     fn drop(&mut self) {
-        // The sender goes first, so that the woken dispatcher counts without it.
-        drop(self.commands.take());
-        self.inner.changed.notify(usize::MAX);
+        self.finish.clients_gone.store(true, Ordering::Release);
+        self.finish.changed.notify(usize::MAX);
     }
 }
 
@@ -132,7 +111,7 @@ impl Drop for Link {
 /// `-32603` so that the peer is never left waiting.
 pub struct Responder {
     id: Option<Id>,
-    link: Link,
+    shared: Arc<Shared<Message>>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -150,8 +129,9 @@ impl Responder {
     /// Answers with a result or an error.
     pub fn respond(mut self, result: Result<Value, ErrorObject>) {
         if let Some(id) = self.id.take() {
-            self.link
-                .send(Command::Send(Response { id, result }.into()));
+            let mut state = self.shared.lock();
+            let _ = state.ep.respond(id, result);
+            self.shared.wake(&mut state);
         }
     }
 }
@@ -159,56 +139,18 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let error =
-                ErrorObject::new(ErrorObject::INTERNAL_ERROR, "the request was not answered");
-            self.link
-                .send(Command::Send(Response::error(id, error).into()));
+            let mut state = self.shared.lock();
+            state.ep.decline(id);
+            self.shared.wake(&mut state);
         }
-    }
-}
-
-/// State shared by the clients and the dispatcher.
-struct Inner {
-    state: Mutex<State>,
-    /// A deadline was added, or the dispatcher finished.
-    changed: Notify,
-}
-
-struct State {
-    correlator: Correlator,
-    waiters: HashMap<Id, ChannelSender<Result<Value, RpcError>>>,
-    finished: bool,
-    exit: Option<ExitStatus>,
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl State {
-    /// Hands every completed request its result; returns the ids that timed out, whose peer
-    /// should be told to stop.
-    fn deliver(&mut self) -> Vec<Id> {
-        let mut timed_out = Vec::new();
-        while let Some(done) = self.correlator.poll_completion() {
-            if done.result == Err(RpcError::TimedOut) {
-                timed_out.push(done.id.clone());
-            }
-            if let Some(waiter) = self.waiters.remove(&done.id) {
-                let _ = waiter.try_send(done.result);
-            }
-        }
-        timed_out
     }
 }
 
 /// Makes requests and notifications; cloneable, usable from any task.
 #[derive(Clone)]
 pub struct Client {
-    link: Link,
-    sender: Sender<Message>,
+    shared: Arc<Shared<Message>>,
+    handle: Arc<Handle>,
     timeout: Option<Duration>,
 }
 
@@ -221,33 +163,38 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Sends a request and waits for its result. Dropping the future cancels the request.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
-        let (tx, rx) = async_channel::bounded(1);
-        let inner = &self.link.inner;
-        let request = {
-            let mut state = inner.lock();
-            let request = state
-                .correlator
-                .request(Instant::now(), method, params, self.timeout)?;
-            state.waiters.insert(request.id.clone(), tx);
-            request
-        };
-        inner.changed.notify(usize::MAX);
-        let mut guard = CancelOnDrop {
-            id: Some(request.id.clone()),
-            link: &self.link,
-        };
-        if let Err(err) = self.sender.send(&Message::Request(request)).await {
-            let mut state = inner.lock();
-            if let Some(id) = guard.id.take() {
-                state.correlator.cancel(&id);
-                state.waiters.remove(&id);
-                state.deliver();
+        let shared = &*self.shared;
+        // Wait for room in the send budget, as a send would.
+        shared
+            .wait_for(&shared.progress, |s| {
+                s.ep.can_send() || s.ep.is_input_ended() || s.abandoned
+            })
+            .await;
+        let id = {
+            let mut state = shared.lock();
+            if state.abandoned {
+                return Err(RpcError::Disconnected);
             }
-            return Err(RpcError::Send(err.to_string()));
-        }
-        let result = rx.recv().await.unwrap_or(Err(RpcError::Disconnected));
+            let id = state
+                .ep
+                .request(method, params, self.timeout, clock::now())?;
+            shared.wake(&mut state);
+            id
+        };
+        let mut guard = CancelOnDrop {
+            id: Some(id),
+            shared,
+        };
+        let id = guard.id.as_ref().expect("set above");
+        let mut result = None;
+        shared
+            .wait_for(&shared.progress, |s| {
+                result = s.ep.take_result(id);
+                result.is_some() || s.abandoned
+            })
+            .await;
         guard.id = None;
-        result
+        result.unwrap_or(Err(RpcError::Disconnected))
     }
 
     /// Sends a request and decodes its result as `T`.
@@ -262,28 +209,25 @@ impl Client {
 
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
-        self.sender
-            .send(&Notification::new(method, params).into())
+        crate::connection::send(&self.shared, &Notification::new(method, params).into())
             .await
             .map_err(|e| RpcError::Send(e.to_string()))
     }
 
-    /// Closes the connection (for a child, its shutdown ladder) and waits until the dispatcher
-    /// has seen the end; returns the child's exit status, if there is a child.
+    /// Closes the connection (for a child, its shutdown ladder) and waits until it has ended;
+    /// returns the child's exit status, if there is a child.
     pub async fn shutdown(&self) -> Option<ExitStatus> {
-        self.link.send(Command::Close);
+        self.shared.handle(|ep, now| ep.close(now));
         self.finished().await
     }
 
     /// Waits until the connection has ended (and a child has been reaped).
     pub async fn finished(&self) -> Option<ExitStatus> {
         loop {
-            let listener = self.link.inner.changed.listen();
-            {
-                let state = self.link.inner.lock();
-                if state.finished {
-                    return state.exit;
-                }
+            let finish = &self.handle.finish;
+            let listener = finish.changed.listen();
+            if let Some(exit) = *finish.state.lock().unwrap_or_else(PoisonError::into_inner) {
+                return exit;
             }
             listener.await;
         }
@@ -293,23 +237,26 @@ impl Client {
 /// Cancels a request whose future is dropped before its answer.
 struct CancelOnDrop<'a> {
     id: Option<Id>,
-    link: &'a Link,
+    shared: &'a Shared<Message>,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            self.link.send(Command::Cancel(id));
+            let mut state = self.shared.lock();
+            state.ep.cancel(&id);
+            self.shared.wake(&mut state);
         }
     }
 }
 
 /// Everything the peer sends that is not an answer to our requests, in order. Poll it, or
-/// drop it: while it is neither polled nor dropped, the dispatcher waits, and so does reading.
+/// drop it: while it is neither polled nor dropped, reading waits; once it is dropped, the
+/// peer's requests are answered `-32601`.
 pub struct Incoming {
     rx: Pin<Box<Receiver<Inbound>>>,
-    /// Keeps the way back open for the responders it hands out, even with no client left.
-    _link: Link,
+    shared: Arc<Shared<Message>>,
+    finish: Arc<Finish>,
 }
 
 impl std::fmt::Debug for Incoming {
@@ -320,9 +267,9 @@ impl std::fmt::Debug for Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        // Closed before the link drops (and wakes the dispatcher), so that the dispatcher
-        // sees no one listening.
+        self.shared.lock().ep.set_serving(false);
         self.rx.close();
+        self.finish.changed.notify(usize::MAX);
     }
 }
 
@@ -343,200 +290,85 @@ impl Stream for Incoming {
 
 impl<R: Runtime> Connection<Message, R> {
     /// Turns the connection into a request layer: a [`Client`] to make requests and an
-    /// [`Incoming`] stream of everything else. A dispatcher task on the runtime owns the
-    /// connection from now on; once every client, responder and the `Incoming` are dropped,
-    /// it drops the connection (and so shuts a child down).
+    /// [`Incoming`] stream of everything else. A task on the runtime owns the connection from
+    /// now on; once every client and the `Incoming` are dropped, it drops the connection (and
+    /// so shuts a child down).
     pub fn into_rpc(self, options: RpcOptions) -> (Client, Incoming) {
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                correlator: Correlator::new(),
-                waiters: HashMap::new(),
-                finished: false,
-                exit: None,
-            }),
-            changed: Notify::new(),
-        });
-        let (commands, command_rx) = async_channel::unbounded();
+        let shared = self.shared();
+        shared.lock().ep.serve(options.cancel);
+        let finish = Arc::new(Finish::default());
         let (inbound, rx) = async_channel::bounded(64);
-        let link = Link {
-            commands: Some(commands.clone()),
-            inner: Arc::clone(&inner),
-        };
         let client = Client {
-            link: link.clone(),
-            sender: self.sender(),
+            shared: Arc::clone(&shared),
+            handle: Arc::new(Handle {
+                finish: Arc::clone(&finish),
+            }),
             timeout: options.timeout,
         };
-        let dispatcher = Dispatcher {
-            inner: Arc::clone(&inner),
-            commands: commands.downgrade(),
-            command_rx,
-            inbound,
-            cancel: options.cancel,
+        R::spawn(dispatch(self, inbound, Arc::clone(&finish)));
+        let incoming = Incoming {
+            rx: Box::pin(rx),
+            shared,
+            finish,
         };
-        drop(commands);
-        R::spawn(dispatcher.run(self));
-        let rx = Box::pin(rx);
-        (client, Incoming { rx, _link: link })
+        (client, incoming)
     }
 }
 
-/// The task that owns a connection in request mode.
-struct Dispatcher {
-    inner: Arc<Inner>,
-    /// For the responders it creates; weak, so that the channel closes with the last client.
-    commands: WeakSender<Command>,
-    command_rx: Receiver<Command>,
+/// Reads the connection's events and hands them to `Incoming`, until the end or until no one
+/// is left to ask or to hear.
+async fn dispatch<R: Runtime>(
+    mut conn: Connection<Message, R>,
     inbound: ChannelSender<Inbound>,
-    cancel: Option<CancelNotification>,
-}
-
-enum Step {
-    Event(Option<Event<Message>>),
-    Command(Option<Command>),
-    Tick,
-}
-
-impl Dispatcher {
-    async fn run<R: Runtime>(self, mut conn: Connection<Message, R>) {
-        loop {
-            let commands_open = !self.command_rx.is_closed() || !self.command_rx.is_empty();
-            if !commands_open && self.inbound.is_closed() {
-                // No one can ask for anything or hear anything: let the connection go.
-                break;
-            }
-            let changed = self.inner.changed.listen();
-            let deadline = self.inner.lock().correlator.poll_timeout();
-            let step = future::or(
-                async { Step::Event(conn.recv().await) },
-                future::or(
-                    async {
-                        if !commands_open {
-                            pending::<()>().await;
-                        }
-                        Step::Command(self.command_rx.recv().await.ok())
-                    },
-                    async {
-                        match deadline {
-                            Some(d) => {
-                                future::or(
-                                    R::sleep(d.saturating_duration_since(Instant::now())),
-                                    changed,
-                                )
-                                .await
-                            }
-                            None => changed.await,
-                        }
-                        Step::Tick
-                    },
-                ),
-            )
-            .await;
-            match step {
-                Step::Event(Some(Event::Message(message))) => self.route(&conn, message).await,
-                Step::Event(Some(Event::Malformed(malformed))) => {
-                    let _ = self.inbound.send(Inbound::Malformed(malformed)).await;
-                }
-                Step::Event(Some(Event::Disconnected(reason))) => {
-                    {
-                        let mut state = self.inner.lock();
-                        state.correlator.handle_disconnect();
-                        state.deliver();
-                    }
-                    let _ = self.inbound.send(Inbound::Disconnected(reason)).await;
-                    conn.close();
-                    break;
-                }
-                Step::Event(None) => break,
-                Step::Command(Some(Command::Send(message))) => {
-                    let _ = conn.send(&message).await;
-                }
-                Step::Command(Some(Command::Cancel(id))) => {
-                    let cancelled = {
-                        let mut state = self.inner.lock();
-                        let cancelled = state.correlator.cancel(&id);
-                        state.waiters.remove(&id);
-                        state.deliver();
-                        cancelled
-                    };
-                    if let (true, Some(build)) = (cancelled, &self.cancel) {
-                        let _ = conn.send(&build(&id).into()).await;
-                    }
-                }
-                Step::Command(Some(Command::Close)) => conn.close(),
-                // Every client and responder is gone; the loop's check takes it from here.
-                Step::Command(None) => {}
-                Step::Tick => {
-                    let timed_out = {
-                        let mut state = self.inner.lock();
-                        state.correlator.handle_timeout(Instant::now());
-                        state.deliver()
-                    };
-                    if let Some(build) = &self.cancel {
-                        for id in timed_out {
-                            let _ = conn.send(&build(&id).into()).await;
-                        }
-                    }
-                }
-            }
+    finish: Arc<Finish>,
+) {
+    let shared = conn.shared();
+    loop {
+        // With every client and the `Incoming` gone, no one can ask for anything or hear
+        // anything.
+        let changed = finish.changed.listen();
+        if inbound.is_closed() && finish.clients_gone.load(Ordering::Acquire) {
+            break;
         }
-        self.inbound.close();
-        let exit = conn.wait().await;
-        let mut state = self.inner.lock();
-        state.correlator.handle_disconnect();
-        state.deliver();
-        state.finished = true;
-        state.exit = exit;
-        drop(state);
-        self.inner.changed.notify(usize::MAX);
+        let event = future::or(async { Some(conn.recv().await) }, async {
+            changed.await;
+            None
+        })
+        .await;
+        let Some(event) = event else { continue };
+        let items = match event {
+            Some(Event::Message(message)) => route(message, &shared),
+            Some(Event::Malformed(malformed)) => vec![Inbound::Malformed(malformed)],
+            Some(Event::Disconnected(reason)) => vec![Inbound::Disconnected(reason)],
+            None => break,
+        };
+        for item in items {
+            // Dropped unheard when no one listens: a request's responder then declines it.
+            let _ = inbound.send(item).await;
+        }
     }
+    inbound.close();
+    let exit = conn.wait().await;
+    drop(conn);
+    *finish.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(exit);
+    finish.changed.notify(usize::MAX);
+}
 
-    async fn route<R: Runtime>(&self, conn: &Connection<Message, R>, message: Message) {
-        match message {
-            Message::Response(response) => {
-                let unmatched = {
-                    let mut state = self.inner.lock();
-                    let unmatched = state.correlator.handle_response(response);
-                    state.deliver();
-                    unmatched
-                };
-                if let Some(response) = unmatched {
-                    let _ = self.inbound.send(Inbound::Unmatched(response)).await;
-                }
-            }
-            Message::Request(request) => {
-                let responder = Responder {
-                    id: Some(request.id.clone()),
-                    link: Link {
-                        commands: self.commands.upgrade(),
-                        inner: Arc::clone(&self.inner),
-                    },
-                };
-                if let Err(err) = self
-                    .inbound
-                    .send(Inbound::Request(request, responder))
-                    .await
-                {
-                    // No one serves requests: answer for them rather than leave the peer
-                    // waiting.
-                    if let Inbound::Request(request, mut responder) = err.into_inner() {
-                        responder.id = None;
-                        let error = ErrorObject::new(
-                            ErrorObject::METHOD_NOT_FOUND,
-                            format!("no handler for {}", request.method),
-                        );
-                        let _ = conn.send(&Response::error(request.id, error).into()).await;
-                    }
-                }
-            }
-            Message::Notification(notification) => {
-                let _ = self.inbound.send(Inbound::Notification(notification)).await;
-            }
-            Message::Batch(items) => {
-                for item in items {
-                    Box::pin(self.route(conn, item)).await;
-                }
-            }
+/// Splits what the endpoint delivered into items: a batch's members one by one.
+fn route(message: Message, shared: &Arc<Shared<Message>>) -> Vec<Inbound> {
+    match message {
+        Message::Request(request) => {
+            let responder = Responder {
+                id: Some(request.id.clone()),
+                shared: Arc::clone(shared),
+            };
+            vec![Inbound::Request(request, responder)]
         }
+        Message::Notification(notification) => vec![Inbound::Notification(notification)],
+        Message::Response(response) => vec![Inbound::Unmatched(response)],
+        Message::Batch(items) => items
+            .into_iter()
+            .flat_map(|item| route(item, shared))
+            .collect(),
     }
 }

@@ -1,68 +1,70 @@
-//! The state a connection's owner, its senders and its I/O tasks share: the core connection
-//! behind a mutex, and one notification per kind of waiter.
+//! The state a connection's owner, its senders, its I/O tasks and the process layer share: the
+//! core endpoint behind a mutex, and one notification per kind of waiter.
 //!
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
 //! check under the lock, then await the listener — so no wake-up is lost.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use event_listener::Event;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tether_core::{Endpoint, ExitStatus};
+
+use crate::clock;
+use crate::process::{kill_process_group, Lifetime};
 
 /// Shared by the owner, every sender and the I/O tasks of one connection.
 #[derive(Debug)]
 pub(crate) struct Shared<M> {
     state: Mutex<State<M>>,
+    /// The child's process group, for the endpoint's signals.
+    pgid: Option<u32>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
-    /// The reader: the core wants input, or the reader should stop.
+    /// The reader: the endpoint wants input, or the reader should stop.
     pub(crate) input: Event,
-    /// The writer: output is queued, a close or flush is due, or the writer should stop.
+    /// The writer: output or a transport control is queued, or the writer should stop.
     pub(crate) output: Event,
-    /// Senders and `closed()`: budget was freed, or the connection ended.
+    /// Senders, request callers and `closed()`: budget was freed, results arrived, or the
+    /// connection ended.
     pub(crate) progress: Event,
-    /// A byte stream's write half, which senders push to directly when they can.
-    pub(crate) writer: OnceLock<Arc<crate::stream::Writer>>,
+    /// The timer task: the next deadline may have changed.
+    pub(crate) timer: Event,
     /// Tasks watching for their end: the connection ended or was abandoned. Notified only
     /// then, so that a watch costs nothing while the connection runs.
     pub(crate) stop: Event,
 }
 
-/// The core connection and the few facts the tasks coordinate on.
+/// The endpoint and the few facts the tasks coordinate on.
 #[derive(Debug)]
 pub(crate) struct State<M> {
-    pub(crate) conn: tether_core::Connection<M>,
+    pub(crate) ep: Endpoint<M>,
     /// The owner has drained every event: a websocket's reader task may hand in a frame.
     pub(crate) wants_input: bool,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
-    /// The reader saw a ping (websocket): the writer must flush the queued pong.
-    pub(crate) flush_needed: bool,
-    /// The keepalive asks for a ping (websocket).
-    pub(crate) ping_needed: bool,
-    /// The websocket keepalive, if one runs.
-    pub(crate) keepalive: Option<tether_core::Keepalive>,
-    /// The code and reason of the websocket Close frame this side sends.
-    pub(crate) close_frame: Option<(u16, String)>,
 }
 
-impl<M> Shared<M> {
-    pub(crate) fn new(conn: tether_core::Connection<M>) -> Self {
+impl<M> Shared<M>
+where
+    M: Serialize + DeserializeOwned,
+{
+    pub(crate) fn new(ep: Endpoint<M>, pgid: Option<u32>) -> Self {
         Shared {
             state: Mutex::new(State {
-                conn,
+                ep,
                 wants_input: false,
                 abandoned: false,
-                flush_needed: false,
-                ping_needed: false,
-                keepalive: None,
-                close_frame: None,
             }),
+            pgid,
             events: Event::new(),
             input: Event::new(),
             output: Event::new(),
             progress: Event::new(),
+            timer: Event::new(),
             stop: Event::new(),
-            writer: OnceLock::new(),
         }
     }
 
@@ -72,29 +74,70 @@ impl<M> Shared<M> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes every waiter: something changed for everyone (an end, an abandonment).
-    pub(crate) fn notify_all(&self) {
+    /// After an input that may have changed anything: carries out the signals the endpoint
+    /// decided, and wakes every kind of waiter (a wake-up with nobody listening is one atomic
+    /// load). The hot paths — a send, a read — notify only whom they concern instead.
+    pub(crate) fn settle(&self, mut state: MutexGuard<'_, State<M>>) {
+        while let Some(action) = state.ep.poll_action() {
+            tracing::debug!(pgid = ?self.pgid, ?action, "endpoint action");
+            if let Some(pgid) = self.pgid {
+                if let Err(err) = kill_process_group(pgid, action) {
+                    tracing::warn!(pgid, %err, ?action, "cannot signal the process group");
+                }
+            }
+        }
+        let ended = state.ep.is_input_ended() || state.abandoned;
+        // Everyone is woken below; this only resets what the endpoint reports.
+        let _ = state.ep.poll_wake();
+        drop(state);
         self.events.notify(usize::MAX);
-        self.input.notify(usize::MAX);
         self.output.notify(usize::MAX);
         self.progress.notify(usize::MAX);
-        self.stop.notify(usize::MAX);
+        self.timer.notify(usize::MAX);
+        if ended {
+            self.input.notify(usize::MAX);
+            self.stop.notify(usize::MAX);
+        }
     }
 
-    /// The owner is gone: the tasks stop.
+    /// Wakes whom the endpoint's latest decisions concern (see [`Endpoint::poll_wake`]).
+    pub(crate) fn wake(&self, state: &mut State<M>) {
+        let wake = state.ep.poll_wake();
+        if wake.write {
+            self.output.notify(usize::MAX);
+        }
+        if wake.timer {
+            self.timer.notify(usize::MAX);
+        }
+        if wake.results {
+            self.progress.notify(usize::MAX);
+        }
+    }
+
+    /// Runs `input` on the endpoint with the current time, then settles.
+    pub(crate) fn handle(&self, input: impl FnOnce(&mut Endpoint<M>, Instant)) {
+        let mut state = self.lock();
+        input(&mut state.ep, clock::now());
+        self.settle(state);
+    }
+
+    /// The owner is gone: the endpoint closes (for a child, the ladder starts), and the tasks
+    /// stop.
     pub(crate) fn abandon(&self) {
-        self.lock().abandoned = true;
-        self.notify_all();
+        let mut state = self.lock();
+        state.abandoned = true;
+        state.ep.close(clock::now());
+        self.settle(state);
     }
 
-    /// The reader has handed input to the core (`ended`: the last of it): the owner may poll
-    /// again, and on the end everyone else learns of it too.
+    /// The reader has handed input to the endpoint (`ended`: the last of it): the owner may
+    /// poll again, and on the end everyone else learns of it too.
     pub(crate) fn handed_in(&self, mut state: MutexGuard<'_, State<M>>, ended: bool) {
         state.wants_input = false;
-        drop(state);
         if ended {
-            self.notify_all();
+            self.settle(state);
         } else {
+            drop(state);
             self.events.notify(usize::MAX);
         }
     }
@@ -120,9 +163,29 @@ impl<M> Shared<M> {
     }
 }
 
-impl<M> State<M> {
+impl<M> State<M>
+where
+    M: Serialize + DeserializeOwned,
+{
     /// Whether the reader has nothing left to do.
     pub(crate) fn reader_done(&self) -> bool {
-        self.abandoned || self.conn.is_input_ended()
+        self.abandoned || self.ep.is_input_ended()
+    }
+}
+
+impl<M> Lifetime for Shared<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn exited(&self, status: ExitStatus) {
+        self.handle(|ep, now| ep.handle_exit(status, now));
+    }
+
+    fn tick(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        state.ep.handle_timeout(clock::now());
+        let next = state.ep.poll_timeout();
+        self.settle(state);
+        next
     }
 }

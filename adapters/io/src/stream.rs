@@ -18,6 +18,8 @@ use futures_lite::future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use tether_core::Control;
+
 use crate::shared::Shared;
 
 /// How much is read at once; the core's input buffer never holds more than the frame limit
@@ -117,27 +119,36 @@ impl Half {
                         Poll::Ready(Ok(())) => {}
                     }
                     state = shared.lock();
-                    state.conn.handle_transmitted(self.out.len());
+                    state.ep.handle_transmitted(self.out.len());
                     self.out.clear();
                     self.written = 0;
                     drop(state);
                     shared.progress.notify(usize::MAX);
                     continue;
                 }
-                if state.conn.poll_transmit(&mut self.out) > 0 {
+                if state.ep.poll_transmit(&mut self.out) > 0 {
                     continue;
                 }
-                let close = state.conn.poll_close_write();
+                let control = state.ep.poll_control();
                 drop(state);
-                if !close {
-                    return Push::Idle;
+                match control {
+                    None => return Push::Idle,
+                    Some(Control::CloseWrite) => {
+                        tracing::debug!("closing the write half");
+                        if Pin::new(stream).poll_close(cx).is_pending() {
+                            return Push::Blocked;
+                        }
+                        self.stream = None;
+                        return Push::Done;
+                    }
+                    Some(Control::Abort) => {
+                        self.stream = None;
+                        return Push::Done;
+                    }
+                    // Websocket controls: a byte stream has no such frames.
+                    Some(Control::Ping | Control::Flush | Control::SendClose { .. }) => {}
                 }
-                tracing::debug!("closing the write half");
-                if Pin::new(stream).poll_close(cx).is_pending() {
-                    return Push::Blocked;
-                }
-                self.stream = None;
-                return Push::Done;
+                continue;
             }
             match Pin::new(stream).poll_write(cx, &self.out[self.written..]) {
                 Poll::Pending => return Push::Blocked,
@@ -159,8 +170,7 @@ impl Half {
         self.stream = None;
         self.out.clear();
         self.written = 0;
-        shared.lock().conn.handle_write_error(err);
-        shared.notify_all();
+        shared.handle(|ep, now| ep.handle_write_error(err, now));
         Push::Done
     }
 }

@@ -1,90 +1,50 @@
 //! The I/O tasks of a websocket connection: text and binary messages carry one JSON-RPC
-//! message each, pings are answered and flushed, the keepalive runs, and closing sends a Close
-//! frame and reads on until the peer's.
+//! message each; pings, pongs, Close frames and refused oversized messages are reported to the
+//! endpoint, and the Close frames, pings and flushes it asks for are carried out.
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
-use event_listener::Event;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{future, StreamExt};
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tether_core::{Keepalive, KeepaliveAction};
+use tether_core::Control;
 
+use crate::clock;
 use crate::shared::Shared;
-use crate::Runtime;
 
 /// Every task of one websocket connection, as one future for the runtime to spawn.
-pub(crate) async fn run<M, S, R>(
-    shared: Arc<Shared<M>>,
-    ws: WebSocketStream<S>,
-    keepalive: Option<(Duration, Duration)>,
-) where
-    M: Serialize + DeserializeOwned,
-    S: AsyncRead + AsyncWrite + Unpin,
-    R: Runtime,
-{
-    let (tx, rx) = ws.split();
-    let keepalive =
-        keepalive.map(|(interval, timeout)| Keepalive::new(Instant::now(), interval, timeout));
-    let last = LastWord::default();
-    future::zip(
-        read::<M, S, R>(&shared, rx, &last),
-        future::zip(
-            async {
-                write(&shared, tx, &last).await;
-                last.sent();
-            },
-            run_keepalive::<M, R>(&shared, keepalive),
-        ),
-    )
-    .await;
-}
-
-/// The frame the peer is owed at the end — the answer to its Close, or our Close after a
-/// message over the limit — and whether the writer has sent it (or can send nothing more).
-/// The reader hands the end to the owner only after, so that an owner who drops the connection
-/// (or exits) on `Disconnected` does not cut it off.
-#[derive(Default)]
-struct LastWord {
-    /// The answer to the peer's Close is queued: the next flush sends it. Set by the reader
-    /// under the state lock, together with the flush request.
-    owed: AtomicBool,
-    done: AtomicBool,
-    event: Event,
-}
-
-impl LastWord {
-    fn sent(&self) {
-        self.done.store(true, Ordering::Release);
-        self.event.notify(usize::MAX);
-    }
-
-    async fn wait(&self) {
-        loop {
-            let listener = self.event.listen();
-            if self.done.load(Ordering::Acquire) {
-                return;
-            }
-            listener.await;
-        }
-    }
-}
-
-async fn read<M, S, R>(shared: &Shared<M>, mut rx: WebSocketReceiver<S>, last: &LastWord)
+pub(crate) async fn run<M, S>(shared: Arc<Shared<M>>, ws: WebSocketStream<S>)
 where
     M: Serialize + DeserializeOwned,
     S: AsyncRead + AsyncWrite + Unpin,
-    R: Runtime,
+{
+    let (tx, rx) = ws.split();
+    future::zip(read(&shared, rx), write(&shared, tx)).await;
+}
+
+/// What the reader got from the websocket, as the endpoint takes it.
+enum Read {
+    Frame(Vec<u8>),
+    Ping,
+    Pong,
+    PeerClose,
+    TooLarge(WsError),
+    End,
+    Failed(WsError),
+}
+
+async fn read<M, S>(shared: &Shared<M>, mut rx: WebSocketReceiver<S>)
+where
+    M: Serialize + DeserializeOwned,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
         let stop = shared.wait_for(&shared.stop, |s| s.reader_done());
@@ -96,101 +56,52 @@ where
         else {
             return;
         };
-        let mut last_word = false;
-        let frame = match item {
-            Some(Ok(WsMessage::Text(text))) => Ok(Vec::from(text.as_bytes())),
-            Some(Ok(WsMessage::Binary(bytes))) => Ok(Vec::from(bytes)),
-            Some(Ok(WsMessage::Ping(_))) => {
-                // The pong is queued by the protocol layer; it goes out on the next flush.
-                shared.lock().flush_needed = true;
-                shared.output.notify(1);
-                activity(shared);
-                continue;
-            }
-            Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => {
-                activity(shared);
-                continue;
-            }
-            Some(Ok(WsMessage::Close(_))) => {
-                // The protocol layer has queued the answer: have it flushed.
-                let mut state = shared.lock();
-                state.flush_needed = true;
-                last.owed.store(true, Ordering::Release);
-                drop(state);
-                shared.output.notify(1);
-                last_word = true;
-                Err(None)
-            }
-            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Err(None),
-            Some(Err(err @ WsError::Capacity(_))) => {
-                // The peer's message is over the limit: say so in our Close (1009, "Message
-                // Too Big") rather than just drop the connection.
-                let mut state = shared.lock();
-                state
-                    .close_frame
-                    .get_or_insert((1009, "message over the size limit".to_owned()));
-                state.conn.close();
-                drop(state);
-                shared.output.notify(1);
-                // The writer sends it, then ends.
-                last_word = true;
-                Err(Some(err))
-            }
-            Some(Err(err)) => Err(Some(err)),
+        let read = match item {
+            Some(Ok(WsMessage::Text(text))) => Read::Frame(Vec::from(text.as_bytes())),
+            Some(Ok(WsMessage::Binary(bytes))) => Read::Frame(Vec::from(bytes)),
+            Some(Ok(WsMessage::Ping(_))) => Read::Ping,
+            Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => Read::Pong,
+            Some(Ok(WsMessage::Close(_))) => Read::PeerClose,
+            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Read::End,
+            Some(Err(err @ WsError::Capacity(_))) => Read::TooLarge(err),
+            Some(Err(err)) => Read::Failed(err),
         };
-        if last_word {
-            // Bounded: a peer that does not read cannot hold the end back.
-            future::or(
-                last.wait(),
-                future::or(
-                    shared.wait_for(&shared.stop, |s| s.reader_done()),
-                    R::sleep(tether_core::supervisor::DEFAULT_GRACE),
-                ),
-            )
-            .await;
-        }
-        activity(shared);
-        if frame.is_ok() {
+        if let Read::Frame(frame) = read {
+            // Backpressure: a frame goes in only once the owner has drained every event.
             shared
                 .wait_for(&shared.input, |s| s.wants_input || s.reader_done())
                 .await;
-        }
-        let mut state = shared.lock();
-        if state.reader_done() {
-            return;
-        }
-        let ended = match frame {
-            Ok(frame) => {
-                let _ = state.conn.handle_frame(frame);
-                false
+            let mut state = shared.lock();
+            if state.reader_done() {
+                return;
             }
-            Err(None) => {
+            let _ = state.ep.handle_frame(frame, clock::now());
+            shared.handed_in(state, false);
+            continue;
+        }
+        let last = !matches!(read, Read::Ping | Read::Pong);
+        shared.handle(|ep, now| match read {
+            Read::Ping => ep.handle_ping(now),
+            Read::Pong => ep.handle_pong(now),
+            Read::PeerClose => {
                 tracing::debug!("websocket closed by the peer");
-                state.conn.handle_eof();
-                // Our answering Close frame is queued: flush it.
-                state.flush_needed = true;
-                true
+                ep.handle_peer_close(now);
             }
-            Err(Some(err)) => {
+            Read::TooLarge(err) => ep.handle_too_large(err, now),
+            Read::End => ep.handle_eof(now),
+            Read::Failed(err) => {
                 tracing::debug!(%err, "websocket read failed");
-                state.conn.handle_read_error(err);
-                true
+                ep.handle_read_error(err, now);
             }
-        };
-        shared.handed_in(state, ended);
-        if ended {
+            Read::Frame(_) => {}
+        });
+        if last {
             return;
         }
     }
 }
 
-fn activity<M>(shared: &Shared<M>) {
-    if let Some(k) = shared.lock().keepalive.as_mut() {
-        k.handle_activity(Instant::now());
-    }
-}
-
-async fn write<M, S>(shared: &Shared<M>, mut tx: WebSocketSender<S>, last: &LastWord)
+async fn write<M, S>(shared: &Shared<M>, mut tx: WebSocketSender<S>)
 where
     M: Serialize + DeserializeOwned,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -198,76 +109,77 @@ where
     loop {
         let listener = shared.output.listen();
         let mut frames = Vec::new();
-        let (close, flush, ping, stop, owed) = {
+        let (control, stop) = {
             let mut state = shared.lock();
-            while let Some(frame) = state.conn.poll_transmit_frame() {
+            while let Some(frame) = state.ep.poll_transmit_frame() {
                 frames.push(frame);
             }
-            (
-                state.conn.poll_close_write(),
-                std::mem::take(&mut state.flush_needed),
-                std::mem::take(&mut state.ping_needed),
-                state.abandoned || state.conn.is_closed(),
-                last.owed.load(Ordering::Acquire),
-            )
+            // Controls wait until the frames before them are out.
+            let control = match frames.is_empty() {
+                true => state.ep.poll_control(),
+                false => None,
+            };
+            (control, state.abandoned || state.ep.is_finished())
         };
         let bytes: usize = frames.iter().map(Vec::len).sum();
-        let mut result = Ok(());
-        if !frames.is_empty() || flush || ping {
-            result = future::or(
-                async {
-                    for frame in frames {
-                        // The core's encoder writes JSON, which is UTF-8.
-                        let text = String::from_utf8(frame)
-                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                        feed(&mut tx, WsMessage::text(text)).await?;
+        let result = future::or(
+            async {
+                for frame in frames {
+                    // The core's encoder writes JSON, which is UTF-8.
+                    let text = String::from_utf8(frame)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    feed(&mut tx, WsMessage::text(text)).await?;
+                }
+                match &control {
+                    Some(Control::Ping) => {
+                        feed(&mut tx, WsMessage::Ping(Vec::new().into())).await?
                     }
-                    if ping {
-                        feed(&mut tx, WsMessage::Ping(Vec::new().into())).await?;
+                    Some(Control::SendClose { code, reason }) => {
+                        let frame = CloseFrame {
+                            code: CloseCode::from(*code),
+                            reason: reason.clone().into(),
+                        };
+                        tracing::debug!(?frame, "sending websocket Close");
+                        return tx.close(Some(frame)).await;
                     }
-                    poll_fn(|cx| Pin::new(&mut tx).poll_flush(cx)).await
-                },
-                async {
-                    shared.wait_for(&shared.stop, |s| s.abandoned).await;
-                    Err(WsError::AlreadyClosed)
-                },
-            )
-            .await;
+                    _ => {}
+                }
+                poll_fn(|cx| Pin::new(&mut tx).poll_flush(cx)).await
+            },
+            async {
+                shared.wait_for(&shared.stop, |s| s.abandoned).await;
+                Err(WsError::AlreadyClosed)
+            },
+        )
+        .await;
+        if bytes > 0 {
+            shared.lock().ep.handle_transmitted(bytes);
+            shared.progress.notify(usize::MAX);
         }
-        if flush && owed {
-            // The answer to the peer's Close went out with this flush.
-            last.sent();
-        }
-        match result {
-            Ok(()) if bytes > 0 => {
-                shared.lock().conn.handle_transmitted(bytes);
-                shared.progress.notify(usize::MAX);
-                continue;
+        match (&control, result) {
+            (Some(Control::Abort), _) => return,
+            (Some(Control::SendClose { .. }), _) => {
+                // Sent or not, nothing more can be written; the endpoint waits for the peer.
+                shared.handle(|ep, now| ep.handle_flushed(now));
+                return;
             }
-            Ok(()) => {}
-            // The peer's Close has already been answered.
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return,
-            Err(err) => {
+            (Some(Control::Flush), Ok(()) | Err(WsError::ConnectionClosed)) => {
+                shared.handle(|ep, now| ep.handle_flushed(now));
+            }
+            (_, Ok(())) => {}
+            // The peer's Close has been answered: nothing more can be written.
+            (_, Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                shared.handle(|ep, now| ep.handle_flushed(now));
+                return;
+            }
+            (_, Err(err)) => {
                 tracing::debug!(%err, "websocket write failed");
-                shared.lock().conn.handle_write_error(err);
-                shared.notify_all();
+                shared.handle(|ep, now| ep.handle_write_error(err, now));
                 return;
             }
         }
-        if close {
-            // Without a code of the owner's, an orderly close is a normal closure (1000).
-            let (code, reason) = shared
-                .lock()
-                .close_frame
-                .take()
-                .unwrap_or((1000, String::new()));
-            let frame = Some(CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            });
-            tracing::debug!(?frame, "sending websocket Close");
-            let _ = tx.close(frame).await;
-            return;
+        if bytes > 0 || control.is_some() {
+            continue;
         }
         if stop {
             return;
@@ -282,54 +194,4 @@ where
 {
     poll_fn(|cx| Pin::new(&mut *tx).poll_ready(cx)).await?;
     Pin::new(&mut *tx).start_send(message)
-}
-
-/// Fires the keepalive's deadlines: asks the writer for pings, and ends the connection when
-/// the peer stays silent.
-async fn run_keepalive<M, R>(shared: &Shared<M>, keepalive: Option<Keepalive>)
-where
-    M: Serialize + DeserializeOwned,
-    R: Runtime,
-{
-    if keepalive.is_none() {
-        return;
-    }
-    shared.lock().keepalive = keepalive;
-    loop {
-        let deadline = {
-            let state = shared.lock();
-            if state.reader_done() {
-                return;
-            }
-            state.keepalive.as_ref().and_then(Keepalive::poll_timeout)
-        };
-        let Some(deadline) = deadline else { return };
-        let wait = deadline.saturating_duration_since(Instant::now());
-        future::or(
-            R::sleep(wait),
-            shared.wait_for(&shared.stop, |s| s.reader_done()),
-        )
-        .await;
-        let mut state = shared.lock();
-        let Some(k) = state.keepalive.as_mut() else {
-            return;
-        };
-        k.handle_timeout(Instant::now());
-        match k.poll_action() {
-            Some(KeepaliveAction::Ping) => {
-                state.ping_needed = true;
-                drop(state);
-                shared.output.notify(1);
-            }
-            Some(KeepaliveAction::TimedOut) => {
-                state
-                    .conn
-                    .handle_timeout_error("no answer to a keepalive ping");
-                drop(state);
-                shared.notify_all();
-                return;
-            }
-            None => {}
-        }
-    }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Dispatch {
     pub(crate) outbox: VecDeque<Message>,
     /// The goodbye request under way, whose answer is not a caller's result.
     pub(crate) goodbye: Option<Id>,
+    /// Results arrived since the driver last asked.
+    pub(crate) results_ready: bool,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -99,6 +101,7 @@ impl Dispatch {
             cancel: None,
             outbox: VecDeque::new(),
             goodbye: None,
+            results_ready: false,
         }
     }
 
@@ -278,6 +281,7 @@ impl Dispatch {
             }
             if self.mode == Mode::Serve {
                 self.results.insert(Key::from(&done.id), done.result);
+                self.results_ready = true;
             }
         }
     }

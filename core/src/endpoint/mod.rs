@@ -130,6 +130,18 @@ pub enum Control {
     Abort,
 }
 
+/// What [`Endpoint::poll_wake`] says needs waking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Wake {
+    /// Something is queued to write, or a transport control is due.
+    pub write: bool,
+    /// The earliest deadline moved earlier (or appeared): the timer must re-arm.
+    pub timer: bool,
+    /// Results of requests became available to [`Endpoint::take_result`].
+    pub results: bool,
+}
+
 /// How the input is to end once the last word owed to the peer has gone out.
 #[derive(Debug)]
 enum DeferredEnd {
@@ -164,6 +176,8 @@ pub struct Endpoint<M = Message> {
     finishing: bool,
     /// The latest time handed in; decisions made while polling use it.
     now: Instant,
+    /// The earliest deadline as last told by [`poll_wake`](Endpoint::poll_wake).
+    reported_deadline: Option<Instant>,
 }
 
 impl<M> fmt::Debug for Endpoint<M> {
@@ -207,6 +221,7 @@ where
             deferred_end: None,
             finishing: false,
             now,
+            reported_deadline: None,
         };
         endpoint.touch(now);
         endpoint.sync_timers();
@@ -494,6 +509,11 @@ where
                 }
                 Event::Disconnected(reason) => {
                     self.dispatch.disconnect();
+                    if self.dispatch.mode == Mode::Serve {
+                        // Nobody can talk to the peer any more: a child is shut down.
+                        let now = self.now;
+                        self.close(now);
+                    }
                     self.timers.set(Timer::Close, None);
                     self.timers.set(Timer::Linger, None);
                     self.timers.set(Timer::Idle, None);
@@ -541,6 +561,27 @@ where
             });
         }
         None
+    }
+
+    /// Which of the driver's waiters what happened since the last call concerns: a driver
+    /// whose writer, timer and request callers wait apart asks after every call it makes, so
+    /// that a decision taken while polling (a close once the last answer arrived, an
+    /// automatic reply, a new deadline) wakes whoever carries it out.
+    pub fn poll_wake(&mut self) -> Wake {
+        let next = self.timers.next();
+        let timer = match (next, self.reported_deadline) {
+            (Some(next), Some(reported)) => next < reported,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        self.reported_deadline = next;
+        Wake {
+            write: self.conn.queued() > 0
+                || !self.controls.is_empty()
+                || self.conn.is_close_write_due(),
+            timer,
+            results: std::mem::take(&mut self.dispatch.results_ready),
+        }
     }
 
     /// The next signal for the child's process group, in order.

@@ -323,7 +323,7 @@ async fn ws_pair<R: Runtime>(server: Options, client: Options) -> (Conn<R>, Conn
     let url = format!("ws://{}/rpc", R::tcp_local_addr(&listener).unwrap());
     let accept = async {
         let (stream, peer) = R::accept_tcp(&listener).await.unwrap();
-        Conn::<R>::accept_ws(stream, server, format!("ws-server:{peer}"))
+        Conn::<R>::accept_ws(stream, server.label(format!("ws-server:{peer}")))
             .await
             .unwrap()
     };
@@ -408,7 +408,7 @@ pub async fn websocket_binary_frames_and_pings<R: Runtime>(_: &Peer) {
     let url = format!("ws://{}/", R::tcp_local_addr(&listener).unwrap());
     let accept = async {
         let (stream, _) = R::accept_tcp(&listener).await.unwrap();
-        Conn::<R>::accept_ws(stream, Options::new().max_frame(1000), "server".into())
+        Conn::<R>::accept_ws(stream, Options::new().max_frame(1000).label("server"))
             .await
             .unwrap()
     };

@@ -1,11 +1,12 @@
 //! The child-process layer, shared by every runtime: spawn a child in its own process group,
-//! watch for its exit, run the core's [`Supervisor`] ladder, and reap it.
+//! watch for its exit, carry out the signals the core's endpoint decides, and reap it.
 //!
 //! None of this needs an async runtime. Each child has one small thread that blocks until the
-//! child exits (without reaping it), kills the child's group, and only then reaps it; a second
-//! small thread runs the grace periods of a shutdown once one is requested. So a connection
-//! dropped after its runtime has gone still takes its whole process tree with it, and no
-//! zombie is left behind.
+//! child exits (without reaping it), reports the exit to the endpoint (which has the group
+//! killed), and only then reaps it. Once the owner drops the connection, a second small thread
+//! fires the endpoint's deadlines — the rest of the shutdown ladder. So a connection dropped
+//! after its runtime has gone still takes its whole process tree with it, and no zombie is
+//! left behind.
 
 mod stderr;
 mod sys;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
-use tether_core::{Action, ExitStatus, Policy, Supervisor};
+use tether_core::{Action, ExitStatus};
 
 pub use sys::kill_process_group;
 
@@ -33,11 +34,9 @@ pub enum Stderr {
     Null,
 }
 
-/// How a child is spawned and shut down.
+/// How a child is spawned. Its shutdown ladder is the core's, in [`Options`](crate::Options).
 #[derive(Debug, Clone)]
 pub struct ChildOptions {
-    /// The shutdown ladder.
-    pub policy: Policy,
     /// Where the child's standard error goes.
     pub stderr: Stderr,
     /// On Linux, have the kernel kill the direct child (`SIGKILL`) if the thread that spawned
@@ -51,27 +50,40 @@ pub struct ChildOptions {
 impl Default for ChildOptions {
     fn default() -> Self {
         ChildOptions {
-            policy: Policy::default(),
             stderr: Stderr::Log,
             parent_death_signal: true,
         }
     }
 }
 
-/// A child just spawned, with the pipes that the connection takes.
-#[derive(Debug)]
-pub struct Spawned {
-    /// The process handle; dropping it starts the shutdown ladder.
-    pub process: Process,
-    /// The child's standard input.
-    pub stdin: ChildStdin,
-    /// The child's standard output.
-    pub stdout: ChildStdout,
+/// What the process layer reports to, and asks of, the endpoint that decides the child's
+/// lifetime. Implemented by the drivers' shared state; each call takes the endpoint's lock,
+/// hands it the input with the current time, and carries out the signals it decides.
+pub(crate) trait Lifetime: Send + Sync + 'static {
+    /// The child has exited and is not yet reaped.
+    fn exited(&self, status: ExitStatus);
+    /// Fires what is due; returns the next deadline.
+    fn tick(&self) -> Option<Instant>;
 }
 
-/// Spawns `command` in a new process group with piped stdin and stdout, and starts watching
-/// it.
-pub fn spawn(command: &mut Command, options: &ChildOptions, label: &str) -> io::Result<Spawned> {
+/// A child just spawned, with the pipes that the connection takes. Nothing watches it until
+/// [`Process::watch`]; dropping it unwatched kills its group at once.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    /// The process handle.
+    pub(crate) process: Process,
+    /// The child's standard input.
+    pub(crate) stdin: ChildStdin,
+    /// The child's standard output.
+    pub(crate) stdout: ChildStdout,
+}
+
+/// Spawns `command` in a new process group with piped stdin and stdout.
+pub(crate) fn spawn(
+    command: &mut Command,
+    options: &ChildOptions,
+    label: &str,
+) -> io::Result<Spawned> {
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
     command.stderr(match options.stderr {
         Stderr::Log => Stdio::piped(),
@@ -87,26 +99,13 @@ pub fn spawn(command: &mut Command, options: &ChildOptions, label: &str) -> io::
     if let Some(err) = child.stderr.take() {
         stderr::drain(err, label.to_owned(), pid);
     }
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            supervisor: Supervisor::new(options.policy),
-            reaped: false,
-            ladder_started: false,
-            close_stdin: None,
-        }),
-        changed: Condvar::new(),
-        exited: Event::new(),
-    });
-    let watcher = sys::Watcher::new(child);
-    let thread_shared = Arc::clone(&shared);
-    if let Err(err) = spawn_thread("tether-wait", move || watch(pid, watcher, &thread_shared)) {
-        // Nobody could watch this child: take the tree down now rather than leave it.
-        let _ = kill_process_group(pid, Action::KillGroup);
-        return Err(err);
-    }
     tracing::debug!(pid, "spawned child in its own process group");
     Ok(Spawned {
-        process: Process { pid, shared },
+        process: Process {
+            pid,
+            watcher: Some(sys::Watcher::new(child)),
+            state: Arc::new(State::default()),
+        },
         stdin,
         stdout,
     })
@@ -120,92 +119,108 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<()>
         .map(drop)
 }
 
-/// The owner's handle on a child. Dropping it starts the shutdown ladder, which then runs to
-/// the end on its own threads.
+/// The owner's handle on a child: its pid, and whether it has been reaped.
 #[derive(Debug)]
-pub struct Process {
+pub(crate) struct Process {
     pid: u32,
-    shared: Arc<Shared>,
+    /// Until [`watch`](Self::watch) hands it to the watch thread.
+    watcher: Option<sys::Watcher>,
+    state: Arc<State>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    /// Wakes the ladder thread: the child exited, or a shutdown was requested.
+#[derive(Debug, Default)]
+struct State {
+    reaped: Mutex<Option<ExitStatus>>,
+    /// Wakes the thread that runs the endpoint's timers once the owner is gone.
     changed: Condvar,
     /// Wakes async waiters once the child is reaped.
     exited: Event,
 }
 
-struct State {
-    supervisor: Supervisor,
-    reaped: bool,
-    ladder_started: bool,
-    /// Carries out [`Action::CloseStdin`]: set by the connection that owns the stdin pipe.
-    close_stdin: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("supervisor", &self.supervisor)
-            .field("reaped", &self.reaped)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-updated in a way that
-        // matters more than leaking the child would, so carry on.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl State {
+    fn reaped(&self) -> MutexGuard<'_, Option<ExitStatus>> {
+        self.reaped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Process {
     /// The child's process id, which is also its process group id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
-    /// Sets how [`Action::CloseStdin`] is carried out (the connection closes its write half
-    /// once everything queued is written).
-    pub fn on_close_stdin(&self, f: impl FnOnce() + Send + 'static) {
-        self.shared.lock().close_stdin = Some(Box::new(f));
+    /// Starts the thread that waits for the child's exit, reports it to `lifetime` (which
+    /// kills the group) while the child is still unreaped, then reaps it. If no thread can be
+    /// had, the group is killed at once: nobody could watch the child.
+    pub(crate) fn watch(&mut self, lifetime: Arc<dyn Lifetime>) -> io::Result<()> {
+        let Some(watcher) = self.watcher.take() else {
+            return Ok(());
+        };
+        let state = Arc::clone(&self.state);
+        let pid = self.pid;
+        spawn_thread("tether-wait", move || {
+            let status = watcher.wait_exited();
+            // The kill goes out while the exited child is still unreaped, so its pid (the
+            // group id) cannot have been reused.
+            lifetime.exited(status);
+            watcher.reap();
+            *state.reaped() = Some(status);
+            tracing::debug!(pid, %status, "child exited and was reaped");
+            state.changed.notify_all();
+            state.exited.notify(usize::MAX);
+        })
+        .inspect_err(|_| {
+            let _ = kill_process_group(pid, Action::KillGroup);
+        })
     }
 
-    /// Starts the shutdown ladder. Calling it again changes nothing. Needs no runtime.
-    pub fn request_shutdown(&self) {
-        let mut state = self.shared.lock();
-        state.supervisor.request_shutdown(Instant::now());
-        run_actions(self.pid, &mut state);
-        if state.supervisor.is_done() || state.ladder_started {
-            return;
-        }
-        state.ladder_started = true;
-        drop(state);
-        let (pid, shared) = (self.pid, Arc::clone(&self.shared));
-        if let Err(err) = spawn_thread("tether-ladder", move || ladder(pid, &shared)) {
+    /// The owner is gone: a thread of its own fires the endpoint's deadlines (the rest of the
+    /// shutdown ladder) until the child has been reaped, with no runtime needed.
+    pub(crate) fn take_over(&self, lifetime: Arc<dyn Lifetime>) {
+        let state = Arc::clone(&self.state);
+        let pid = self.pid;
+        let ran = spawn_thread("tether-ladder", move || {
+            let mut reaped = state.reaped();
+            while reaped.is_none() {
+                drop(reaped);
+                let next = lifetime.tick();
+                reaped = state.reaped();
+                if reaped.is_some() {
+                    break;
+                }
+                reaped = match next {
+                    Some(deadline) => {
+                        let wait = deadline.saturating_duration_since(crate::clock::now());
+                        state
+                            .changed
+                            .wait_timeout(reaped, wait)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => state
+                        .changed
+                        .wait(reaped)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
+            }
+        });
+        if let Err(err) = ran {
             // Without a thread there is no one to wait out the grace periods: go straight to
             // the kill rather than leave the tree behind.
             tracing::error!(pid, %err, "cannot start the shutdown thread; killing the group");
-            let _ = kill_process_group(self.pid, Action::KillGroup);
+            let _ = kill_process_group(pid, Action::KillGroup);
         }
     }
 
     /// How the child exited, once it has been reaped.
-    pub fn exit_status(&self) -> Option<ExitStatus> {
-        let state = self.shared.lock();
-        state
-            .reaped
-            .then(|| state.supervisor.exit_status())
-            .flatten()
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        *self.state.reaped()
     }
 
     /// Waits until the child has exited, its group has been killed and it has been reaped.
-    pub async fn wait(&self) -> ExitStatus {
+    pub(crate) async fn wait(&self) -> ExitStatus {
         loop {
-            let listener = self.shared.exited.listen();
+            let listener = self.state.exited.listen();
             if let Some(status) = self.exit_status() {
                 return status;
             }
@@ -216,67 +231,9 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        self.request_shutdown();
-    }
-}
-
-/// Carries out every action the supervisor has queued.
-fn run_actions(pid: u32, state: &mut State) {
-    while let Some(action) = state.supervisor.poll_action() {
-        tracing::debug!(pid, ?action, "supervisor action");
-        match action {
-            Action::CloseStdin => {
-                if let Some(close) = state.close_stdin.take() {
-                    close();
-                }
-            }
-            Action::TerminateGroup | Action::KillGroup => {
-                if let Err(err) = kill_process_group(pid, action) {
-                    tracing::warn!(pid, %err, ?action, "cannot signal the process group");
-                }
-            }
+        if self.watcher.is_some() {
+            // Never watched: nobody else will take this tree down.
+            let _ = kill_process_group(self.pid, Action::KillGroup);
         }
-    }
-}
-
-/// The watch thread: waits for the exit, has the group killed, then reaps.
-fn watch(pid: u32, watcher: sys::Watcher, shared: &Shared) {
-    let status = watcher.wait_exited();
-    let mut state = shared.lock();
-    state.supervisor.handle_exit(Instant::now(), status);
-    // The kill goes out while the exited child is still unreaped, so its pid (the group id)
-    // cannot have been reused.
-    run_actions(pid, &mut state);
-    watcher.reap();
-    state.reaped = true;
-    drop(state);
-    tracing::debug!(pid, %status, "child exited and was reaped");
-    shared.changed.notify_all();
-    shared.exited.notify(usize::MAX);
-}
-
-/// The ladder thread: fires the supervisor's grace periods until the child is gone.
-fn ladder(pid: u32, shared: &Shared) {
-    let mut state = shared.lock();
-    loop {
-        state.supervisor.handle_timeout(Instant::now());
-        run_actions(pid, &mut state);
-        if state.reaped {
-            return;
-        }
-        state = match state.supervisor.poll_timeout() {
-            Some(deadline) => {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                shared
-                    .changed
-                    .wait_timeout(state, wait)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            }
-            None => shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner),
-        };
     }
 }
