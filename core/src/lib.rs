@@ -79,6 +79,8 @@ pub mod correlator;
 mod error;
 mod event;
 pub mod framing;
+#[cfg(feature = "harness")]
+#[doc(hidden)]
 pub mod harness;
 mod keepalive;
 mod malformed;
