@@ -8,7 +8,7 @@
 //! `tests/fuzz_seeds.rs` replays the committed seeds and regressions through them on stable.
 //!
 //! One file per fuzz target; this module holds what they share: the byte reader, the
-//! encodings below, and the stream driver ([`feed`], [`drain`]) that the core's tests use too.
+//! encodings below, and the stream driver (`feed`, `drain`) that the core's tests use too.
 //!
 //! Every function accepts any input: a read past the end gives zero (or nothing), so no input
 //! is rejected and every input means something. Each documents how it reads its bytes, which
@@ -104,7 +104,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The body of [`lines`] and [`content_length`], which differ only in the framing.
+/// The body of `lines` and `content_length`, which differ only in the framing.
 fn stream(framing: Framing, data: &[u8]) {
     let mut r = Reader::new(data);
     let max_frame = usize::from(r.u16() % 4096) + 1;
