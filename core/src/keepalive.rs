@@ -62,7 +62,7 @@ impl Keepalive {
     /// Time has passed: asks for a ping, or gives up, if that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.observe(now);
-        if !self.deadline.is_some_and(|d| d <= now) {
+        if self.deadline.is_none_or(|d| d > now) {
             return;
         }
         if self.ping_at.is_some() {

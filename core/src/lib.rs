@@ -81,6 +81,8 @@ pub mod endpoint;
 mod error;
 mod event;
 pub mod framing;
+#[cfg(feature = "harness")]
+#[doc(hidden)]
 pub mod harness;
 mod keepalive;
 mod malformed;

@@ -1,22 +1,19 @@
 //! Helpers shared by the core's tests: drive a connection the way an adapter does.
 
-#![allow(dead_code, reason = "each test file uses a different subset")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test file uses a different subset"
+)]
 
-use tether_core::{Config, Connection, Event, Framing, Message};
+pub(crate) use tether_core::harness::drain;
+use tether_core::{harness, Config, Event, Framing, Message};
 
 /// Feeds `chunks` one at a time, draining events before each (as a driver must), then ends
-/// the input cleanly and drains the rest.
+/// the input cleanly and drains the rest. This is the fuzz harness's driver, so every test
+/// that uses it also checks the input buffer's bound and the end contract.
 pub(crate) fn feed(config: Config, chunks: &[&[u8]]) -> Vec<Event<Message>> {
-    let mut conn = Connection::<Message>::new(config).unwrap();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        drain(&mut conn, &mut events);
-        conn.handle_input(chunk).unwrap();
-    }
-    drain(&mut conn, &mut events);
-    conn.handle_eof();
-    drain(&mut conn, &mut events);
-    events
+    harness::feed(config, chunks.iter().copied(), true)
 }
 
 /// Line framing with the given limit.
@@ -30,12 +27,6 @@ pub(crate) fn content_length(limit: usize) -> Config {
         .framing(Framing::ContentLength)
         .max_frame(limit)
         .label("test")
-}
-
-pub(crate) fn drain(conn: &mut Connection<Message>, events: &mut Vec<Event<Message>>) {
-    while let Some(event) = conn.poll_event() {
-        events.push(event);
-    }
 }
 
 /// The method names of the messages among `events`, and a marker for each other event.
