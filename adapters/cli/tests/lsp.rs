@@ -1,0 +1,152 @@
+//! The `tether` command driving a language server nobody here wrote over Content-Length
+//! framing, under both runtimes: python-lsp-server (`pylsp`, from PyPI), installed into
+//! `.peers/venv` by `scripts/install-peers`. The user types JSON-RPC lines; tether frames them
+//! with Content-Length headers and prints each answer as an event line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const RUNTIMES: [&str; 2] = ["tokio", "smol"];
+
+/// How long any one event may take before the test fails instead of hanging.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// The event lines tether prints, read on a thread of their own so each wait is bounded.
+struct Events(mpsc::Receiver<Value>);
+
+impl Events {
+    fn next(&self) -> Value {
+        self.0
+            .recv_timeout(GUARD)
+            .expect("tether printed no event in time")
+    }
+
+    /// Events until the response to `id`; the server's own requests are answered with null
+    /// on `stdin`. Returns the response's result.
+    fn answer(&self, stdin: &mut ChildStdin, id: u64) -> Value {
+        loop {
+            let event = self.next();
+            assert_eq!(event["event"], "message", "{event}");
+            let message = &event["message"];
+            if message["id"] == id && message.get("method").is_none() {
+                assert!(message.get("error").is_none(), "{event}");
+                return message["result"].clone();
+            }
+            if message.get("method").is_some() && message.get("id").is_some() {
+                let reply = json!({"jsonrpc": "2.0", "id": message["id"], "result": null});
+                send(stdin, &reply);
+            }
+        }
+    }
+}
+
+fn send(stdin: &mut ChildStdin, message: &Value) {
+    writeln!(stdin, "{message}").unwrap();
+}
+
+#[test]
+fn run_drives_pylsp_through_a_session_and_its_goodbye() {
+    let pylsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.peers/venv/bin/pylsp");
+    assert!(
+        pylsp.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does)",
+        pylsp.display()
+    );
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-lsp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = format!("file://{}", dir.display());
+    let uri = format!("{root}/greet.py");
+    let text = "def greet(name):\n    \"\"\"Say hello to someone.\"\"\"\n    return \"hello \" + name\n\n\ngreet(\"tether\")\n";
+
+    for runtime in RUNTIMES {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .env("RUST_LOG", "warn")
+            .args([
+                "run",
+                "--runtime",
+                runtime,
+                "--framing",
+                "content-length",
+                "--",
+            ])
+            .arg(&pylsp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let line = line.unwrap();
+                let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let events = Events(rx);
+
+        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "processId": std::process::id(), "rootUri": root, "capabilities": {},
+        }});
+        send(&mut stdin, &initialize);
+        let init = events.answer(&mut stdin, 1);
+        assert!(
+            !init["capabilities"]["hoverProvider"].is_null(),
+            "{runtime}: {init}"
+        );
+        send(
+            &mut stdin,
+            &json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+        );
+        let document = json!({"uri": uri, "languageId": "python", "version": 1, "text": text});
+        send(
+            &mut stdin,
+            &json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": document}}),
+        );
+        let hover = json!({"jsonrpc": "2.0", "id": 2, "method": "textDocument/hover", "params": {
+            "textDocument": {"uri": uri}, "position": {"line": 5, "character": 1},
+        }});
+        send(&mut stdin, &hover);
+        let contents = events.answer(&mut stdin, 2)["contents"].to_string();
+        assert!(contents.contains("greet"), "{runtime}: {contents}");
+        assert!(
+            contents.contains("Say hello to someone."),
+            "{runtime}: {contents}"
+        );
+
+        // The LSP goodbye, typed by the user: shutdown, its answer, exit.
+        send(
+            &mut stdin,
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}),
+        );
+        assert_eq!(events.answer(&mut stdin, 3), Value::Null, "{runtime}");
+        send(&mut stdin, &json!({"jsonrpc": "2.0", "method": "exit"}));
+        // The server exits by itself, with stdin still open: the session ends with its status.
+        let mut event = events.next();
+        while event["event"] == "message" {
+            assert!(event["message"].get("id").is_none(), "{runtime}: {event}");
+            event = events.next();
+        }
+        assert_eq!(
+            event,
+            json!({"event": "disconnected", "reason": null}),
+            "{runtime}"
+        );
+        assert_eq!(
+            events.next(),
+            json!({"event": "exit", "code": 0, "signal": null}),
+            "{runtime}"
+        );
+        let status = child.wait().unwrap();
+        drop(stdin);
+        assert!(status.success(), "{runtime}: {status}");
+    }
+}
