@@ -9,6 +9,7 @@
 
 mod stderr;
 mod sys;
+pub mod contain;
 
 use std::io;
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
