@@ -164,7 +164,11 @@ impl Availability {
     /// why there is none.
     pub fn cgroup(&self) -> Result<&std::path::Path, &str> {
         #[cfg(target_os = "linux")]
-        return self.cgroup.as_ref().map(|h| h.own()).map_err(String::as_str);
+        return self
+            .cgroup
+            .as_ref()
+            .map(|h| h.own())
+            .map_err(String::as_str);
         #[cfg(not(target_os = "linux"))]
         Err("cgroups are Linux-only")
     }
@@ -194,13 +198,14 @@ impl Availability {
             } else {
                 Mechanism::Group
             }),
-            Containment::Cgroup => self
-                .cgroup()
-                .map(|_| Mechanism::Cgroup)
-                .map_err(|reason| Unavailable {
-                    wanted: Mechanism::Cgroup,
-                    reason: reason.to_owned(),
-                }),
+            Containment::Cgroup => {
+                self.cgroup()
+                    .map(|_| Mechanism::Cgroup)
+                    .map_err(|reason| Unavailable {
+                        wanted: Mechanism::Cgroup,
+                        reason: reason.to_owned(),
+                    })
+            }
             Containment::Subreaper if self.subreaper => Ok(Mechanism::Subreaper),
             Containment::Subreaper => Err(Unavailable {
                 wanted: Mechanism::Subreaper,

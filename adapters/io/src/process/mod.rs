@@ -7,9 +7,9 @@
 //! dropped after its runtime has gone still takes its whole process tree with it, and no
 //! zombie is left behind.
 
+pub mod contain;
 mod stderr;
 mod sys;
-pub mod contain;
 
 use std::io;
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};

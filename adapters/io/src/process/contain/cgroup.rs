@@ -35,7 +35,10 @@ use super::proc::{self, Held};
 /// Where this process's cgroup is, in the cgroup v2 hierarchy.
 #[derive(Debug)]
 pub(super) struct Hierarchy {
+    /// This process's cgroup directory.
     own: PathBuf,
+    /// This process's cgroup as `/proc/self/cgroup` names it.
+    path: String,
     kill: bool,
 }
 
@@ -47,8 +50,12 @@ impl Hierarchy {
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let cgroups = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let own = own_cgroup(&mountinfo, &cgroups)?;
-        Ok(Hierarchy { own, kill: false })
+        let (own, path) = own_cgroup(&mountinfo, &cgroups)?;
+        Ok(Hierarchy {
+            own,
+            path: path.to_owned(),
+            kill: false,
+        })
     }
 
     /// Checks that a cgroup can be created here (by creating and removing one), and whether
@@ -76,8 +83,9 @@ impl Hierarchy {
 }
 
 /// The directory of this process's cgroup: the cgroup2 mount point joined with the `0::` path,
-/// taken relative to the mount's root (a bind mount or a cgroup namespace may mount a subtree).
-fn own_cgroup(mountinfo: &str, cgroups: &str) -> Result<PathBuf, String> {
+/// taken relative to the mount's root (a bind mount or a cgroup namespace may mount a subtree);
+/// and that path.
+fn own_cgroup<'a>(mountinfo: &str, cgroups: &'a str) -> Result<(PathBuf, &'a str), String> {
     // mountinfo: "id parent major:minor root mount-point options [optional...] - fstype ..."
     let (root, mount) = mountinfo
         .lines()
@@ -95,7 +103,7 @@ fn own_cgroup(mountinfo: &str, cgroups: &str) -> Result<PathBuf, String> {
     let relative = Path::new(path).strip_prefix(&root).map_err(|_| {
         format!("this process's cgroup {path} is outside the mounted cgroup2 root {root}")
     })?;
-    Ok(Path::new(&mount).join(relative))
+    Ok((Path::new(&mount).join(relative), path))
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
@@ -137,9 +145,7 @@ impl Parent {
         if let Some(parent) = slot.upgrade() {
             return Ok(parent);
         }
-        let dir = hierarchy
-            .own
-            .join(format!("tether-{}", std::process::id()));
+        let dir = hierarchy.own.join(format!("tether-{}", std::process::id()));
         match fs::create_dir(&dir) {
             // Left by an earlier parent whose removal raced with this creation: reuse it.
             Ok(()) => {}
@@ -178,6 +184,10 @@ pub(super) struct ChildCgroup {
     procs: Arc<File>,
     /// `cgroup.events`, open for reading and waiting on.
     events: File,
+    /// This cgroup as `/proc/PID/cgroup` names it.
+    path: String,
+    /// Whether `cgroup.kill` exists.
+    kill_file: bool,
     /// Held, never read: the parent directory lives as long as any child cgroup. Declared
     /// last, so dropped after this one's directory is removed.
     _parent: Arc<Parent>,
@@ -195,7 +205,12 @@ impl ChildCgroup {
     pub(super) fn create(hierarchy: &Hierarchy) -> io::Result<ChildCgroup> {
         let parent = Parent::get(hierarchy)?;
         let n = parent.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tether-{}/child-{n}", std::process::id());
         let dir = parent.dir.join(format!("child-{n}"));
+        let path = match hierarchy.path.as_str() {
+            "/" => format!("/{name}"),
+            own => format!("{own}/{name}"),
+        };
         fs::create_dir(&dir)?;
         let opened = OpenOptions::new()
             .write(true)
@@ -206,6 +221,8 @@ impl ChildCgroup {
                 dir,
                 procs: Arc::new(procs),
                 events,
+                path,
+                kill_file: hierarchy.kill,
                 _parent: parent,
             }),
             Err(err) => {
@@ -234,48 +251,62 @@ impl ChildCgroup {
     }
 
     /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be
-    /// empty; then reaps the processes that were in it and came to this process, all but
+    /// empty; then reaps the processes of the cgroup that came to this process, all but
     /// `spare` (the child, reaped by its watcher).
-    ///
-    /// The cgroup is frozen first, so that its list of processes is complete (nothing forks
-    /// in a frozen cgroup): that list is what is reaped afterwards. Then `cgroup.kill` (Linux
-    /// 5.14 and later) or, without it, `SIGKILL` to every listed process; a frozen process
-    /// dies of `SIGKILL` all the same. Then it is thawed.
     pub(super) fn kill(&self, spare: Option<u32>, deadline: Instant) -> Killed {
-        if let Err(err) = self.write("cgroup.freeze", b"1") {
-            tracing::warn!(dir = %self.dir.display(), %err, "cannot freeze the cgroup");
-        } else if !self.wait_events("frozen 1", deadline) {
-            tracing::warn!(dir = %self.dir.display(), "the cgroup did not freeze in time");
-        }
-        let listed = self.listed();
-        match self.write("cgroup.kill", b"1") {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                for held in &listed {
-                    held.kill();
-                }
+        let killed = self.end(deadline);
+        // Every process of the cgroup has exited, so each one that was to be re-parented to
+        // this process has been (children are handed on before their parent's exit is
+        // reported). A zombie stays in its cgroup (`/proc/PID/cgroup` still names it): that is
+        // how this process's zombies from this cgroup are told from its others.
+        let me = std::process::id();
+        for stat in proc::all().unwrap_or_default() {
+            if stat.ppid == me && stat.zombie && Some(stat.pid) != spare && self.holds(stat.pid) {
+                proc::reap(stat.pid);
             }
-            Err(err) => tracing::warn!(dir = %self.dir.display(), %err, "cannot kill the cgroup"),
         }
-        if let Err(err) = self.write("cgroup.freeze", b"0") {
-            tracing::warn!(dir = %self.dir.display(), %err, "cannot thaw the cgroup");
+        killed
+    }
+
+    /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be empty.
+    /// With `cgroup.kill` (Linux 5.14 and later) the kernel kills every process at once,
+    /// forks racing with it included. Without it: freeze (nothing forks in a frozen cgroup),
+    /// `SIGKILL` every process listed (a frozen process dies of it all the same), thaw.
+    fn end(&self, deadline: Instant) -> Killed {
+        let reached = self.pids().len();
+        let killed = if self.kill_file {
+            self.write("cgroup.kill", b"1")
+        } else {
+            self.freeze_and_kill(deadline)
+        };
+        if let Err(err) = killed {
+            tracing::warn!(dir = %self.dir.display(), %err, "cannot kill the cgroup");
         }
         let empty = self.wait_events("populated 0", deadline);
-        // Every listed process has exited, so each one that was re-parented to this process
-        // has been by now (children are handed on before their parent's exit is reported).
-        let me = std::process::id();
-        for held in &listed {
-            if Some(held.stat.pid) != spare
-                && proc::stat(held.stat.pid).is_some_and(|s| s.start == held.stat.start && s.ppid == me)
-                && held.wait_exit(deadline)
-            {
-                proc::reap(held.stat.pid);
-            }
-        }
         Killed {
-            reached: listed.len(),
+            reached,
             left: if empty { Vec::new() } else { self.pids() },
         }
+    }
+
+    fn freeze_and_kill(&self, deadline: Instant) -> io::Result<()> {
+        self.write("cgroup.freeze", b"1")?;
+        if !self.wait_events("frozen 1", deadline) {
+            tracing::warn!(dir = %self.dir.display(), "the cgroup did not freeze in time");
+        }
+        for held in self.listed() {
+            held.kill();
+        }
+        self.write("cgroup.freeze", b"0")
+    }
+
+    /// Whether process `pid` is (or, a zombie, was) in this cgroup.
+    fn holds(&self, pid: u32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("0::"))
+                .any(|path| path == self.path)
+        })
     }
 
     /// The processes in the cgroup now, each held by a pidfd.
@@ -341,7 +372,8 @@ impl Drop for ChildCgroup {
         if fs::remove_dir(&self.dir).is_ok() {
             return;
         }
-        let killed = self.kill(None, Instant::now() + std::time::Duration::from_secs(1));
+        // Nothing is reaped here: the child may still await its watcher.
+        let killed = self.end(Instant::now() + std::time::Duration::from_secs(1));
         if let Err(err) = fs::remove_dir(&self.dir) {
             tracing::warn!(
                 dir = %self.dir.display(), %err, left = ?killed.left,
@@ -353,6 +385,11 @@ impl Drop for ChildCgroup {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::Duration;
+
     use super::*;
 
     const HYBRID: &str = "\
@@ -363,18 +400,22 @@ mod tests {
 
     #[test]
     fn finds_the_hybrid_mount_and_the_own_cgroup() {
-        let own = own_cgroup(HYBRID, "4:memory:/x\n0::/a/b\n").unwrap();
-        assert_eq!(own, Path::new("/sys/fs/cgroup/unified/a/b"));
+        let (own, path) = own_cgroup(HYBRID, "4:memory:/x\n0::/a/b\n").unwrap();
         assert_eq!(
-            own_cgroup(HYBRID, "0::/\n").unwrap(),
-            Path::new("/sys/fs/cgroup/unified")
+            (own.as_path(), path),
+            (Path::new("/sys/fs/cgroup/unified/a/b"), "/a/b")
+        );
+        let (own, path) = own_cgroup(HYBRID, "0::/\n").unwrap();
+        assert_eq!(
+            (own.as_path(), path),
+            (Path::new("/sys/fs/cgroup/unified"), "/")
         );
     }
 
     #[test]
     fn a_mounted_subtree_and_escapes() {
         let info = "50 1 0:40 /user.slice /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
-        let own = own_cgroup(info, "0::/user.slice/app\n").unwrap();
+        let (own, _) = own_cgroup(info, "0::/user.slice/app\n").unwrap();
         assert_eq!(own, Path::new("/mnt/my cg/app"));
         let err = own_cgroup(info, "0::/system.slice\n").unwrap_err();
         assert!(err.contains("outside"), "{err}");
@@ -389,5 +430,54 @@ mod tests {
         );
         let err = own_cgroup(HYBRID, "1:cpu:/\n").unwrap_err();
         assert!(err.contains("no 0:: line"), "{err}");
+    }
+
+    /// The path for kernels before 5.14, forced on: freeze, `SIGKILL` each, thaw; then the
+    /// escaped grandchild, re-parented to this process, is reaped and the leader is not.
+    #[test]
+    fn freeze_and_kill_without_cgroup_kill() {
+        let hierarchy = match Hierarchy::find().and_then(Hierarchy::probe) {
+            Ok(hierarchy) => Hierarchy {
+                kill: false,
+                ..hierarchy
+            },
+            Err(reason) if std::env::var_os("TETHER_REQUIRE_CGROUP").is_some_and(|v| v == "1") => {
+                panic!("cgroup v2 not writable here: {reason}")
+            }
+            Err(reason) => {
+                // Straight to the standard error, past the harness's capture.
+                let _ = writeln!(
+                    io::stderr(),
+                    "SKIPPED freeze_and_kill_without_cgroup_kill: cgroup v2 not writable \
+                     here: {reason} (TETHER_REQUIRE_CGROUP=1 makes this a failure)"
+                );
+                return;
+            }
+        };
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+        let cgroup = ChildCgroup::create(&hierarchy).unwrap();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "setsid sleep 300 & echo $!; exec sleep 300"])
+            .stdout(Stdio::piped());
+        cgroup.configure(&mut command);
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let escaped: u32 = line.trim().parse().unwrap();
+        assert!(cgroup.holds(child.id()) && cgroup.holds(escaped));
+        let killed = cgroup.kill(Some(child.id()), Instant::now() + Duration::from_secs(10));
+        assert_eq!((killed.reached, killed.left), (2, Vec::new()));
+        assert_eq!(proc::stat(escaped), None, "killed and reaped");
+        assert!(
+            proc::stat(child.id()).is_some_and(|s| s.zombie),
+            "left to its watcher"
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+        drop(cgroup);
+        let parent = hierarchy.own.join(format!("tether-{}", std::process::id()));
+        assert!(!parent.exists(), "{} removed", parent.display());
     }
 }
