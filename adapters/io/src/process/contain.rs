@@ -5,8 +5,11 @@
 //!
 //! - [`Mechanism::Cgroup`] (Linux, a writable cgroup v2 hierarchy): every child gets a cgroup
 //!   of its own and is moved into it before it runs, so everything it ever starts is inside;
-//!   the end is one `cgroup.kill` (or freeze, `SIGKILL` each, thaw on kernels before 5.14). See
-//!   [`ChildCgroup`](self::cgroup) for the layout.
+//!   the end is one `cgroup.kill` (or freeze, `SIGKILL` each, thaw on kernels before 5.14).
+//!   The cgroups are `<own cgroup>/tether-<pid>/child-<n>`, this process's own cgroup being
+//!   found in `/proc/self/mountinfo` and `/proc/self/cgroup` (hybrid hosts mount cgroup2 at
+//!   `/sys/fs/cgroup/unified`); processes only enter the `child-<n>` leaves and no controller
+//!   is enabled, which keeps cgroup v2's "no internal processes" rule.
 //! - [`Mechanism::Subreaper`] (Linux, this process a child subreaper): after the group kill, a
 //!   sweep kills and reaps every process re-parented to this one that belongs to the child.
 //!   Which ones belong to it is a judgement, not a kernel fact: see the claim rule on
