@@ -8,6 +8,7 @@
 //! after its runtime has gone still takes its whole process tree with it, and no zombie is
 //! left behind.
 
+pub mod contain;
 mod stderr;
 mod sys;
 

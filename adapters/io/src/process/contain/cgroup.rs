@@ -1,0 +1,483 @@
+//! cgroup v2: one cgroup per child, entered before the child runs, killed as one.
+//!
+//! Layout: `<own cgroup>/tether-<pid>/child-<n>`, where `<own cgroup>` is this process's
+//! cgroup and `<pid>` this process. The `tether-<pid>` directory exists while any child cgroup
+//! does, and is removed with the last one.
+//!
+//! cgroup v2's "no internal processes" rule says a cgroup that enables controllers for its
+//! children (`cgroup.subtree_control`) may hold no process itself (the root excepted). It is
+//! kept by construction: processes only ever enter the `child-<n>` leaves; `tether-<pid>`
+//! holds none; and no `cgroup.subtree_control` is written, so no controller is enabled below
+//! this process's own cgroup (which, holding this process, is the root or has none enabled
+//! either). The cgroups serve for grouping, freezing and killing only, which need no
+//! controller.
+//!
+//! Moving a process needs write access to `cgroup.procs` of the common ancestor of where it
+//! is and where it goes, here this process's own cgroup: root has it; a delegated subtree
+//! (systemd `Delegate=yes`) gives it. [`Hierarchy::probe`] checks that a cgroup can be
+//! created; a move that is refused fails the spawn.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use super::proc::{self, Held};
+
+/// Where this process's cgroup is, in the cgroup v2 hierarchy.
+#[derive(Debug)]
+pub(super) struct Hierarchy {
+    /// This process's cgroup directory.
+    own: PathBuf,
+    /// This process's cgroup as `/proc/self/cgroup` names it.
+    path: String,
+    kill: bool,
+}
+
+impl Hierarchy {
+    /// Finds the cgroup2 mount in `/proc/self/mountinfo` and this process's cgroup from the
+    /// `0::` line of `/proc/self/cgroup`.
+    pub(super) fn find() -> Result<Hierarchy, String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let cgroups = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let (own, path) = own_cgroup(&mountinfo, &cgroups)?;
+        Ok(Hierarchy {
+            own,
+            path: path.to_owned(),
+            kill: false,
+        })
+    }
+
+    /// Checks that a cgroup can be created here (by creating and removing one), and whether
+    /// it has `cgroup.kill`.
+    pub(super) fn probe(mut self) -> Result<Hierarchy, String> {
+        let probe = self
+            .own
+            .join(format!("tether-{}-probe", std::process::id()));
+        fs::create_dir(&probe)
+            .map_err(|e| format!("cannot create a cgroup in {}: {e}", self.own.display()))?;
+        self.kill = probe.join("cgroup.kill").exists();
+        let _ = fs::remove_dir(&probe);
+        Ok(self)
+    }
+
+    /// This process's own cgroup directory.
+    pub(super) fn own(&self) -> &Path {
+        &self.own
+    }
+
+    /// Whether `cgroup.kill` exists (Linux 5.14 and later).
+    pub(super) fn has_kill(&self) -> bool {
+        self.kill
+    }
+}
+
+/// The directory of this process's cgroup: the cgroup2 mount point joined with the `0::` path,
+/// taken relative to the mount's root (a bind mount or a cgroup namespace may mount a subtree);
+/// and that path.
+fn own_cgroup<'a>(mountinfo: &str, cgroups: &'a str) -> Result<(PathBuf, &'a str), String> {
+    // mountinfo: "id parent major:minor root mount-point options [optional...] - fstype ..."
+    let (root, mount) = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            (after.split(' ').next()? == "cgroup2").then_some(())?;
+            let mut fields = before.split(' ').skip(3);
+            Some((unescape(fields.next()?), unescape(fields.next()?)))
+        })
+        .ok_or("no cgroup2 hierarchy is mounted")?;
+    let path = cgroups
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or("this process is in no cgroup v2 (no 0:: line in /proc/self/cgroup)")?;
+    let relative = Path::new(path).strip_prefix(&root).map_err(|_| {
+        format!("this process's cgroup {path} is outside the mounted cgroup2 root {root}")
+    })?;
+    Ok((Path::new(&mount).join(relative), path))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let d = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(d, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `<own cgroup>/tether-<pid>`, shared by every child cgroup alive, removed with the last.
+#[derive(Debug)]
+struct Parent {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+static PARENT: Mutex<Weak<Parent>> = Mutex::new(Weak::new());
+
+impl Parent {
+    fn get(hierarchy: &Hierarchy) -> io::Result<Arc<Parent>> {
+        let mut slot = PARENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(parent) = slot.upgrade() {
+            return Ok(parent);
+        }
+        let dir = hierarchy.own.join(format!("tether-{}", std::process::id()));
+        match fs::create_dir(&dir) {
+            // Left by an earlier parent whose removal raced with this creation: reuse it.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let parent = Arc::new(Parent {
+            dir,
+            next: AtomicU64::new(0),
+        });
+        *slot = Arc::downgrade(&parent);
+        Ok(parent)
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        // Under the lock, and only if no new parent took this one's place in the meantime
+        // (reusing its directory).
+        let slot = PARENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.upgrade().is_some() {
+            return;
+        }
+        if let Err(err) = fs::remove_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %err, "cannot remove the cgroup");
+        }
+    }
+}
+
+/// One child's cgroup.
+#[derive(Debug)]
+pub(super) struct ChildCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened for writing before the fork, so that the child has only to
+    /// `write` to enter.
+    procs: Arc<File>,
+    /// `cgroup.events`, open for reading and waiting on.
+    events: File,
+    /// This cgroup as `/proc/PID/cgroup` names it.
+    path: String,
+    /// Whether `cgroup.kill` exists.
+    kill_file: bool,
+    /// Held, never read: the parent directory lives as long as any child cgroup. Declared
+    /// last, so dropped after this one's directory is removed.
+    _parent: Arc<Parent>,
+}
+
+/// What [`ChildCgroup::kill`] did.
+#[derive(Debug)]
+pub(super) struct Killed {
+    pub(super) reached: usize,
+    pub(super) left: Vec<u32>,
+}
+
+impl ChildCgroup {
+    /// Creates `tether-<pid>/child-<n>` under this process's cgroup.
+    pub(super) fn create(hierarchy: &Hierarchy) -> io::Result<ChildCgroup> {
+        let parent = Parent::get(hierarchy)?;
+        let n = parent.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tether-{}/child-{n}", std::process::id());
+        let dir = parent.dir.join(format!("child-{n}"));
+        let path = match hierarchy.path.as_str() {
+            "/" => format!("/{name}"),
+            own => format!("{own}/{name}"),
+        };
+        fs::create_dir(&dir)?;
+        let opened = OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .and_then(|procs| Ok((procs, File::open(dir.join("cgroup.events"))?)));
+        match opened {
+            Ok((procs, events)) => Ok(ChildCgroup {
+                dir,
+                procs: Arc::new(procs),
+                events,
+                path,
+                kill_file: hierarchy.kill,
+                _parent: parent,
+            }),
+            Err(err) => {
+                let _ = fs::remove_dir(&dir);
+                Err(err)
+            }
+        }
+    }
+
+    /// Has the child write `0` (itself) into `cgroup.procs` between fork and exec, so that it
+    /// and everything it starts are inside before it runs a single instruction of its own.
+    pub(super) fn configure(&self, command: &mut Command) {
+        // The closure keeps the file open for as long as the command lives.
+        let procs = Arc::clone(&self.procs);
+        // SAFETY: between fork and exec the closure makes one `write` system call, which is
+        // async-signal-safe; it allocates nothing and takes no lock (the file was opened
+        // before the fork, and its descriptor is close-on-exec).
+        unsafe {
+            command.pre_exec(move || {
+                // SAFETY: `procs` is alive in this closure, so its descriptor is open.
+                let fd = rustix::fd::BorrowedFd::borrow_raw(procs.as_raw_fd());
+                rustix::io::write(fd, b"0")?;
+                Ok(())
+            });
+        }
+    }
+
+    /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be
+    /// empty; then reaps the processes of the cgroup that came to this process, all but
+    /// `spare` (the child, reaped by its watcher).
+    pub(super) fn kill(&self, spare: Option<u32>, deadline: Instant) -> Killed {
+        let killed = self.end(deadline);
+        // Every process of the cgroup has exited, so each one that was to be re-parented to
+        // this process has been (children are handed on before their parent's exit is
+        // reported). A zombie stays in its cgroup (`/proc/PID/cgroup` still names it): that is
+        // how this process's zombies from this cgroup are told from its others.
+        let me = std::process::id();
+        for stat in proc::all().unwrap_or_default() {
+            if stat.ppid == me && stat.zombie && Some(stat.pid) != spare && self.holds(stat.pid) {
+                proc::reap(stat.pid);
+            }
+        }
+        killed
+    }
+
+    /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be empty.
+    /// With `cgroup.kill` (Linux 5.14 and later) the kernel kills every process at once,
+    /// forks racing with it included. Without it: freeze (nothing forks in a frozen cgroup),
+    /// `SIGKILL` every process listed (a frozen process dies of it all the same), thaw.
+    fn end(&self, deadline: Instant) -> Killed {
+        let reached = self.pids().len();
+        let killed = if self.kill_file {
+            self.write("cgroup.kill", b"1")
+        } else {
+            self.freeze_and_kill(deadline)
+        };
+        if let Err(err) = killed {
+            tracing::warn!(dir = %self.dir.display(), %err, "cannot kill the cgroup");
+        }
+        let empty = self.wait_events("populated 0", deadline);
+        Killed {
+            reached,
+            left: if empty { Vec::new() } else { self.pids() },
+        }
+    }
+
+    fn freeze_and_kill(&self, deadline: Instant) -> io::Result<()> {
+        self.write("cgroup.freeze", b"1")?;
+        if !self.wait_events("frozen 1", deadline) {
+            tracing::warn!(dir = %self.dir.display(), "the cgroup did not freeze in time");
+        }
+        for held in self.listed() {
+            held.kill();
+        }
+        self.write("cgroup.freeze", b"0")
+    }
+
+    /// Whether process `pid` is (or, a zombie, was) in this cgroup.
+    fn holds(&self, pid: u32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("0::"))
+                .any(|path| path == self.path)
+        })
+    }
+
+    /// The processes in the cgroup now, each held by a pidfd.
+    fn listed(&self) -> Vec<Held> {
+        self.pids()
+            .into_iter()
+            .filter_map(proc::stat)
+            .filter_map(Held::open)
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, file: &str, value: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(file))?
+            .write_all(value)
+    }
+
+    /// Waits until `cgroup.events` has the line `line`, or until `deadline`; says whether it
+    /// came. The kernel signals every change of that file as `POLLPRI` to a reader that has
+    /// read it since the last change, so this waits on an event, without polling.
+    fn wait_events(&self, line: &str, deadline: Instant) -> bool {
+        let mut text = String::new();
+        loop {
+            text.clear();
+            let read = (&self.events)
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| (&self.events).read_to_string(&mut text));
+            if let Err(err) = read {
+                tracing::warn!(dir = %self.dir.display(), %err, "cannot read cgroup.events");
+                return false;
+            }
+            if text.lines().any(|l| l == line) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(timeout) = Timespec::try_from(left) else {
+                return false;
+            };
+            let mut fds = [PollFd::new(&self.events, PollFlags::PRI)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return false,
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(err) => {
+                    tracing::warn!(dir = %self.dir.display(), %err, "cannot wait on cgroup.events");
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildCgroup {
+    /// Removes the cgroup. One still holding processes cannot be removed: they are killed
+    /// first, with a short bound on the wait.
+    fn drop(&mut self) {
+        if fs::remove_dir(&self.dir).is_ok() {
+            return;
+        }
+        // Nothing is reaped here: the child may still await its watcher.
+        let killed = self.end(Instant::now() + std::time::Duration::from_secs(1));
+        if let Err(err) = fs::remove_dir(&self.dir) {
+            tracing::warn!(
+                dir = %self.dir.display(), %err, left = ?killed.left,
+                "cannot remove the cgroup"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_hybrid_mount_and_the_own_cgroup() {
+        let (own, path) = own_cgroup(HYBRID, "4:memory:/x\n0::/a/b\n").unwrap();
+        assert_eq!(
+            (own.as_path(), path),
+            (Path::new("/sys/fs/cgroup/unified/a/b"), "/a/b")
+        );
+        let (own, path) = own_cgroup(HYBRID, "0::/\n").unwrap();
+        assert_eq!(
+            (own.as_path(), path),
+            (Path::new("/sys/fs/cgroup/unified"), "/")
+        );
+    }
+
+    #[test]
+    fn a_mounted_subtree_and_escapes() {
+        let info = "50 1 0:40 /user.slice /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
+        let (own, _) = own_cgroup(info, "0::/user.slice/app\n").unwrap();
+        assert_eq!(own, Path::new("/mnt/my cg/app"));
+        let err = own_cgroup(info, "0::/system.slice\n").unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn no_cgroup2() {
+        let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(
+            own_cgroup(v1, "0::/\n").unwrap_err(),
+            "no cgroup2 hierarchy is mounted"
+        );
+        let err = own_cgroup(HYBRID, "1:cpu:/\n").unwrap_err();
+        assert!(err.contains("no 0:: line"), "{err}");
+    }
+
+    /// The path for kernels before 5.14, forced on: freeze, `SIGKILL` each, thaw; then the
+    /// escaped grandchild, re-parented to this process, is reaped and the leader is not.
+    #[test]
+    fn freeze_and_kill_without_cgroup_kill() {
+        let hierarchy = match Hierarchy::find().and_then(Hierarchy::probe) {
+            Ok(hierarchy) => Hierarchy {
+                kill: false,
+                ..hierarchy
+            },
+            Err(reason) if std::env::var_os("TETHER_REQUIRE_CGROUP").is_some_and(|v| v == "1") => {
+                panic!("cgroup v2 not writable here: {reason}")
+            }
+            Err(reason) => {
+                // Straight to the standard error, past the harness's capture.
+                let _ = writeln!(
+                    io::stderr(),
+                    "SKIPPED freeze_and_kill_without_cgroup_kill: cgroup v2 not writable \
+                     here: {reason} (TETHER_REQUIRE_CGROUP=1 makes this a failure)"
+                );
+                return;
+            }
+        };
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+        let cgroup = ChildCgroup::create(&hierarchy).unwrap();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "setsid sleep 300 & echo $!; exec sleep 300"])
+            .stdout(Stdio::piped());
+        cgroup.configure(&mut command);
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let escaped: u32 = line.trim().parse().unwrap();
+        assert!(cgroup.holds(child.id()) && cgroup.holds(escaped));
+        let killed = cgroup.kill(Some(child.id()), Instant::now() + Duration::from_secs(10));
+        assert_eq!((killed.reached, killed.left), (2, Vec::new()));
+        assert_eq!(proc::stat(escaped), None, "killed and reaped");
+        assert!(
+            proc::stat(child.id()).is_some_and(|s| s.zombie),
+            "left to its watcher"
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+        drop(cgroup);
+        let parent = hierarchy.own.join(format!("tether-{}", std::process::id()));
+        assert!(!parent.exists(), "{} removed", parent.display());
+    }
+}

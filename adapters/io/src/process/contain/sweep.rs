@@ -1,0 +1,184 @@
+//! The subreaper sweep: after the group kill, every process that belongs to the child and came
+//! to this process (a child subreaper) is killed and reaped, scan after scan, until none is
+//! left. The claim rule is documented on [`Container`](super::Container).
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use super::proc::{self, Held, Stat};
+
+/// The environment variable that marks a child's descendants.
+const MARKER: &str = "TETHER_CONTAIN";
+
+/// The children started through a [`Lineage`] still alive: never claimed by another's sweep.
+static LEADERS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// One child's marker and identity. Every container has one, whatever its mechanism, so
+/// that a sweep never claims another container's child, nor (by marker) its descendants.
+#[derive(Debug)]
+pub(super) struct Lineage {
+    token: String,
+    leader: Option<u32>,
+    /// The child's start time; `u64::MAX` if unknown (no unmarked process is then claimed).
+    start: u64,
+}
+
+/// What [`Lineage::sweep`] did.
+#[derive(Debug)]
+pub(super) struct Swept {
+    pub(super) reached: usize,
+    pub(super) left: Vec<u32>,
+}
+
+/// Whose marker a process carries.
+enum Mark {
+    Ours,
+    Another,
+    None,
+}
+
+impl Lineage {
+    pub(super) fn new() -> Lineage {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Lineage {
+            token: format!("{}.{n}", std::process::id()),
+            leader: None,
+            start: u64::MAX,
+        }
+    }
+
+    pub(super) fn configure(&self, command: &mut Command) {
+        command.env(MARKER, &self.token);
+    }
+
+    /// Records the child. It cannot have been reaped yet (its watcher reaps it later), so its
+    /// `/proc` entry is there, zombie or not.
+    pub(super) fn started(&mut self, pid: u32) {
+        self.leader = Some(pid);
+        match proc::stat(pid) {
+            Some(stat) => self.start = stat.start,
+            None => tracing::warn!(pid, "the child is not in /proc: the sweep claims by marker"),
+        }
+        LEADERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pid);
+    }
+
+    fn mark(&self, pid: u32) -> Mark {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return Mark::None;
+        };
+        let prefix = format!("{MARKER}=");
+        let value = environ
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_bytes()));
+        match value {
+            Some(v) if v == self.token.as_bytes() => Mark::Ours,
+            Some(_) => Mark::Another,
+            None => Mark::None,
+        }
+    }
+
+    /// Kills and reaps, until `deadline` at most, every process the claim rule gives to this
+    /// child, the child itself excepted.
+    pub(super) fn sweep(&self, deadline: Instant) -> Swept {
+        let me = std::process::id();
+        let leader = self.leader;
+        // Every process claimed so far, by pid and start time: a killed process's environment
+        // can no longer be read, and it may come to this process only later.
+        let mut claimed: HashMap<u32, u64> = HashMap::new();
+        let mut reached = HashSet::new();
+        loop {
+            let all = match proc::all() {
+                Ok(all) => all,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot list /proc: sweep abandoned");
+                    return Swept {
+                        reached: reached.len(),
+                        left: claimed.into_keys().collect(),
+                    };
+                }
+            };
+            let leaders = LEADERS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let spared = |pid: u32| Some(pid) == leader || leaders.contains(&pid);
+            let mut now: Vec<Stat> = all
+                .iter()
+                .filter(|s| !spared(s.pid))
+                .filter(|s| {
+                    claimed.get(&s.pid) == Some(&s.start)
+                        || Some(s.ppid) == leader
+                        || match self.mark(s.pid) {
+                            Mark::Ours => true,
+                            Mark::Another => false,
+                            Mark::None => s.ppid == me && s.start >= self.start,
+                        }
+                })
+                .copied()
+                .collect();
+            // Whatever descends from a claimed process is claimed too.
+            let mut children: HashMap<u32, Vec<Stat>> = HashMap::new();
+            for s in &all {
+                children.entry(s.ppid).or_default().push(*s);
+            }
+            let mut seen: HashSet<u32> = now.iter().map(|s| s.pid).collect();
+            let mut i = 0;
+            while i < now.len() {
+                for child in children.get(&now[i].pid).into_iter().flatten() {
+                    if !spared(child.pid) && seen.insert(child.pid) {
+                        now.push(*child);
+                    }
+                }
+                i += 1;
+            }
+            // A zombie whose parent is someone else is that parent's to reap.
+            now.retain(|s| !s.zombie || s.ppid == me);
+            if now.is_empty() {
+                return Swept {
+                    reached: reached.len(),
+                    left: Vec::new(),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Swept {
+                    reached: reached.len(),
+                    left: now.iter().map(|s| s.pid).collect(),
+                };
+            }
+            claimed.extend(now.iter().map(|s| (s.pid, s.start)));
+            let held: Vec<Held> = now.into_iter().filter_map(Held::open).collect();
+            for h in &held {
+                if !h.stat.zombie {
+                    h.kill();
+                }
+                reached.insert(h.stat.pid);
+            }
+            // A process whose parent dies is handed to this one before that parent's exit is
+            // reported: the next scan finds it here.
+            for h in &held {
+                if h.wait_exit(deadline) && h.stat.ppid == me {
+                    proc::reap(h.stat.pid);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lineage {
+    fn drop(&mut self) {
+        if let Some(leader) = self.leader {
+            let mut leaders = LEADERS.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(i) = leaders.iter().position(|&p| p == leader) {
+                leaders.swap_remove(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Containment with real processes: trees whose descendants leave the process group
+//! (`setsid`, a double-forked daemon, `setpgid`, a leader that exits at once, a descendant that
+//! keeps forking), each run under each mechanism through the building blocks of
+//! `tether_io::process::contain`. After each: every process of the tree gone (not even a
+//! zombie), this process without children, and back to the file descriptors it had before.
+//!
+//! A mechanism that cannot work on this machine says so by name instead of passing: the cgroup
+//! test writes a `SKIPPED` line straight to standard error (past the test harness's capture)
+//! when no cgroup v2 is writable here, and fails instead when `TETHER_REQUIRE_CGROUP=1` is set.
+//! Run with `--nocapture` to see how long each kill took.
+//!
+//! File descriptor counts and the subreaper's orphans are process-wide, so the tests take
+//! turns through one lock.
+
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::process::{ChildStdout, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use support::{become_subreaper, children, fd_count, state};
+use tether_io::process::contain::{Availability, Container, Containment, Mechanism};
+
+/// Each scenario of `tether-escape`, and how many `pid N` lines to wait for before the kill.
+const SCENARIOS: [(&str, usize); 5] = [
+    ("setsid_grandchild", 1),
+    ("double_forked_daemon", 1),
+    ("setpgid_descendant", 1),
+    ("leader_exits", 3),
+    // The forking grandchild and five of its children: the kill lands while it still forks.
+    ("forker", 6),
+];
+
+/// How long a kill may take before what is left counts as a failure.
+const KILL_BUDGET: Duration = Duration::from_secs(10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[test]
+fn cgroup_contains_every_escape() {
+    let _turn = serial();
+    become_subreaper();
+    let available = Availability::detect();
+    let mechanism = match available.resolve(Containment::Cgroup) {
+        Ok(mechanism) => mechanism,
+        Err(err) if std::env::var_os("TETHER_REQUIRE_CGROUP").is_some_and(|v| v == "1") => {
+            panic!("cgroup v2 not writable here: {err}")
+        }
+        Err(err) => {
+            // Straight to the standard error, past the harness's capture: a skip is visible.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED cgroup_contains_every_escape: cgroup v2 not writable here: {err} \
+                 (TETHER_REQUIRE_CGROUP=1 makes this a failure)"
+            );
+            return;
+        }
+    };
+    assert_eq!(mechanism, Mechanism::Cgroup);
+    eprintln!(
+        "cgroup under {}, cgroup.kill: {}",
+        available.cgroup().unwrap().display(),
+        available.cgroup_kill()
+    );
+    for (scenario, reports) in SCENARIOS {
+        contain(scenario, reports, mechanism, &available);
+    }
+    let parent = available
+        .cgroup()
+        .unwrap()
+        .join(format!("tether-{}", std::process::id()));
+    assert!(!parent.exists(), "{} was removed", parent.display());
+}
+
+#[test]
+fn subreaper_sweeps_every_escape() {
+    let _turn = serial();
+    become_subreaper();
+    let available = Availability::detect();
+    assert!(available.subreaper());
+    let mechanism = available.resolve(Containment::Subreaper).unwrap();
+    assert_eq!(mechanism, Mechanism::Subreaper);
+    for (scenario, reports) in SCENARIOS {
+        contain(scenario, reports, mechanism, &available);
+    }
+}
+
+/// The process group alone reaches what stays in the group, and nothing that leaves it: this
+/// is what the two stronger mechanisms are for.
+#[test]
+fn group_leaves_a_setsid_grandchild_behind() {
+    let _turn = serial();
+    become_subreaper();
+    let fds = fd_count();
+    let available = Availability::detect();
+    assert_eq!(
+        available.resolve(Containment::Group).unwrap(),
+        Mechanism::Group
+    );
+    let mut tree = Tree::spawn("setsid_grandchild", 1, Mechanism::Group, &available);
+    let outcome = tree.container.kill(Instant::now() + KILL_BUDGET);
+    assert_eq!((outcome.reached, outcome.left), (None, Vec::new()));
+    tree.child.wait().unwrap();
+    let escaped = tree.pids[0];
+    assert!(
+        matches!(state(escaped), Some('S' | 'R')),
+        "the setsid grandchild {escaped} survived the group kill"
+    );
+    // It came to this process (the subreaper) when the leader died: end it by hand.
+    let pid = rustix::process::Pid::from_raw(escaped as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap();
+    drop(tree);
+    assert_eq!(children(), Vec::<u32>::new());
+    assert_eq!(fd_count(), fds);
+}
+
+#[test]
+fn containment_names_parse_and_print() {
+    for (text, value) in [
+        ("auto", Containment::Auto),
+        ("cgroup", Containment::Cgroup),
+        ("subreaper", Containment::Subreaper),
+        ("group", Containment::Group),
+    ] {
+        assert_eq!(text.parse::<Containment>(), Ok(value));
+        assert_eq!(value.to_string(), text);
+    }
+    let err = "Cgroup".parse::<Containment>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown containment \"Cgroup\": expected auto, cgroup, subreaper or group"
+    );
+    assert_eq!(Containment::default(), Containment::Auto);
+    assert_eq!(Mechanism::Subreaper.to_string(), "subreaper");
+}
+
+/// One `tether-escape` tree under a container.
+struct Tree {
+    container: Container,
+    child: std::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Every pid the tree has reported so far.
+    pids: Vec<u32>,
+    /// Set in the environment of the whole tree, to find any of it in `/proc`.
+    tag: String,
+}
+
+impl Tree {
+    /// Spawns `scenario` and waits until `reports` of its processes have escaped.
+    fn spawn(
+        scenario: &str,
+        reports: usize,
+        mechanism: Mechanism,
+        available: &Availability,
+    ) -> Tree {
+        let mut container = Container::new(mechanism, available).expect("container");
+        assert_eq!(container.mechanism(), mechanism);
+        let tag = format!("{scenario}-{mechanism}-{}", std::process::id());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tether-escape"));
+        command
+            .arg(scenario)
+            .env("TETHER_TEST_TAG", &tag)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        container.configure(&mut command);
+        let mut child = command.spawn().expect("spawn tether-escape");
+        container.started(child.id());
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut tree = Tree {
+            container,
+            child,
+            lines,
+            pids: Vec::new(),
+            tag,
+        };
+        while tree.pids.len() < reports {
+            let line = tree.lines.next().expect("a pid line").unwrap();
+            tree.pids.push(pid_of(&line));
+        }
+        for &p in &tree.pids {
+            assert!(
+                state(p).is_some_and(|s| s != 'Z'),
+                "{scenario}: {p} is alive"
+            );
+        }
+        tree
+    }
+
+    /// The tree's processes that are alive (not zombies), found by the tag in their
+    /// environment.
+    fn alive(&self) -> Vec<u32> {
+        let needle = format!("TETHER_TEST_TAG={}", self.tag);
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&p| {
+                std::fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+            })
+            .filter(|&p| state(p) != Some('Z'))
+            .collect()
+    }
+}
+
+impl Drop for Tree {
+    /// After a failure, ends what is left of the tree (found by its tag, so only processes
+    /// this test started), so that one failing scenario does not leave processes behind.
+    fn drop(&mut self) {
+        for pid in self.alive() {
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn pid_of(line: &str) -> u32 {
+    line.strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid line: {line:?}"))
+}
+
+/// Runs one scenario under `mechanism`, kills it, and checks that nothing is left.
+fn contain(scenario: &str, reports: usize, mechanism: Mechanism, available: &Availability) {
+    let fds = fd_count();
+    let mut tree = Tree::spawn(scenario, reports, mechanism, available);
+    let outcome = tree.container.kill(Instant::now() + KILL_BUDGET);
+    eprintln!(
+        "{mechanism}: {scenario}: {} processes reached in {:?}",
+        outcome.reached.unwrap_or_default(),
+        outcome.elapsed,
+    );
+    assert_eq!(outcome.mechanism, mechanism);
+    assert_eq!(outcome.left, Vec::<u32>::new(), "{scenario}: left behind");
+    assert!(
+        outcome.reached.unwrap() >= reports,
+        "{scenario}: {outcome:?}"
+    );
+    assert_eq!(tree.alive(), Vec::<u32>::new(), "{scenario}: alive");
+    // The watcher's part: the container never reaps the leader.
+    tree.child.wait().unwrap();
+    // Nothing holds the tree's stdout any more, so this reads to the end at once; the pids
+    // reported meanwhile (the forker's) are checked too.
+    for line in tree.lines.by_ref() {
+        tree.pids.push(pid_of(&line.unwrap()));
+    }
+    for &p in &tree.pids {
+        assert_eq!(state(p), None, "{scenario}: {p} is gone, not even a zombie");
+    }
+    assert_eq!(children(), Vec::<u32>::new(), "{scenario}: no child left");
+    drop(tree);
+    assert_eq!(fd_count(), fds, "{scenario}: descriptors back to baseline");
+}
