@@ -14,20 +14,32 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 pub const DEFAULT_SEND_BUDGET: usize = 8 << 20;
 
 /// Every setting of a connection and its endpoint. Start from [`Config::new`] and change what
-/// you need; [`Connection::new`](crate::Connection::new) and
+/// you need with the builder methods; read a setting back through its field (each builder
+/// method documents what its field means). [`Connection::new`](crate::Connection::new) and
 /// [`Endpoint::new`](crate::Endpoint::new) validate it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
-    pub(crate) framing: Framing,
-    pub(crate) max_frame: usize,
-    pub(crate) send_budget: usize,
-    pub(crate) label: String,
-    pub(crate) policy: Policy,
-    pub(crate) goodbye: Option<Goodbye>,
-    pub(crate) close_timeout: Duration,
-    pub(crate) keepalive: Option<(Duration, Duration)>,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) answer_malformed: bool,
+    /// See [`Config::framing`].
+    pub framing: Framing,
+    /// See [`Config::max_frame`].
+    pub max_frame: usize,
+    /// See [`Config::send_budget`].
+    pub send_budget: usize,
+    /// See [`Config::label`].
+    pub label: String,
+    /// See [`Config::policy`].
+    pub policy: Policy,
+    /// See [`Config::goodbye`].
+    pub goodbye: Option<Goodbye>,
+    /// See [`Config::close_timeout`].
+    pub close_timeout: Duration,
+    /// Ping interval and timeout; see [`Config::keepalive`].
+    pub keepalive: Option<(Duration, Duration)>,
+    /// See [`Config::idle_timeout`].
+    pub idle_timeout: Option<Duration>,
+    /// See [`Config::answer_malformed`].
+    pub answer_malformed: bool,
 }
 
 impl Default for Config {
@@ -130,26 +142,6 @@ impl Config {
     pub fn answer_malformed(mut self, on: bool) -> Self {
         self.answer_malformed = on;
         self
-    }
-
-    /// The framing chosen.
-    pub fn get_framing(&self) -> Framing {
-        self.framing
-    }
-
-    /// The frame limit chosen.
-    pub fn get_max_frame(&self) -> usize {
-        self.max_frame
-    }
-
-    /// The send budget chosen.
-    pub fn get_send_budget(&self) -> usize {
-        self.send_budget
-    }
-
-    /// The label chosen.
-    pub fn get_label(&self) -> &str {
-        &self.label
     }
 
     /// Whether the settings can work; every constructor checks this too.

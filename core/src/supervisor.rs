@@ -24,8 +24,17 @@ pub enum Action {
     CloseStdin,
     /// Ask the child's whole process group to terminate (`SIGTERM`).
     TerminateGroup,
-    /// Kill the child's whole process group (`SIGKILL`). Always the last action.
+    /// Kill the child's whole process group (`SIGKILL`). The last action of the ladder.
     KillGroup,
+    /// The child has exited and its group has been killed: kill whatever of its tree is
+    /// left outside the group (descendants that called `setsid` or `setpgid`, daemons),
+    /// by the containment in force — its cgroup, or a sweep of the processes re-parented to
+    /// this one — and wait at most `within` for them to be gone. Never from a
+    /// [`Supervisor`]: the [`Endpoint`](crate::Endpoint) asks for it once, after the exit.
+    KillDescendants {
+        /// How long the kill may wait for the tree to be gone.
+        within: Duration,
+    },
 }
 
 /// How a child ended, as the operating system reported it.
@@ -213,7 +222,7 @@ impl Supervisor {
         self.stage = match action {
             Action::CloseStdin => Stage::StdinClosed,
             Action::TerminateGroup => Stage::Terminating,
-            Action::KillGroup => Stage::Killed,
+            Action::KillGroup | Action::KillDescendants { .. } => Stage::Killed,
         };
         // A grace too long to represent is a wait with no end.
         self.deadline = grace.and_then(|g| now.checked_add(g));

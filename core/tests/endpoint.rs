@@ -355,7 +355,12 @@ fn the_ladder_with_a_child_that_ignores_sigterm() {
         signal: Some(9),
     };
     ep.handle_exit(killed, t0 + 4 * SEC);
-    assert_eq!(ep.poll_action(), None, "the group is killed once");
+    assert_eq!(
+        ep.poll_action(),
+        Some(Action::KillDescendants { within: 2 * SEC }),
+        "the group is killed once, then what left it"
+    );
+    assert_eq!(ep.poll_action(), None);
     ep.handle_eof(t0 + 4 * SEC);
     assert_eq!(events(&mut ep), vec![Event::Disconnected(None)]);
     assert!(ep.is_finished());
@@ -374,6 +379,10 @@ fn a_child_exiting_kills_its_group_and_its_held_output_is_given_up() {
         t0,
     );
     assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+    assert_eq!(
+        ep.poll_action(),
+        Some(Action::KillDescendants { within: SEC })
+    );
     // An escaped descendant holds the pipe: the end comes after the close timeout.
     ep.handle_timeout(t0 + SEC);
     assert_eq!(controls(&mut ep), vec![Control::Abort]);
@@ -401,7 +410,8 @@ fn the_lsp_goodbye_comes_before_the_ladder() {
     assert!(text.contains("\"method\":\"shutdown\""), "{text}");
     assert!(!text.contains("\"exit\""), "{text}");
     assert_eq!(controls(&mut ep), vec![], "stdin stays open for the answer");
-    let answer = br#"{"jsonrpc":"2.0","id":1,"result":null}"#;
+    assert!(text.contains("\"id\":\"tether:goodbye\""), "{text}");
+    let answer = br#"{"jsonrpc":"2.0","id":"tether:goodbye","result":null}"#;
     let framed = [
         format!("Content-Length: {}\r\n\r\n", answer.len()).as_bytes(),
         answer,

@@ -142,7 +142,7 @@ proptest! {
                     let grace = match prev {
                         Action::CloseStdin => policy.close_stdin,
                         Action::TerminateGroup => policy.terminate,
-                        Action::KillGroup => {
+                        Action::KillGroup | Action::KillDescendants { .. } => {
                             return Err(TestCaseError::fail("an action after the kill"));
                         }
                     };

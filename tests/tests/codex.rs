@@ -6,8 +6,8 @@
 //!
 //! The exec-server starts every command in a session of its own, so the command is outside
 //! the exec-server's process group from the start, and the `setsid` grandchild further still:
-//! the process group kill cannot reach it. Until containment is wired into the connection
-//! ([`CONTAINED`]), this test asserts that the grandchild survives, then ends it by hand.
+//! the process group kill cannot reach it. The connection's containment (a cgroup here, else
+//! the subreaper sweep: this test process is a subreaper) does.
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -20,10 +20,6 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use tether_tokio::{Connection, Event, Message, Notification, Options, Tokio};
-
-/// Whether connections contain their child's whole tree (cgroup or subreaper sweep). Flip to
-/// `true` when that is wired in: the surviving grandchild then becomes a failure.
-const CONTAINED: bool = false;
 
 /// The exec-server binary inside the pinned package.
 const CODEX: &str =
@@ -123,18 +119,8 @@ async fn scenario() {
     assert_gone(codex_pid);
     // The exec-server ends its command's group itself on the way out.
     assert_dead(command_pid);
-    if CONTAINED {
-        assert_dead(grandchild);
-    } else {
-        assert!(
-            matches!(state(grandchild), Some('S' | 'R')),
-            "the setsid grandchild {grandchild} survives the process group kill (the bug \
-             containment fixes: flip CONTAINED)"
-        );
-        let pid = rustix::process::Pid::from_raw(grandchild as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
-        assert_dead(grandchild);
-    }
+    // Nothing of the command is left: the setsid grandchild neither.
+    assert_dead(grandchild);
     std::fs::remove_dir_all(&home).unwrap();
 }
 

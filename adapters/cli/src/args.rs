@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tether_core::Framing;
-use tether_io::{Options, Stderr};
+use tether_io::{Containment, Goodbye, Options, Stderr};
 
 use crate::output::Mode;
 
@@ -62,6 +62,61 @@ pub enum StderrArg {
     Null,
 }
 
+/// How a child's whole tree is reached at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContainArg {
+    /// A cgroup if one is writable, else the subreaper sweep.
+    Auto,
+    /// A cgroup v2 per child (Linux, a writable hierarchy).
+    Cgroup,
+    /// The process group, then a sweep of every descendant re-parented to tether.
+    Subreaper,
+    /// The process group alone.
+    Group,
+}
+
+/// What a child is told before the shutdown ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GoodbyeArg {
+    /// Nothing: the ladder starts by closing its stdin.
+    None,
+    /// The Language Server Protocol's `shutdown` request, its answer, then `exit`.
+    Lsp,
+}
+
+/// What every subcommand that spawns children takes.
+#[derive(Debug, Clone, Args)]
+pub struct Spawning {
+    /// How each child's whole tree is reached at the end, descendants that left its process
+    /// group included.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub contain: ContainArg,
+    /// What each child is told before the shutdown ladder.
+    #[arg(long, value_enum, default_value = "none")]
+    pub goodbye: GoodbyeArg,
+    /// Where each child's standard error goes.
+    #[arg(long, value_enum, default_value = "log")]
+    pub stderr: StderrArg,
+}
+
+impl Spawning {
+    /// These flags applied to connection options.
+    pub fn apply(&self, options: Options) -> Options {
+        options
+            .stderr(self.stderr.stderr())
+            .contain(match self.contain {
+                ContainArg::Auto => Containment::Auto,
+                ContainArg::Cgroup => Containment::Cgroup,
+                ContainArg::Subreaper => Containment::Subreaper,
+                ContainArg::Group => Containment::Group,
+            })
+            .goodbye(match self.goodbye {
+                GoodbyeArg::None => None,
+                GoodbyeArg::Lsp => Some(Goodbye::Lsp),
+            })
+    }
+}
+
 /// Options every subcommand that speaks to a peer takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -98,12 +153,12 @@ pub struct Run {
     #[command(flatten)]
     #[allow(missing_docs, reason = "flattened: clap documents each flag")]
     pub common: Common,
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: clap documents each flag")]
+    pub spawning: Spawning,
     /// After stdin ends, how long to wait for responses to the requests sent, in ms.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub linger: u64,
-    /// Where the child's standard error goes.
-    #[arg(long, value_enum, default_value = "log")]
-    pub stderr: StderrArg,
     /// What standard output carries.
     #[arg(long, value_enum, default_value = "events")]
     pub output: Mode,
@@ -137,12 +192,12 @@ pub struct Bridge {
     /// The address to serve websockets on (`127.0.0.1:0` picks a port).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: clap documents each flag")]
+    pub spawning: Spawning,
     /// Beyond this many open connections, new handshakes are refused.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_connections: usize,
-    /// Where each child's standard error goes.
-    #[arg(long, value_enum, default_value = "log")]
-    pub stderr: StderrArg,
     /// The program each connection gets, and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<String>,

@@ -126,7 +126,7 @@ enum Side {
 /// the rest: malformed frames from the client are answered with JSON-RPC errors, the Close
 /// code says why the session ended, and every close is bounded in time.
 async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, args: &Bridge) {
-    let options = args.common.options().stderr(args.stderr.stderr());
+    let options = args.spawning.apply(args.common.options());
     let ws_options = options
         .clone()
         .answer_malformed(true)

@@ -15,7 +15,7 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     reap::become_subreaper();
     let input = input::start(true).map_err(Failure::io)?;
     let command = args::program(&args.program).map_err(Failure::io)?;
-    let options = args.common.options().stderr(args.stderr.stderr());
+    let options = args.spawning.apply(args.common.options());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
     let mut output = Output::new(args.output);
     session::run(

@@ -1,5 +1,10 @@
 //! End-to-end tests of the `tether` binary, run as a user would, under both runtimes.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test bounds its own waits; the rule is for the command's code"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};

@@ -150,3 +150,75 @@ fn run_drives_pylsp_through_a_session_and_its_goodbye() {
         assert!(status.success(), "{runtime}: {status}");
     }
 }
+
+/// `--goodbye lsp`: the user only closes standard input; tether says the LSP goodbye itself
+/// (`shutdown`, its answer printed like any other message, then `exit`) before any signal, and
+/// the server exits by itself with status 0.
+#[test]
+fn run_says_the_lsp_goodbye_itself() {
+    let pylsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.peers/venv/bin/pylsp");
+    assert!(
+        pylsp.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does)",
+        pylsp.display()
+    );
+    for runtime in RUNTIMES {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .env("RUST_LOG", "warn")
+            .args(["run", "--runtime", runtime, "--framing", "content-length"])
+            .args(["--goodbye", "lsp", "--"])
+            .arg(&pylsp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let event = serde_json::from_str(&line.unwrap()).unwrap();
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let events = Events(rx);
+        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "processId": std::process::id(), "rootUri": null, "capabilities": {},
+        }});
+        send(&mut stdin, &initialize);
+        events.answer(&mut stdin, 1);
+        send(
+            &mut stdin,
+            &json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+        );
+        drop(stdin);
+        let mut event = events.next();
+        while event["event"] == "message" && event["message"]["id"] != "tether:goodbye" {
+            event = events.next();
+        }
+        assert_eq!(
+            event,
+            json!({"event": "message", "message": {"jsonrpc": "2.0", "id": "tether:goodbye", "result": null}}),
+            "{runtime}"
+        );
+        let mut event = events.next();
+        while event["event"] == "message" {
+            assert!(event["message"].get("id").is_none(), "{runtime}: {event}");
+            event = events.next();
+        }
+        assert_eq!(
+            event,
+            json!({"event": "disconnected", "reason": null}),
+            "{runtime}"
+        );
+        // Exit code 0: the server left by itself after `exit`, before any signal.
+        assert_eq!(
+            events.next(),
+            json!({"event": "exit", "code": 0, "signal": null}),
+            "{runtime}"
+        );
+        assert!(child.wait().unwrap().success(), "{runtime}");
+    }
+}

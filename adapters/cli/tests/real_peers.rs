@@ -2,6 +2,11 @@
 //! server and clients built on Python's `websockets` package (`tests/peers/`), installed into
 //! `.peers/venv` by `scripts/install-peers` (which `scripts/test` runs).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test bounds its own waits; the rule is for the command's code"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};

@@ -4,7 +4,7 @@ use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_tungstenite::tungstenite::protocol::Role;
@@ -17,15 +17,16 @@ use serde::Serialize;
 use tether_core::{CloseReason, Endpoint, Event, ExitStatus, Framing, Message, SendError};
 use tracing::Instrument;
 
+use crate::process::contain::Mechanism;
 use crate::process::{self, Lifetime, Process};
 use crate::runtime::{Io, Runtime};
-use crate::shared::Shared;
+use crate::shared::{Child, Shared};
 use crate::{clock, stream, timer, ws, Error, Options};
 
 /// The read half of a byte-stream transport, and the buffer it reads into.
 struct Reader {
     /// In a mutex only so that the connection is `Sync`; reached through `get_mut`, never locked.
-    stream: std::sync::Mutex<Box<dyn AsyncRead + Send + Unpin>>,
+    stream: Mutex<Box<dyn AsyncRead + Send + Unpin>>,
     buf: Vec<u8>,
 }
 
@@ -53,6 +54,8 @@ where
     /// A byte stream's write half, which the owner pushes to itself before it waits.
     writer: Option<Arc<stream::Writer>>,
     process: Option<Process>,
+    /// The containment in force for a child.
+    containment: Option<Mechanism>,
     label: String,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -74,22 +77,22 @@ where
     M: Serialize + DeserializeOwned + Send + 'static,
     R: Runtime,
 {
-    /// The connection's endpoint and shared state; `pgid` for a child.
+    /// The connection's endpoint and shared state, with what its actions act on for a child.
     fn new(
         options: &Options,
         framing: Framing,
         default_label: String,
-        pgid: Option<u32>,
+        child: Option<Child>,
     ) -> Result<(Self, tracing::Span), Error> {
         let label = options.label.clone().unwrap_or(default_label);
         let config = options.config(framing, label.clone());
         let now = clock::now();
-        let ep = match pgid {
+        let ep = match child {
             Some(_) => Endpoint::for_child(config, now)?,
             None => Endpoint::new(config, now)?,
         };
         let span = tracing::debug_span!("tether", label = %label);
-        let shared = Arc::new(Shared::new(ep, pgid));
+        let shared = Arc::new(Shared::new(ep, child));
         R::spawn(timer::run::<M, R>(Arc::clone(&shared)).instrument(span.clone()));
         let this = Connection {
             shared,
@@ -97,6 +100,7 @@ where
             reader: None,
             writer: None,
             process: None,
+            containment: None,
             label,
             _runtime: PhantomData,
         };
@@ -115,7 +119,7 @@ where
         self.writer = Some(Arc::clone(&writer));
         R::spawn(stream::write(shared, writer).instrument(span));
         self.reader = Some(Reader {
-            stream: std::sync::Mutex::new(Box::new(reader)),
+            stream: Mutex::new(Box::new(reader)),
             buf: vec![0; stream::READ_CHUNK],
         });
         self
@@ -148,7 +152,13 @@ where
         let mut process = spawned.process;
         let pid = process.pid();
         let label = format!("{program} (pid {pid})");
-        let (mut this, span) = Self::new(&options, options.stream_framing(), label, Some(pid))?;
+        let containment = spawned.container.mechanism();
+        let child = Child {
+            pgid: pid,
+            container: Mutex::new(Some(spawned.container)),
+        };
+        let (mut this, span) = Self::new(&options, options.stream_framing(), label, Some(child))?;
+        this.containment = Some(containment);
         let lifetime: Arc<dyn Lifetime> = this.shared.clone();
         process.watch(lifetime).map_err(spawn_error)?;
         this.process = Some(process);
@@ -429,6 +439,12 @@ where
     /// The child's process id (also its process group id), for a child connection.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(Process::pid)
+    }
+
+    /// How a child's whole tree is reached at the end: its cgroup, the subreaper sweep, or
+    /// its process group alone; `None` if there is no child.
+    pub fn containment(&self) -> Option<Mechanism> {
+        self.containment
     }
 
     /// How the child exited, once it has been reaped.

@@ -28,6 +28,7 @@ pub use connection::{Connection, Sender};
 pub use error::Error;
 pub use listener::Listener;
 pub use options::Options;
+pub use process::contain::{Containment, Mechanism};
 pub use process::{ChildOptions, Stderr};
 pub use rpc::{CancelNotification, Client, Inbound, Incoming, Responder, RpcOptions};
 pub use runtime::{Io, Runtime};

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tether_core::{Config, Framing, Goodbye, Policy};
 
+use crate::process::contain::Containment;
 use crate::process::{ChildOptions, Stderr};
 
 /// Everything a connection is configured with. Start from [`Options::new`] and change what
@@ -72,6 +73,13 @@ impl Options {
         self
     }
 
+    /// How the child's whole tree is reached at the end (default: the strongest available,
+    /// see [`Containment`]).
+    pub fn contain(mut self, contain: Containment) -> Self {
+        self.child.contain = contain;
+        self
+    }
+
     /// Whether the direct child gets `SIGKILL` if the spawning thread dies (Linux).
     pub fn parent_death_signal(mut self, on: bool) -> Self {
         self.child.parent_death_signal = on;
@@ -106,13 +114,13 @@ impl Options {
     /// (hand the stream to `Connection::from_ws` afterwards).
     pub fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .max_message_size(Some(self.core.get_max_frame()))
-            .max_frame_size(Some(self.core.get_max_frame()))
+            .max_message_size(Some(self.core.max_frame))
+            .max_frame_size(Some(self.core.max_frame))
     }
 
     /// The framing chosen for byte streams.
     pub(crate) fn stream_framing(&self) -> Framing {
-        self.core.get_framing()
+        self.core.framing
     }
 
     pub(crate) fn config(&self, framing: Framing, label: String) -> Config {

@@ -10,17 +10,18 @@ use std::time::Instant;
 use event_listener::Event;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tether_core::{Endpoint, ExitStatus};
+use tether_core::{Action, Endpoint, ExitStatus};
 
 use crate::clock;
+use crate::process::contain::Container;
 use crate::process::{kill_process_group, Lifetime};
 
 /// Shared by the owner, every sender and the I/O tasks of one connection.
 #[derive(Debug)]
 pub(crate) struct Shared<M> {
     state: Mutex<State<M>>,
-    /// The child's process group, for the endpoint's signals.
-    pgid: Option<u32>,
+    /// The child's process group and containment, for the endpoint's signals.
+    child: Option<Child>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
     /// The reader: the endpoint wants input, or the reader should stop.
@@ -37,6 +38,41 @@ pub(crate) struct Shared<M> {
     pub(crate) stop: Event,
 }
 
+/// What the endpoint's actions act on.
+#[derive(Debug)]
+pub(crate) struct Child {
+    /// The child's pid, also its process group id.
+    pub(crate) pgid: u32,
+    /// Until the child has been reaped.
+    pub(crate) container: Mutex<Option<Container>>,
+}
+
+impl Child {
+    /// Carries out one of the endpoint's actions on the child's tree.
+    fn act(&self, action: Action) {
+        tracing::debug!(pgid = self.pgid, ?action, "endpoint action");
+        match action {
+            Action::KillDescendants { within } => {
+                let mut container = self
+                    .container
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(container) = container.as_mut() {
+                    let outcome = container.kill(clock::now() + within);
+                    if !outcome.left.is_empty() {
+                        tracing::warn!(pgid = self.pgid, left = ?outcome.left, "descendants outlived the kill");
+                    }
+                }
+            }
+            signal => {
+                if let Err(err) = kill_process_group(self.pgid, signal) {
+                    tracing::warn!(pgid = self.pgid, %err, ?signal, "cannot signal the process group");
+                }
+            }
+        }
+    }
+}
+
 /// The endpoint and the few facts the tasks coordinate on.
 #[derive(Debug)]
 pub(crate) struct State<M> {
@@ -51,14 +87,14 @@ impl<M> Shared<M>
 where
     M: Serialize + DeserializeOwned,
 {
-    pub(crate) fn new(ep: Endpoint<M>, pgid: Option<u32>) -> Self {
+    pub(crate) fn new(ep: Endpoint<M>, child: Option<Child>) -> Self {
         Shared {
             state: Mutex::new(State {
                 ep,
                 wants_input: false,
                 abandoned: false,
             }),
-            pgid,
+            child,
             events: Event::new(),
             input: Event::new(),
             output: Event::new(),
@@ -79,11 +115,8 @@ where
     /// load). The hot paths — a send, a read — notify only whom they concern instead.
     pub(crate) fn settle(&self, mut state: MutexGuard<'_, State<M>>) {
         while let Some(action) = state.ep.poll_action() {
-            tracing::debug!(pgid = ?self.pgid, ?action, "endpoint action");
-            if let Some(pgid) = self.pgid {
-                if let Err(err) = kill_process_group(pgid, action) {
-                    tracing::warn!(pgid, %err, ?action, "cannot signal the process group");
-                }
+            if let Some(child) = &self.child {
+                child.act(action);
             }
         }
         let ended = state.ep.is_input_ended() || state.abandoned;
@@ -179,6 +212,17 @@ where
 {
     fn exited(&self, status: ExitStatus) {
         self.handle(|ep, now| ep.handle_exit(status, now));
+    }
+
+    fn reaped(&self) {
+        if let Some(child) = &self.child {
+            // Dropping the container removes the child's cgroup.
+            child
+                .container
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
     }
 
     fn tick(&self) -> Option<Instant> {

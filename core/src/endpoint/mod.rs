@@ -44,8 +44,9 @@ use timers::{Timer, Timers};
 
 pub use dispatch::{CancelNotification, RespondError};
 
-/// What a child is told before the shutdown ladder starts: a request, whose answer is awaited
-/// for at most the first grace period, then a notification.
+/// What a child is told before the shutdown ladder starts: a request (with the id
+/// `"tether:goodbye"`), whose answer is awaited for at most the first grace period, then a
+/// notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Goodbye {
     /// The Language Server Protocol's: the `shutdown` request, then the `exit` notification.
@@ -148,6 +149,9 @@ enum DeferredEnd {
     Eof,
     ReadError(String),
 }
+
+/// The id of the goodbye request.
+const GOODBYE_ID: &str = "tether:goodbye";
 
 /// Why a frame a websocket library refused ends the connection.
 const TOO_LARGE_CLOSE: u16 = 1009;
@@ -361,10 +365,19 @@ where
     /// group may hold it open).
     pub fn handle_exit(&mut self, status: ExitStatus, now: Instant) {
         self.observe(now);
-        if let Some(supervisor) = self.supervisor.as_mut() {
-            supervisor.handle_exit(now, status);
-        }
+        let Some(supervisor) = self.supervisor.as_mut() else {
+            return;
+        };
+        let first = supervisor.exit_status().is_none();
+        supervisor.handle_exit(now, status);
         self.take_supervisor_actions();
+        if first {
+            // Whatever path the ladder took, descendants that left the group are reached
+            // now: the group kill alone cannot.
+            self.actions.push_back(Action::KillDescendants {
+                within: self.close_timeout,
+            });
+        }
         if !self.conn.is_input_ended() {
             self.timers
                 .set_earliest(Timer::Drain, now.checked_add(self.close_timeout));
@@ -616,7 +629,7 @@ where
     pub fn is_finished(&self) -> bool {
         self.conn.is_closed()
             && self.actions.is_empty()
-            && self.supervisor.as_ref().map_or(true, Supervisor::is_done)
+            && self.supervisor.as_ref().is_none_or(Supervisor::is_done)
     }
 
     /// How the child exited, once it has.
@@ -626,7 +639,7 @@ where
 
     /// The connection's label.
     pub fn label(&self) -> &str {
-        self.conn.config().get_label()
+        self.conn.config().label.as_str()
     }
 
     /// The configuration of the connection.
@@ -682,18 +695,16 @@ where
             .map(|s| s.policy().close_stdin.or(s.policy().terminate))
             .unwrap_or_default()
             .unwrap_or(self.close_timeout);
-        match self
-            .dispatch
-            .correlator
-            .request(now, request, None, Some(grace))
-        {
-            Ok(request) => {
-                self.dispatch.goodbye = Some(request.id.clone());
-                if self.conn.send_value(&Message::Request(request)).is_err() {
-                    self.end_goodbye(now);
-                }
-            }
-            Err(_) => self.end_goodbye(now),
+        // An id of its own, which no request of the owner's can be waiting on.
+        let id = Id::from(GOODBYE_ID);
+        let tracked = self.dispatch.correlator.track(now, id.clone(), Some(grace));
+        let sent = tracked.is_ok() && {
+            self.dispatch.goodbye = Some(id.clone());
+            let request = Request::new(id, request, None);
+            self.conn.send_value(&Message::Request(request)).is_ok()
+        };
+        if !sent {
+            self.end_goodbye(now);
         }
     }
 

@@ -109,7 +109,7 @@ impl Ops {
     }
 
     fn is_stream(&self) -> bool {
-        self.config.get_framing() != Framing::Messages
+        self.config.framing != Framing::Messages
     }
 
     fn disconnected(&self) -> bool {
@@ -159,7 +159,7 @@ impl Ops {
 
     /// A message body framed as this connection writes it.
     fn framed(&self, body: Vec<u8>) -> Vec<u8> {
-        match self.config.get_framing() {
+        match self.config.framing {
             Framing::Lines => [body, b"\n".to_vec()].concat(),
             Framing::ContentLength => [
                 format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes(),
@@ -209,7 +209,7 @@ impl Ops {
 
     fn send(&mut self, message: &Message) {
         let used = self.conn.queued() + self.unwritten.len();
-        let budget = self.config.get_send_budget();
+        let budget = self.config.send_budget;
         assert_eq!(self.conn.can_send(), used < budget, "can_send disagrees");
         let queued = self.conn.queued();
         let result = self.conn.send(message);
@@ -336,7 +336,7 @@ impl Ops {
             assert_eq!(self.conn.queued(), 0, "bytes queued after a write error");
         }
         let used = self.conn.queued() + self.unwritten.len();
-        let bound = self.config.get_send_budget() - 1 + self.longest;
+        let bound = self.config.send_budget - 1 + self.longest;
         assert!(
             used == 0 || used <= bound,
             "{used} bytes queued or in flight, over the budget plus one message ({bound})"

@@ -153,9 +153,9 @@ pub fn feed<'a>(
 ) -> Vec<Event<Message>> {
     // The `Content-Length` framer holds a header block of up to `MAX_HEADER` bytes while it
     // waits for the blank line that ends it, whatever the frame limit.
-    let limit = match config.get_framing() {
-        Framing::ContentLength => config.get_max_frame().max(MAX_HEADER),
-        _ => config.get_max_frame(),
+    let limit = match config.framing {
+        Framing::ContentLength => config.max_frame.max(MAX_HEADER),
+        _ => config.max_frame,
     };
     let mut conn = Connection::<Message>::new(config).expect("a valid configuration");
     let mut events = Vec::new();

@@ -146,6 +146,7 @@ impl Ladder {
         );
         let exited_before = self.exit.is_some() && !exits_now;
         match action {
+            Action::KillDescendants { .. } => panic!("a supervisor never asks for {action:?}"),
             Action::CloseStdin => {
                 assert!(self.shutdown && self.policy.close_stdin.is_some());
                 assert!(
@@ -197,7 +198,7 @@ impl Ladder {
         let grace = match last {
             Action::CloseStdin => self.policy.close_stdin,
             Action::TerminateGroup => self.policy.terminate,
-            Action::KillGroup => None,
+            Action::KillGroup | Action::KillDescendants { .. } => None,
         }?;
         at.checked_add(grace)
     }

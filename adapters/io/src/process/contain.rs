@@ -349,7 +349,7 @@ impl Container {
     /// reaping the descendants that came to this process; the child itself is left for its
     /// watcher to reap. Safe to call more than once (a later call finds less or nothing).
     pub fn kill(&mut self, deadline: Instant) -> Outcome {
-        let start = Instant::now();
+        let start = crate::clock::now();
         let mut outcome = Outcome {
             mechanism: self.mechanism,
             reached: None,

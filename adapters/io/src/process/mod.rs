@@ -14,13 +14,15 @@ mod sys;
 
 use std::io;
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
 use tether_core::{Action, ExitStatus};
 
 pub use sys::kill_process_group;
+
+use contain::{Availability, Container, Containment};
 
 /// What happens to the child's standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +42,9 @@ pub enum Stderr {
 pub struct ChildOptions {
     /// Where the child's standard error goes.
     pub stderr: Stderr,
+    /// How the child's whole tree is reached at the end, descendants that left its process
+    /// group included (see [`contain`]).
+    pub contain: Containment,
     /// On Linux, have the kernel kill the direct child (`SIGKILL`) if the thread that spawned
     /// it dies. This covers the direct child only: grandchildren are reached through the
     /// process group, which needs this process alive to signal it. Note that the kernel ties
@@ -52,6 +57,7 @@ impl Default for ChildOptions {
     fn default() -> Self {
         ChildOptions {
             stderr: Stderr::Log,
+            contain: Containment::Auto,
             parent_death_signal: true,
         }
     }
@@ -65,6 +71,8 @@ pub(crate) trait Lifetime: Send + Sync + 'static {
     fn exited(&self, status: ExitStatus);
     /// Fires what is due; returns the next deadline.
     fn tick(&self) -> Option<Instant>;
+    /// The child has been reaped: its containment can go.
+    fn reaped(&self);
 }
 
 /// A child just spawned, with the pipes that the connection takes. Nothing watches it until
@@ -77,9 +85,20 @@ pub(crate) struct Spawned {
     pub(crate) stdin: ChildStdin,
     /// The child's standard output.
     pub(crate) stdout: ChildStdout,
+    /// What reaches the child's whole tree at the end.
+    pub(crate) container: Container,
 }
 
-/// Spawns `command` in a new process group with piped stdin and stdout.
+/// What this machine offers for containment, looked at once, at the first spawn (so a host
+/// that makes itself a subreaper must do so before).
+fn availability() -> &'static Availability {
+    static AVAILABLE: OnceLock<Availability> = OnceLock::new();
+    AVAILABLE.get_or_init(Availability::detect)
+}
+
+/// Spawns `command` in a new process group with piped stdin and stdout, inside the
+/// containment asked for (an unavailable one is an error; `Auto` takes the strongest there
+/// is).
 pub(crate) fn spawn(
     command: &mut Command,
     options: &ChildOptions,
@@ -91,16 +110,22 @@ pub(crate) fn spawn(
         Stderr::Inherit => Stdio::inherit(),
         Stderr::Null => Stdio::null(),
     });
+    let mechanism = availability()
+        .resolve(options.contain)
+        .map_err(io::Error::other)?;
+    let mut container = Container::new(mechanism, availability())?;
+    container.configure(command);
     sys::configure(command, options.parent_death_signal);
     let mut child = command.spawn()?;
     let pid = child.id();
+    container.started(pid);
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both pipes were requested")
     };
     if let Some(err) = child.stderr.take() {
         stderr::drain(err, label.to_owned(), pid);
     }
-    tracing::debug!(pid, "spawned child in its own process group");
+    tracing::debug!(pid, containment = %mechanism, "spawned child in its own process group");
     Ok(Spawned {
         process: Process {
             pid,
@@ -109,6 +134,7 @@ pub(crate) fn spawn(
         },
         stdin,
         stdout,
+        container,
     })
 }
 
@@ -165,6 +191,7 @@ impl Process {
             // group id) cannot have been reused.
             lifetime.exited(status);
             watcher.reap();
+            lifetime.reaped();
             *state.reaped() = Some(status);
             tracing::debug!(pid, %status, "child exited and was reaped");
             state.changed.notify_all();

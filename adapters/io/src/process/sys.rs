@@ -43,14 +43,14 @@ mod unix {
         let _ = parent_death_signal;
     }
 
-    /// Signals a whole process group: `TerminateGroup` sends `SIGTERM`, `KillGroup` `SIGKILL`
-    /// (`CloseStdin` is not a signal and does nothing here). A group that no longer exists is
-    /// already gone, not an error.
+    /// Signals a whole process group: `TerminateGroup` sends `SIGTERM`, `KillGroup` (and the
+    /// group's share of `KillDescendants`) `SIGKILL` (`CloseStdin` is not a signal and does
+    /// nothing here). A group that no longer exists is already gone, not an error.
     pub fn kill_process_group(pgid: u32, action: Action) -> io::Result<()> {
         let signal = match action {
             Action::CloseStdin => return Ok(()),
             Action::TerminateGroup => Signal::TERM,
-            Action::KillGroup => Signal::KILL,
+            Action::KillGroup | Action::KillDescendants { .. } => Signal::KILL,
         };
         let pid = i32::try_from(pgid)
             .ok()

@@ -348,7 +348,7 @@ impl ChildCgroup {
             if text.lines().any(|l| l == line) {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(crate::clock::now());
             let Ok(timeout) = Timespec::try_from(left) else {
                 return false;
             };
@@ -373,7 +373,7 @@ impl Drop for ChildCgroup {
             return;
         }
         // Nothing is reaped here: the child may still await its watcher.
-        let killed = self.end(Instant::now() + std::time::Duration::from_secs(1));
+        let killed = self.end(crate::clock::now() + std::time::Duration::from_secs(1));
         if let Err(err) = fs::remove_dir(&self.dir) {
             tracing::warn!(
                 dir = %self.dir.display(), %err, left = ?killed.left,
@@ -468,7 +468,10 @@ mod tests {
             .unwrap();
         let escaped: u32 = line.trim().parse().unwrap();
         assert!(cgroup.holds(child.id()) && cgroup.holds(escaped));
-        let killed = cgroup.kill(Some(child.id()), Instant::now() + Duration::from_secs(10));
+        let killed = cgroup.kill(
+            Some(child.id()),
+            crate::clock::now() + Duration::from_secs(10),
+        );
         assert_eq!((killed.reached, killed.left), (2, Vec::new()));
         assert_eq!(proc::stat(escaped), None, "killed and reaped");
         assert!(

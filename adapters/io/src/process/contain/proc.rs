@@ -78,7 +78,7 @@ impl Held {
     /// not polling.
     pub(super) fn wait_exit(&self, deadline: Instant) -> bool {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(crate::clock::now());
             let Ok(timeout) = Timespec::try_from(left) else {
                 return false;
             };

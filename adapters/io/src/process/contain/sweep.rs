@@ -147,7 +147,7 @@ impl Lineage {
                     left: Vec::new(),
                 };
             }
-            if Instant::now() >= deadline {
+            if crate::clock::now() >= deadline {
                 return Swept {
                     reached: reached.len(),
                     left: now.iter().map(|s| s.pid).collect(),

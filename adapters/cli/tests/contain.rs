@@ -1,0 +1,205 @@
+//! `tether run` and `tether bridge` with each containment forced, under both runtimes: a
+//! child whose descendant escapes into a session of its own (`setsid`) leaves nothing behind
+//! with `--contain cgroup` or `subreaper`; with `--contain group` the escapee survives, as
+//! documented. Every process of a test's tree carries a tag in its environment, which is how
+//! the test finds what is left.
+
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+const RUNTIMES: [&str; 2] = ["tokio", "smol"];
+
+/// A leader whose child escapes into a session of its own and says so (`pid N`, which tether
+/// reports as a malformed line), then both wait to be killed.
+const TREE: &str = "setsid sh -c 'echo pid $$; exec sleep 300' & exec sleep 300";
+
+fn tether(tag: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+    command.env("TETHER_TEST_TAG", tag);
+    command
+}
+
+/// The processes carrying `tag` in their environment that are alive (not zombies).
+fn alive(tag: &str) -> Vec<u32> {
+    let needle = format!("TETHER_TEST_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            let zombie = std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            !zombie
+                && std::fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Reads tether's event lines until the escapee has reported itself.
+fn escaped(child: &mut std::process::Child) -> String {
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("pid ") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "tether ended first"
+        );
+    }
+    line
+}
+
+fn kill(pids: &[u32]) {
+    for &pid in pids {
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether this machine has a writable cgroup v2 (else the cgroup case says it is skipped).
+fn cgroup_usable() -> bool {
+    let probe = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["run", "--contain", "cgroup", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED --contain cgroup: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+    }
+    probe.status.success()
+}
+
+#[test]
+fn run_contains_a_setsid_escapee() {
+    let mut modes = vec!["subreaper", "auto"];
+    if cgroup_usable() {
+        modes.push("cgroup");
+    }
+    for runtime in RUNTIMES {
+        for mode in &modes {
+            let tag = format!("run-{runtime}-{mode}-{}", std::process::id());
+            let mut child = tether(&tag)
+                .args([
+                    "run",
+                    "--runtime",
+                    runtime,
+                    "--contain",
+                    mode,
+                    "--grace",
+                    "200",
+                ])
+                .args(["--", "sh", "-c", TREE])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = escaped(&mut child);
+            // Standard input ends only once the escapee is known to run: then the ladder.
+            drop(child.stdin.take());
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success(), "{runtime} {mode}: {stdout}");
+            // By the time tether has exited, the escapee is gone: the kill came before the
+            // child was reaped and the session could end.
+            assert_eq!(alive(&tag), Vec::<u32>::new(), "{runtime} {mode}: {stdout}");
+        }
+    }
+}
+
+#[test]
+fn run_with_the_group_alone_leaves_the_escapee() {
+    let tag = format!("run-group-{}", std::process::id());
+    let output = tether(&tag)
+        .args([
+            "run",
+            "--contain",
+            "group",
+            "--grace",
+            "200",
+            "--",
+            "sh",
+            "-c",
+            TREE,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let left = alive(&tag);
+    kill(&left);
+    assert_eq!(
+        left.len(),
+        1,
+        "the setsid escapee outlives a process group kill"
+    );
+}
+
+#[test]
+fn bridge_contains_each_sessions_escapee() {
+    let mut modes = vec!["subreaper"];
+    if cgroup_usable() {
+        modes.push("cgroup");
+    }
+    for runtime in RUNTIMES {
+        for mode in &modes {
+            let tag = format!("bridge-{runtime}-{mode}-{}", std::process::id());
+            let mut bridge = tether(&tag)
+                .args([
+                    "bridge",
+                    "--runtime",
+                    runtime,
+                    "--contain",
+                    mode,
+                    "--grace",
+                    "200",
+                ])
+                .args(["--listen", "127.0.0.1:0", "--", "sh", "-c", TREE])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            BufReader::new(bridge.stdout.as_mut().unwrap())
+                .read_line(&mut first)
+                .unwrap();
+            let listening: serde_json::Value = serde_json::from_str(&first).unwrap();
+            let url = format!("ws://{}/", listening["addr"].as_str().unwrap());
+            // One session; once its escapee runs (the bridge logs its `pid N` line), the
+            // client's input ends, so the session ends and its child's tree goes.
+            let mut client = tether(&tag)
+                .args(["connect", "--runtime", runtime, "--linger", "0", &url])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut log = BufReader::new(bridge.stderr.as_mut().unwrap());
+            let mut line = String::new();
+            while !line.contains("pid ") {
+                line.clear();
+                assert!(
+                    log.read_line(&mut line).unwrap() > 0,
+                    "the bridge ended first"
+                );
+            }
+            drop(client.stdin.take());
+            assert!(client.wait().unwrap().success(), "{runtime} {mode}");
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(bridge.id() as i32).unwrap(),
+                rustix::process::Signal::INT,
+            )
+            .unwrap();
+            assert!(bridge.wait().unwrap().success());
+            assert_eq!(alive(&tag), Vec::<u32>::new(), "{runtime} {mode}");
+        }
+    }
+}
