@@ -85,7 +85,7 @@ where
         child: Option<Child>,
     ) -> Result<(Self, tracing::Span), Error> {
         let label = options.label.clone().unwrap_or(default_label);
-        let config = options.config(framing, label.clone());
+        let config = options.config_for(framing, label.clone());
         let now = clock::now();
         let ep = match child {
             Some(_) => Endpoint::for_child(config, now)?,
@@ -145,7 +145,7 @@ where
         };
         // Checked before spawning: nothing may fail between the spawn and the watch.
         options
-            .config(options.stream_framing(), program.clone())
+            .config_for(options.stream_framing(), program.clone())
             .validate()?;
         let spawned =
             process::spawn(&mut command, &options.child, &program).map_err(spawn_error)?;

@@ -1,4 +1,5 @@
-//! How a connection is built: framing, limits, label, child supervision, websocket keepalive.
+//! How a connection is built: the core's [`Config`] (every setting the endpoint decides
+//! with), plus what only the drivers know: the label's default, and how a child is spawned.
 
 use std::time::Duration;
 
@@ -9,61 +10,65 @@ use crate::process::contain::Containment;
 use crate::process::{ChildOptions, Stderr};
 
 /// Everything a connection is configured with. Start from [`Options::new`] and change what
-/// you need; every constructor validates the result.
+/// you need; every constructor validates the result. The settings the core decides with are a
+/// [`Config`]: set one whole with [`config`](Self::config), read it back with
+/// [`core`](Self::core), or use the shortcuts below, each of which sets the `Config` setting
+/// of the same name.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Framing, frame limit and send budget, as the core connection takes them.
     core: Config,
     pub(crate) label: Option<String>,
     pub(crate) child: ChildOptions,
 }
 
+/// Shortcuts to the [`Config`] builder methods of the same names (whose docs say what each
+/// setting means), so that options are built in one chain.
+macro_rules! config_shortcuts {
+    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        #[doc = concat!("Sets [`Config::", stringify!($name), "`].")]
+        pub fn $name(mut self, $($arg: $ty),*) -> Self {
+            self.core = self.core.$name($($arg),*);
+            self
+        }
+    )*};
+}
+
 impl Options {
     /// Line framing, 16 MiB frames, an 8 MiB send budget, stderr logged, the default ladder
-    /// (close stdin, 2 s, terminate, 2 s, kill), no keepalive, 2 s to close.
+    /// (close stdin, 2 s, terminate, 2 s, kill), the strongest containment available, no
+    /// keepalive, 2 s to close.
     pub fn new() -> Self {
         Options::default()
     }
 
-    /// How a byte stream is framed (ignored by websockets, which carry whole messages).
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.core = self.core.framing(framing);
+    /// Every setting the core decides with, at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.core = config;
         self
     }
 
-    /// The largest message accepted, in bytes; websocket frame and message limits too.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.core = self.core.max_frame(bytes);
-        self
+    /// The settings the core decides with (its label is the default one).
+    pub fn core(&self) -> &Config {
+        &self.core
     }
 
-    /// How many encoded bytes may wait to be written before `send` waits.
-    pub fn send_budget(mut self, bytes: usize) -> Self {
-        self.core = self.core.send_budget(bytes);
-        self
+    config_shortcuts! {
+        framing(framing: Framing),
+        max_frame(bytes: usize),
+        send_budget(bytes: usize),
+        policy(policy: Policy),
+        goodbye(goodbye: Option<Goodbye>),
+        grace(grace: Duration),
+        keepalive(interval: Duration, timeout: Duration),
+        close_timeout(timeout: Duration),
+        idle_timeout(timeout: Option<Duration>),
+        answer_malformed(on: bool),
     }
 
-    /// The name in disconnect reasons and logs (by default the program, address or URL).
+    /// The name in disconnect reasons and logs (by default the program and pid, address or
+    /// URL).
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
-        self
-    }
-
-    /// The child's shutdown ladder.
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.core = self.core.policy(policy);
-        self
-    }
-
-    /// What the child is told before its ladder starts (LSP's `shutdown` and `exit`).
-    pub fn goodbye(mut self, goodbye: Option<Goodbye>) -> Self {
-        self.core = self.core.goodbye(goodbye);
-        self
-    }
-
-    /// Sets both grace periods of the default ladder, and the time a close waits for the peer.
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.core = self.core.grace(grace);
         self
     }
 
@@ -86,30 +91,6 @@ impl Options {
         self
     }
 
-    /// Websocket keepalive: ping after `interval` of silence, give up `timeout` later.
-    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.core = self.core.keepalive(interval, timeout);
-        self
-    }
-
-    /// How long a close waits for the peer's end (its Close frame, or end of stream).
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.core = self.core.close_timeout(timeout);
-        self
-    }
-
-    /// Close after this long with no message either way.
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.core = self.core.idle_timeout(timeout);
-        self
-    }
-
-    /// Answer each malformed frame from the peer with a JSON-RPC error (id null).
-    pub fn answer_malformed(mut self, on: bool) -> Self {
-        self.core = self.core.answer_malformed(on);
-        self
-    }
-
     /// The websocket limits that match these options, for a handshake made outside tether
     /// (hand the stream to `Connection::from_ws` afterwards).
     pub fn websocket_config(&self) -> WebSocketConfig {
@@ -123,7 +104,7 @@ impl Options {
         self.core.framing
     }
 
-    pub(crate) fn config(&self, framing: Framing, label: String) -> Config {
+    pub(crate) fn config_for(&self, framing: Framing, label: String) -> Config {
         self.core.clone().framing(framing).label(label)
     }
 }
