@@ -224,8 +224,8 @@ fn header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
         .ok_or_else(|| format!("{text:?} is not NAME: VALUE"))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|e| format!("header name {name:?}: {e}"))?;
-    let value = HeaderValue::from_str(value.trim())
-        .map_err(|e| format!("header value {value:?}: {e}"))?;
+    let value =
+        HeaderValue::from_str(value.trim()).map_err(|e| format!("header value {value:?}: {e}"))?;
     Ok((name, value))
 }
 

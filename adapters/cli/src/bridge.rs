@@ -128,7 +128,11 @@ async fn serve<R: Runtime>(
 ) {
     let limit = Duration::from_millis(args.handshake_timeout);
     let opened = future::or(open::<R>(stream, peer, &hub, &gate, &args), async {
-        future::or(R::sleep(limit), hub.until(|h| h.stopping.load(Ordering::Acquire))).await;
+        future::or(
+            R::sleep(limit),
+            hub.until(|h| h.stopping.load(Ordering::Acquire)),
+        )
+        .await;
         tracing::debug!(%peer, "no handshake in time: dropped");
         None
     })

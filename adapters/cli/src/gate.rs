@@ -56,7 +56,10 @@ impl Gate {
     pub fn url(&self, addr: SocketAddr) -> String {
         match &self.token {
             Some(Token(token)) => {
-                format!("ws://{addr}/?token={}", utf8_percent_encode(token, UNRESERVED))
+                format!(
+                    "ws://{addr}/?token={}",
+                    utf8_percent_encode(token, UNRESERVED)
+                )
             }
             None => format!("ws://{addr}/"),
         }
@@ -71,7 +74,12 @@ impl Gate {
             .headers()
             .get_all(header::ORIGIN)
             .iter()
-            .any(|origin| !self.origins.iter().any(|allowed| origin == allowed.as_str()));
+            .any(|origin| {
+                !self
+                    .origins
+                    .iter()
+                    .any(|allowed| origin == allowed.as_str())
+            });
         if foreign {
             return Err(refusal(StatusCode::FORBIDDEN, "origin not allowed"));
         }
@@ -93,11 +101,9 @@ impl Gate {
             .filter_map(|pair| pair.strip_prefix("token="))
             .map(|value| percent_decode_str(value).collect::<Vec<u8>>());
         // Every credential offered is compared in full, whichever matches.
-        let matched = bearer
-            .chain(query)
-            .fold(false, |matched, offered| {
-                same(&offered, token.as_bytes()) | matched
-            });
+        let matched = bearer.chain(query).fold(false, |matched, offered| {
+            same(&offered, token.as_bytes()) | matched
+        });
         if matched {
             Ok(response)
         } else {
