@@ -172,8 +172,7 @@ async fn open<'h, R: Runtime>(
         .answer_malformed(true)
         .idle_timeout(args.idle_timeout.map(Duration::from_millis))
         .label(format!("ws:{peer}"));
-    let check = |request: &Request, response| gate.check(request, response);
-    match Connection::accept_ws_with(stream, options, check).await {
+    match Connection::accept_ws_with(stream, options, gate).await {
         Ok(ws) => Some((ws, place)),
         Err(err) => {
             tracing::debug!(%err, "handshake refused or failed");

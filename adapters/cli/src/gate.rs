@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tether_io::async_tungstenite::tungstenite::handshake::server::{
-    ErrorResponse, Request, Response,
+    Callback, ErrorResponse, Request, Response,
 };
 use tether_io::async_tungstenite::tungstenite::http::{header, StatusCode};
 
@@ -64,12 +64,12 @@ impl Gate {
             None => format!("ws://{addr}/"),
         }
     }
+}
 
-    /// Lets the handshake go on, or refuses it: 403 for an `Origin` not allowed, 401 without
-    /// the token (in `Authorization: Bearer TOKEN` or `?token=TOKEN`).
-    // The signature is tungstenite's handshake callback; the error is the refusal itself.
-    #[allow(clippy::result_large_err, reason = "the signature is tungstenite's")]
-    pub fn check(&self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+/// The handshake's check: it goes on, or is refused with 403 for an `Origin` not allowed, or
+/// 401 without the token (in `Authorization: Bearer TOKEN` or `?token=TOKEN`).
+impl Callback for &Gate {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
         let foreign = request
             .headers()
             .get_all(header::ORIGIN)
@@ -126,7 +126,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && difference == 0
 }
 
-/// A token of [`TOKEN_BYTES`] from the OS's random source, in hex.
+/// A token of `TOKEN_BYTES` from the OS's random source, in hex.
 fn generate() -> io::Result<Token> {
     let mut bytes = [0; TOKEN_BYTES];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

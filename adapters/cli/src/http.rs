@@ -75,7 +75,7 @@ pub enum Head {
     Other,
 }
 
-/// Reads until the request head is complete (or over [`MAX_HEAD`], or not HTTP); returns what
+/// Reads until the request head is complete (or over 16 KiB, or not HTTP); returns what
 /// it asks for and the stream, from which the handshake reads those bytes again. Fails if the
 /// stream ends first.
 pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
