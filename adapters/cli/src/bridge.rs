@@ -133,7 +133,7 @@ async fn serve<R: Runtime>(
             hub.until(|h| h.stopping.load(Ordering::Acquire)),
         )
         .await;
-        tracing::debug!(%peer, "no handshake in time: dropped");
+        tracing::debug!(%peer, "handshake unfinished in time, or the bridge is stopping: dropped");
         None
     })
     .await;
