@@ -10,11 +10,18 @@ they came. The reply goes out in the frame type of the request (text or binary),
   method "big":    the reply carries a string of params.size bytes;
   method "close":  after the reply, the server closes with code 1000, reason "bye".
 The server exits once stdin closes.
+
+    ws_echo_server.py [--require 'NAME: VALUE']...
+
+With --require, a handshake without each of those headers (exact value) is refused with 401,
+and the server prints {"event": "refused", "missing": NAME}.
 """
 
+import argparse
 import asyncio
 import json
 import sys
+from http import HTTPStatus
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
@@ -50,8 +57,25 @@ async def handle(ws):
     emit(event="closed", code=ws.close_code, reason=ws.close_reason, received=received)
 
 
+def checker(required):
+    def check(connection, request):
+        for name, value in required:
+            if request.headers.get(name) != value:
+                emit(event="refused", missing=name)
+                return connection.respond(HTTPStatus.UNAUTHORIZED, f"{name} required\n")
+        return None
+
+    return check
+
+
 async def main():
-    async with serve(handle, "127.0.0.1", 0, max_size=None) as server:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--require", action="append", default=[])
+    args = parser.parse_args()
+    required = [tuple(part.strip() for part in h.split(":", 1)) for h in args.require]
+    async with serve(
+        handle, "127.0.0.1", 0, max_size=None, process_request=checker(required)
+    ) as server:
         emit(event="listening", port=server.sockets[0].getsockname()[1])
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

@@ -4,6 +4,7 @@ use std::future::pending;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_listener::Event as Notify;
 use futures_lite::future;
@@ -14,16 +15,22 @@ use tether_io::async_tungstenite::tungstenite::handshake::server::{
 use tether_io::async_tungstenite::tungstenite::http::StatusCode;
 use tether_io::{Connection, Event, Io, Runtime};
 
-use crate::args::{self, Bridge};
+use crate::args::{self, Auth, Bridge};
+use crate::gate::Gate;
+use crate::http::{self, Head};
 use crate::input::{self, Input};
 use crate::output::{Mode, Output};
 use crate::{reap, Failure};
 
-/// `{"event":"listening","addr":"127.0.0.1:PORT"}`, in that order.
+/// The variable that tells each child its client's address (`IP:PORT`).
+const CLIENT_ADDR: &str = "TETHER_CLIENT_ADDR";
+
+/// `{"event":"listening","addr":"127.0.0.1:PORT","url":"ws://…"}`, in that order.
 #[derive(serde::Serialize)]
 struct Listening {
     event: &'static str,
     addr: String,
+    url: String,
 }
 
 /// The connections being served, and the order to stop.
@@ -34,19 +41,25 @@ struct Hub {
     changed: Notify,
 }
 
+/// A connection's place in the hub, given back when dropped.
+struct Place<'a>(&'a Hub);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify(usize::MAX);
+    }
+}
+
 impl Hub {
     /// Takes a place if fewer than `max` are taken.
-    fn admit(&self, max: usize) -> bool {
+    fn admit(&self, max: usize) -> Option<Place<'_>> {
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
-    }
-
-    fn release(&self) {
-        self.active.fetch_sub(1, Ordering::AcqRel);
-        self.changed.notify(usize::MAX);
+            .ok()
+            .map(|_| Place(self))
     }
 
     async fn until(&self, condition: impl Fn(&Hub) -> bool) {
@@ -64,14 +77,22 @@ impl Hub {
 /// tree, and returns.
 pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     reap::become_subreaper();
+    let gate = Arc::new(Gate::new(args).map_err(Failure::io)?);
     let signals = input::start(false).map_err(Failure::io)?;
     let listener = R::bind_tcp(&args.listen)
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = R::tcp_local_addr(&listener).map_err(Failure::io)?;
+    if args.auth == Auth::None && !addr.ip().is_loopback() {
+        eprintln!(
+            "tether: warning: listening on {addr} with --auth none: anyone who reaches this \
+             address can run the program"
+        );
+    }
     Output::new(Mode::Events).notice(&Listening {
         event: "listening",
         addr: addr.to_string(),
+        url: gate.url(addr),
     });
     let hub = Arc::new(Hub::default());
     loop {
@@ -82,7 +103,8 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
         .await;
         match accepted {
             Some(Ok((stream, peer))) => {
-                R::spawn(serve::<R>(stream, peer, Arc::clone(&hub), args.clone()));
+                let (hub, gate) = (Arc::clone(&hub), Arc::clone(&gate));
+                R::spawn(serve::<R>(stream, peer, hub, gate, args.clone()));
             }
             Some(Err(err)) => tracing::warn!(%err, "accept failed"),
             None => break,
@@ -95,13 +117,68 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn serve<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: Arc<Hub>, args: Bridge) {
-    if !hub.admit(args.max_connections) {
-        refuse(stream).await;
-        return;
+/// Serves one TCP connection: a health check, or a websocket session once its handshake is
+/// accepted within the handshake timeout (or, once the bridge is stopping, never).
+async fn serve<R: Runtime>(
+    stream: R::TcpStream,
+    peer: SocketAddr,
+    hub: Arc<Hub>,
+    gate: Arc<Gate>,
+    args: Bridge,
+) {
+    let limit = Duration::from_millis(args.handshake_timeout);
+    let opened = future::or(open::<R>(stream, peer, &hub, &gate, &args), async {
+        future::or(
+            R::sleep(limit),
+            hub.until(|h| h.stopping.load(Ordering::Acquire)),
+        )
+        .await;
+        tracing::debug!(%peer, "handshake unfinished in time, or the bridge is stopping: dropped");
+        None
+    })
+    .await;
+    if let Some((ws, _place)) = opened {
+        session::<R>(ws, peer, &hub, &args).await;
     }
-    session::<R>(stream, peer, &hub, &args).await;
-    hub.release();
+}
+
+/// Reads the request; answers a health check, refuses the handshake (503 over the connection
+/// limit, 403 for an origin not allowed, 401 without the token) or accepts it.
+async fn open<'h, R: Runtime>(
+    stream: R::TcpStream,
+    peer: SocketAddr,
+    hub: &'h Hub,
+    gate: &Gate,
+    args: &Bridge,
+) -> Option<(Connection<Message, R>, Place<'h>)> {
+    let (head, stream) = http::read_head(stream)
+        .await
+        .map_err(|err| tracing::debug!(%peer, %err, "no request"))
+        .ok()?;
+    if head == Head::Health {
+        let connections = hub.active.load(Ordering::Acquire);
+        if let Err(err) = http::health(stream, connections).await {
+            tracing::debug!(%peer, %err, "health answer failed");
+        }
+        return None;
+    }
+    let Some(place) = hub.admit(args.max_connections) else {
+        refuse(stream).await;
+        return None;
+    };
+    let options = args
+        .common
+        .options()
+        .answer_malformed(true)
+        .idle_timeout(args.idle_timeout.map(Duration::from_millis))
+        .label(format!("ws:{peer}"));
+    match Connection::accept_ws_with(stream, options, gate).await {
+        Ok(ws) => Some((ws, place)),
+        Err(err) => {
+            tracing::debug!(%err, "handshake refused or failed");
+            None
+        }
+    }
 }
 
 /// Answers the handshake with 503 and closes.
@@ -109,9 +186,10 @@ async fn refuse(stream: impl Io) {
     // The callback's signature is the websocket library's; its error is the refusal itself.
     #[allow(clippy::result_large_err, reason = "the signature is tungstenite's")]
     let callback = |_: &Request, _: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
-        let mut response = ErrorResponse::new(Some("too many connections".into()));
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        Err(response)
+        Err(http::refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+        ))
     };
     let _ = tether_io::async_tungstenite::accept_hdr_async(stream, callback).await;
 }
@@ -122,23 +200,23 @@ enum Side {
     Stop,
 }
 
-/// Relays one websocket client and its own child until both have ended. The endpoints decide
-/// the rest: malformed frames from the client are answered with JSON-RPC errors, the Close
-/// code says why the session ended, and every close is bounded in time.
-async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, args: &Bridge) {
+/// Relays one websocket client and its own child (which finds the client's address in
+/// `TETHER_CLIENT_ADDR`) until both have ended. The endpoints decide the rest: malformed
+/// frames from the client are answered with JSON-RPC errors, an idle session is closed, the
+/// Close code says why the session ended, and every close is bounded in time.
+async fn session<R: Runtime>(
+    mut ws: Connection<Message, R>,
+    peer: SocketAddr,
+    hub: &Hub,
+    args: &Bridge,
+) {
     let options = args.spawning.apply(args.common.options());
-    let ws_options = options
-        .clone()
-        .answer_malformed(true)
-        .label(format!("ws:{peer}"));
-    let mut ws = match Connection::<Message, R>::accept_ws(stream, ws_options).await {
-        Ok(ws) => ws,
-        Err(err) => return tracing::debug!(%err, "handshake failed"),
-    };
     let mut child = match args::program(&args.program)
         .map_err(|e| e.to_string())
-        .and_then(|c| Connection::<Message, R>::spawn(c, options).map_err(|e| e.to_string()))
-    {
+        .and_then(|mut command| {
+            command.env(CLIENT_ADDR, peer.to_string());
+            Connection::<Message, R>::spawn(command, options).map_err(|e| e.to_string())
+        }) {
         Ok(child) => child,
         Err(err) => {
             tracing::warn!(%err, "cannot start the program");

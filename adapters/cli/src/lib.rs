@@ -4,6 +4,8 @@
 
 pub mod args;
 pub mod bridge;
+pub mod gate;
+pub mod http;
 pub mod input;
 pub mod output;
 pub mod peer;

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
             )
         }
         Command::Connect(args) => {
+            if let Err(err) = args.check() {
+                err.exit();
+            }
             logging();
             on(
                 args.common.runtime,

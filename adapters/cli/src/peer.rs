@@ -138,6 +138,11 @@ impl Peer {
                 let _ = self.out.flush();
                 return None;
             }
+            "env" => {
+                // The value of the environment variable `name`, or null.
+                let name = params["name"].as_str().unwrap_or_default();
+                Ok(std::env::var(name).map_or(Value::Null, Value::from))
+            }
             "sleep" => {
                 let ms = params["ms"].as_u64().unwrap_or(0);
                 std::thread::sleep(Duration::from_millis(ms));

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use tether_core::Message;
+use tether_io::async_tungstenite::tungstenite::client::IntoClientRequest;
+use tether_io::async_tungstenite::tungstenite::http::{header, HeaderValue};
 use tether_io::{Connection, Runtime};
 
-use crate::args::{self, Connect, Run};
+use crate::args::{self, Connect, Run, Token};
 use crate::output::Output;
 use crate::session;
 use crate::{input, reap, Failure};
@@ -37,7 +39,19 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
     let options = args.common.options();
     let url = args.url.as_str();
     let mut conn: Connection<Message, R> = if url.starts_with("ws://") {
-        Connection::connect_ws(url, options).await
+        let mut request = url
+            .into_client_request()
+            .map_err(|_| Failure::from(tether_io::Error::Url(url.to_owned())))?;
+        let headers = request.headers_mut();
+        for (name, value) in &args.headers {
+            headers.append(name, value.clone());
+        }
+        if let Some(Token(token)) = &args.token_file {
+            let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| Failure(format!("the token cannot go in a header: {e}")))?;
+            headers.insert(header::AUTHORIZATION, bearer);
+        }
+        Connection::connect_ws_with(request, options).await
     } else if let Some(addr) = url.strip_prefix("tcp://") {
         Connection::connect_tcp(addr, options).await
     } else if let Some(path) = url.strip_prefix("unix:") {

@@ -268,6 +268,35 @@ fn exit_statuses() {
     assert_eq!(output.status.code(), Some(2));
     let output = run_with(&["bridge", "--listen", "127.0.0.1:0"], "");
     assert_eq!(output.status.code(), Some(2));
+    // A token file that is missing, empty, or blank on its first line.
+    let empty = std::env::temp_dir().join(format!("tether-cli-{}-empty", std::process::id()));
+    for (path, content) in [
+        ("/nonexistent/token", None),
+        (empty.to_str().unwrap(), Some("")),
+        (empty.to_str().unwrap(), Some("\nlater\n")),
+    ] {
+        if let Some(content) = content {
+            std::fs::write(path, content).unwrap();
+        }
+        for args in [
+            ["bridge", "--token-file", path, "--", "true"].as_slice(),
+            ["connect", "--token-file", path, "ws://127.0.0.1:1/"].as_slice(),
+        ] {
+            let output = run_with(args, "");
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+            assert!(String::from_utf8_lossy(&output.stderr).contains(path));
+        }
+    }
+    let _ = std::fs::remove_file(&empty);
+    for args in [
+        ["bridge", "--auth", "basic", "--", "true"].as_slice(),
+        ["connect", "--header", "no colon", "ws://127.0.0.1:1/"].as_slice(),
+        ["connect", "--header", "bad name: v", "ws://127.0.0.1:1/"].as_slice(),
+        // Headers go with a websocket handshake only.
+        ["connect", "--header", "X-A: b", "tcp://127.0.0.1:1"].as_slice(),
+    ] {
+        assert_eq!(run_with(args, "").status.code(), Some(2), "{args:?}");
+    }
 
     // Nothing listens on a port just released.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -377,18 +406,11 @@ fn connect_over_a_unix_socket() {
     }
 }
 
-/// Starts `tether bridge` over the built-in peer; returns it and its address.
-fn bridge(runtime: &str, extra: &[&str]) -> (Child, String) {
+/// Starts `tether bridge` over the built-in peer, on the default address; returns it, its
+/// address and its URL (with the token).
+fn bridge(runtime: &str, extra: &[&str]) -> (Child, String, String) {
     let mut child = tether()
-        .args([
-            "bridge",
-            "--runtime",
-            runtime,
-            "--listen",
-            "127.0.0.1:0",
-            "--grace",
-            "300",
-        ])
+        .args(["bridge", "--runtime", runtime, "--grace", "300"])
         .args(extra)
         .args(["--", env!("CARGO_BIN_EXE_tether"), "peer"])
         .stdout(Stdio::piped())
@@ -401,8 +423,12 @@ fn bridge(runtime: &str, extra: &[&str]) -> (Child, String) {
     let listening: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(listening["event"], "listening");
     let addr = listening["addr"].as_str().unwrap().to_owned();
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-    (child, addr)
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "loopback by default: {addr}"
+    );
+    let url = listening["url"].as_str().unwrap().to_owned();
+    (child, addr, url)
 }
 
 fn stop(mut bridge: Child) {
@@ -428,11 +454,11 @@ fn stop(mut bridge: Child) {
 #[test]
 fn bridge_serves_several_clients_at_once() {
     for runtime in RUNTIMES {
-        let (server, addr) = bridge(runtime, &[]);
+        let (server, _, url) = bridge(runtime, &[]);
         let clients: Vec<Child> = (0..8)
             .map(|i| {
                 let mut client = tether()
-                    .args(["connect", "--runtime", runtime, &format!("ws://{addr}/")])
+                    .args(["connect", "--runtime", runtime, &url])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()
@@ -463,10 +489,10 @@ fn bridge_serves_several_clients_at_once() {
 #[test]
 fn bridge_closes_the_websocket_when_the_child_exits() {
     for runtime in RUNTIMES {
-        let (server, addr) = bridge(runtime, &[]);
+        let (server, _, url) = bridge(runtime, &[]);
         // The child exits with 3 while the client's stdin is still open.
         let (client, stdin) = start(
-            &["connect", "--runtime", runtime, &format!("ws://{addr}/")],
+            &["connect", "--runtime", runtime, &url],
             b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":3}}\n",
         );
         let output = wait_output(client);
@@ -488,8 +514,7 @@ fn bridge_answers_bad_messages_and_closes_with_the_exit_code() {
     };
 
     for runtime in RUNTIMES {
-        let (server, addr) = bridge(runtime, &["--max-connections", "1"]);
-        let url = format!("ws://{addr}/");
+        let (server, addr, url) = bridge(runtime, &["--max-connections", "1"]);
         let (mut ws, _) =
             tungstenite::client(url.as_str(), TcpStream::connect(&addr).unwrap()).unwrap();
         let read_json = |ws: &mut tungstenite::WebSocket<TcpStream>| -> Value {
@@ -533,5 +558,78 @@ fn bridge_answers_bad_messages_and_closes_with_the_exit_code() {
             other => panic!("{other:?}"),
         }
         stop(server);
+    }
+}
+
+#[test]
+fn bridge_listening_line_gives_the_url_with_its_token() {
+    let (server, addr, url) = bridge("tokio", &[]);
+    let token = url
+        .strip_prefix(&format!("ws://{addr}/?token="))
+        .unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(token.len(), 64, "{token}");
+    stop(server);
+    // Each start makes a new token.
+    let (server, _, again) = bridge("tokio", &[]);
+    assert_ne!(url, again);
+    stop(server);
+
+    // The line itself, keys in order; no query without auth, and no warning on loopback.
+    let mut child = tether()
+        .args(["bridge", "--auth", "none", "--", "true"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = serde_json::from_str::<Value>(&line).unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        line,
+        format!("{{\"event\":\"listening\",\"addr\":\"{addr}\",\"url\":\"ws://{addr}/\"}}\n")
+    );
+    let mut stderr = child.stderr.take().unwrap();
+    stop(child);
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "");
+}
+
+#[test]
+fn bridge_warns_when_it_listens_beyond_loopback_without_auth() {
+    for (auth, warned) in [("none", true), ("token", false)] {
+        let mut child = tether()
+            .args([
+                "bridge",
+                "--listen",
+                "0.0.0.0:0",
+                "--auth",
+                auth,
+                "--",
+                "true",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("\"addr\":\"0.0.0.0:"), "{line}");
+        let mut stderr = child.stderr.take().unwrap();
+        stop(child);
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        assert_eq!(
+            text.contains("warning: listening on 0.0.0.0:"),
+            warned,
+            "--auth {auth}: {text}"
+        );
     }
 }

@@ -162,7 +162,16 @@ fn bridge_contains_each_sessions_escapee() {
                     "--grace",
                     "200",
                 ])
-                .args(["--listen", "127.0.0.1:0", "--", "sh", "-c", TREE])
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--auth",
+                    "none",
+                    "--",
+                    "sh",
+                    "-c",
+                    TREE,
+                ])
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

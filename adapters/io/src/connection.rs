@@ -7,6 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::handshake::client::Request as ClientRequest;
+use async_tungstenite::tungstenite::handshake::server::{Callback, NoCallback};
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::WebSocketStream;
 use event_listener::EventListener;
@@ -213,22 +216,36 @@ where
 
     /// Connects to a websocket server at `url` (`ws://HOST:PORT/PATH`).
     pub async fn connect_ws(url: &str, options: Options) -> Result<Self, Error> {
-        let host = url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::Url(url.to_owned()))?;
-        let stream = R::connect_tcp(host)
+        let request = url
+            .into_client_request()
+            .map_err(|_| Error::Url(url.to_owned()))?;
+        Self::connect_ws_with(request, options).await
+    }
+
+    /// Connects to a websocket server with a handshake request of the caller's: its URI
+    /// (`ws://HOST:PORT/PATH`) says where, and its headers go with the handshake (an
+    /// `Authorization`, say). Build it with
+    /// [`IntoClientRequest`](async_tungstenite::tungstenite::client::IntoClientRequest) on the
+    /// URL, which fills in the websocket headers, then add yours.
+    pub async fn connect_ws_with(request: ClientRequest, options: Options) -> Result<Self, Error> {
+        let url = request.uri().to_string();
+        let host = match (request.uri().scheme_str(), request.uri().host()) {
+            (Some("ws"), Some(host)) if !host.is_empty() => {
+                format!("{host}:{}", request.uri().port_u16().unwrap_or(80))
+            }
+            _ => return Err(Error::Url(url)),
+        };
+        let stream = R::connect_tcp(&host)
             .await
             .map_err(|source| Error::Connect {
-                addr: url.to_owned(),
+                addr: url.clone(),
                 source,
             })?;
         let config = options.websocket_config();
-        let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
+        let (ws, _) = async_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
             .map_err(|e| Error::Handshake {
-                addr: url.to_owned(),
+                addr: url.clone(),
                 detail: e.to_string(),
             })?;
         let label = format!("ws:{url}");
@@ -238,9 +255,21 @@ where
     /// Completes the server side of a websocket handshake on an accepted stream, labelled
     /// with the options' label, else `ws`.
     pub async fn accept_ws(stream: impl Io, options: Options) -> Result<Self, Error> {
+        Self::accept_ws_with(stream, options, NoCallback).await
+    }
+
+    /// [`accept_ws`](Self::accept_ws), with `check` called on the client's handshake request
+    /// once it is read and valid: it returns the response to send (with headers of its own if
+    /// it likes), or an error response (a status of 400 or more, and a body) that refuses the
+    /// handshake, which then fails with [`Error::Handshake`].
+    pub async fn accept_ws_with(
+        stream: impl Io,
+        options: Options,
+        check: impl Callback + Unpin,
+    ) -> Result<Self, Error> {
         let label = options.label.clone().unwrap_or_else(|| "ws".to_owned());
         let config = options.websocket_config();
-        let ws = async_tungstenite::accept_async_with_config(stream, Some(config))
+        let ws = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config))
             .await
             .map_err(|e| Error::Handshake {
                 addr: label.clone(),

@@ -1,0 +1,151 @@
+//! The little HTTP the bridge speaks besides websocket handshakes: it reads a request's head
+//! before the handshake (to answer `GET /healthz`, which is no websocket upgrade), hands the
+//! bytes read on to the handshake, and writes plain responses. Parsing is httparse's, writing
+//! the head is tungstenite's.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tether_io::async_tungstenite::tungstenite::handshake::server::{write_response, ErrorResponse};
+use tether_io::async_tungstenite::tungstenite::http::{header, HeaderValue, Response, StatusCode};
+use tether_io::Io;
+
+/// The longest request head looked at; a longer one goes to the handshake unrecognised.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// The headers httparse makes room for (tungstenite's own limit is higher; a request with
+/// more headers is simply not recognised as a health check).
+const MAX_HEADERS: usize = 64;
+
+/// The health check's path.
+const HEALTH: &str = "/healthz";
+
+/// A stream whose first bytes, already read, are read again.
+#[derive(Debug)]
+pub struct Replay<S> {
+    head: Vec<u8>,
+    read: usize,
+    stream: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let rest = &this.head[this.read..];
+        if rest.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        this.read += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// What the request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// `GET /healthz`.
+    Health,
+    /// Anything else: the websocket handshake decides.
+    Other,
+}
+
+/// Reads until the request head is complete (or over 16 KiB, or not HTTP); returns what
+/// it asks for and the stream, from which the handshake reads those bytes again. Fails if the
+/// stream ends first.
+pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
+    let mut head = Vec::new();
+    let mut chunk = [0; 1024];
+    let asks = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Complete(_)) => {
+                let path = request.path.unwrap_or_default();
+                let path = path.split_once('?').map_or(path, |(path, _)| path);
+                break match (request.method, path) {
+                    (Some("GET"), HEALTH) => Head::Health,
+                    _ => Head::Other,
+                };
+            }
+            // Too long or not HTTP: the handshake says so.
+            Ok(httparse::Status::Partial) | Err(_) => break Head::Other,
+        }
+    };
+    let replay = Replay {
+        head,
+        read: 0,
+        stream,
+    };
+    Ok((asks, replay))
+}
+
+/// `{"status":"ok","connections":N}`, in that order.
+#[derive(serde::Serialize)]
+struct Health {
+    status: &'static str,
+    connections: usize,
+}
+
+/// Answers a health check: 200 with `{"status":"ok","connections":N}`, then closes.
+pub async fn health(mut stream: impl Io, connections: usize) -> io::Result<()> {
+    let body = serde_json::to_string(&Health {
+        status: "ok",
+        connections,
+    })?;
+    let response = Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CONNECTION, "close")
+        .body(())
+        .map_err(io::Error::other)?;
+    let mut bytes = Vec::new();
+    write_response(&mut bytes, &response).map_err(io::Error::other)?;
+    bytes.extend_from_slice(body.as_bytes());
+    stream.write_all(&bytes).await?;
+    stream.close().await
+}
+
+/// A refusal of the handshake: `status`, with `text` as its body.
+pub fn refusal(status: StatusCode, text: &str) -> ErrorResponse {
+    let body = format!("{text}\n");
+    let mut response = ErrorResponse::new(None);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::CONTENT_LENGTH, body.len().into());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    *response.body_mut() = Some(body);
+    response
+}
