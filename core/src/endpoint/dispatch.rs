@@ -115,6 +115,7 @@ impl Dispatch {
             Message::Batch(items) => items.iter().for_each(|item| self.track(now, item)),
             _ => {}
         }
+        self.collect();
     }
 
     /// Routes one message from the peer. Returns what the owner still gets to see, if
@@ -268,7 +269,8 @@ impl Dispatch {
     }
 
     /// Takes the correlator's completions: each becomes a result for its caller, and one that
-    /// timed out tells the peer to stop.
+    /// timed out tells the peer to stop. Called after every call into the correlator, which
+    /// may complete requests whose deadline has passed whatever the call was for.
     pub(crate) fn collect(&mut self) {
         while let Some(done) = self.correlator.poll_completion() {
             if self.goodbye.as_ref() == Some(&done.id) {
@@ -276,8 +278,11 @@ impl Dispatch {
                 // timed out needs no cancelling, the ladder follows.
                 continue;
             }
-            if done.result == Err(RpcError::TimedOut) {
-                self.notify_cancel(&done.id);
+            match done.result {
+                // Only its caller cancels a request, and it no longer waits for a result.
+                Err(RpcError::Cancelled) => continue,
+                Err(RpcError::TimedOut) => self.notify_cancel(&done.id),
+                _ => {}
             }
             if self.mode == Mode::Serve {
                 self.results.insert(Key::from(&done.id), done.result);
@@ -297,13 +302,8 @@ impl Dispatch {
         self.results.remove(&Key::from(id));
         if self.correlator.cancel(id) {
             self.notify_cancel(id);
-            // The cancellation's own completion has no caller left to take it.
-            while let Some(done) = self.correlator.poll_completion() {
-                if &done.id != id {
-                    self.results.insert(Key::from(&done.id), done.result);
-                }
-            }
         }
+        self.collect();
     }
 
     pub(crate) fn take_result(&mut self, id: &Id) -> Option<Result<Value, RpcError>> {

@@ -182,6 +182,8 @@ pub struct Endpoint<M = Message> {
     now: Instant,
     /// The earliest deadline as last told by [`poll_wake`](Endpoint::poll_wake).
     reported_deadline: Option<Instant>,
+    /// [`Control::Abort`] has been queued: the transport is given up.
+    aborted: bool,
 }
 
 impl<M> fmt::Debug for Endpoint<M> {
@@ -226,6 +228,7 @@ where
             finishing: false,
             now,
             reported_deadline: None,
+            aborted: false,
         };
         endpoint.touch(now);
         endpoint.sync_timers();
@@ -269,7 +272,7 @@ where
     pub fn handle_ping(&mut self, now: Instant) {
         self.observe(now);
         self.activity(now);
-        self.controls.push_back(Control::Flush);
+        self.push_control(Control::Flush);
         self.sync_timers();
     }
 
@@ -288,7 +291,7 @@ where
         self.activity(now);
         if !self.conn.is_input_ended() && self.deferred_end.is_none() {
             self.deferred_end = Some(DeferredEnd::Eof);
-            self.controls.push_back(Control::Flush);
+            self.push_control(Control::Flush);
             self.timers
                 .set_earliest(Timer::Close, now.checked_add(self.close_timeout));
         }
@@ -395,7 +398,7 @@ where
         if let Some(keepalive) = self.keepalive.as_mut() {
             keepalive.handle_timeout(now);
             match keepalive.poll_action() {
-                Some(KeepaliveAction::Ping) => self.controls.push_back(Control::Ping),
+                Some(KeepaliveAction::Ping) => self.push_control(Control::Ping),
                 Some(KeepaliveAction::TimedOut) => {
                     self.keepalive = None;
                     self.give_up("no answer to a keepalive ping".to_owned());
@@ -563,6 +566,9 @@ where
         if let Some(control) = self.controls.pop_front() {
             return Some(control);
         }
+        if self.aborted {
+            return None;
+        }
         if self.conn.poll_close_write() {
             return Some(match self.conn.config().framing {
                 Framing::Messages => {
@@ -589,9 +595,8 @@ where
         };
         self.reported_deadline = next;
         Wake {
-            write: self.conn.queued() > 0
-                || !self.controls.is_empty()
-                || self.conn.is_close_write_due(),
+            write: !self.controls.is_empty()
+                || !self.aborted && (self.conn.queued() > 0 || self.conn.is_close_write_due()),
             timer,
             results: std::mem::take(&mut self.dispatch.results_ready),
         }
@@ -666,11 +671,23 @@ where
         }
     }
 
-    /// The peer is unresponsive: drop the transport and end with a timeout.
+    /// The peer is unresponsive: drop the transport and end with a timeout. Nothing more is
+    /// asked of the transport after the abort.
     fn give_up(&mut self, detail: String) {
         self.deferred_end = None;
-        self.controls.push_back(Control::Abort);
+        if !self.aborted {
+            self.aborted = true;
+            self.controls.clear();
+            self.controls.push_back(Control::Abort);
+        }
         self.conn.handle_timeout_error(detail);
+    }
+
+    /// Queues a control for the transport, unless it has been given up.
+    fn push_control(&mut self, control: Control) {
+        if !self.aborted {
+            self.controls.push_back(control);
+        }
     }
 
     fn release_end(&mut self) {
@@ -698,6 +715,7 @@ where
         // An id of its own, which no request of the owner's can be waiting on.
         let id = Id::from(GOODBYE_ID);
         let tracked = self.dispatch.correlator.track(now, id.clone(), Some(grace));
+        self.dispatch.collect();
         let sent = tracked.is_ok() && {
             self.dispatch.goodbye = Some(id.clone());
             let request = Request::new(id, request, None);
@@ -835,10 +853,14 @@ impl Endpoint<Message> {
         if self.conn.is_closed() || self.conn.is_input_ended() {
             return Err(RpcError::Disconnected);
         }
-        let request: Request = self
+        let request = self
             .dispatch
             .correlator
-            .request(now, method, params, timeout)?;
+            .request(now, method, params, timeout);
+        // The correlator may have completed others whose deadline passed.
+        self.dispatch.collect();
+        self.flush_outbox();
+        let request: Request = request?;
         let id = request.id.clone();
         if let Err(err) = self.send(&Message::Request(request)) {
             self.dispatch.correlator.settle(&id);
