@@ -12,13 +12,14 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 6] = [
+const TARGETS: [(&str, Harness); 7] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
     ("connection_ops", harness::connection_ops),
     ("supervisor_ops", supervisor_ops),
     ("keepalive_ops", keepalive_ops),
+    ("endpoint_ops", endpoint_ops),
 ];
 
 #[allow(
@@ -35,6 +36,14 @@ fn supervisor_ops(data: &[u8]) {
 )]
 fn keepalive_ops(data: &[u8]) {
     harness::keepalive_ops(data, Instant::now());
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the endpoint harness needs one real instant as the origin of its virtual time"
+)]
+fn endpoint_ops(data: &[u8]) {
+    harness::endpoint_ops(data, Instant::now());
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -98,6 +107,11 @@ fn supervisor_ops_seeds() {
 #[test]
 fn keepalive_ops_seeds() {
     replay("keepalive_ops");
+}
+
+#[test]
+fn endpoint_ops_seeds() {
+    replay("endpoint_ops");
 }
 
 /// Every fuzz target has its inputs replayed here, and every seed directory belongs to one.
