@@ -217,7 +217,7 @@ impl Ops {
             }
             2 => {
                 let message = arbitrary_message(r);
-                self.from_peer(&message);
+                self.peer_sends(&message);
             }
             3 => {
                 let id = Id::from(u64::from(r.u8() % 8) + 1);
@@ -225,7 +225,7 @@ impl Ops {
                     0 => Response::success(id, json!("fuzz")),
                     _ => Response::error(id, ErrorObject::new(-1, "fuzz")),
                 };
-                self.from_peer(&response.into());
+                self.peer_sends(&response.into());
             }
             4 => {
                 self.transport(|ep, now| ep.handle_eof(now));
@@ -417,7 +417,7 @@ impl Ops {
     }
 
     /// A message from the peer, framed for this transport.
-    fn from_peer(&mut self, message: &Message) {
+    fn peer_sends(&mut self, message: &Message) {
         let Ok(body) = serde_json::to_vec(message) else {
             return;
         };
