@@ -1,6 +1,7 @@
 //! Replays the committed fuzz inputs on stable: every file in `fuzz/seeds/TARGET/` and
 //! `fuzz/regressions/TARGET/` goes through the same harness function the fuzz target calls, so
-//! a plain `cargo test` keeps every named case and every crash ever found fixed.
+//! a plain `cargo test` keeps every named case and every crash ever found fixed. Inputs that
+//! show a bug not fixed yet wait in `fuzz/regressions/TARGET/open/`, where they must still fail.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,13 +13,14 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 6] = [
+const TARGETS: [(&str, Harness); 7] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
     ("connection_ops", harness::connection_ops),
     ("supervisor_ops", supervisor_ops),
     ("keepalive_ops", keepalive_ops),
+    ("endpoint_ops", endpoint_ops),
 ];
 
 #[allow(
@@ -35,6 +37,14 @@ fn supervisor_ops(data: &[u8]) {
 )]
 fn keepalive_ops(data: &[u8]) {
     harness::keepalive_ops(data, Instant::now());
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the endpoint harness needs one real instant as the origin of its virtual time"
+)]
+fn endpoint_ops(data: &[u8]) {
+    harness::endpoint_ops(data, Instant::now());
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -98,6 +108,30 @@ fn supervisor_ops_seeds() {
 #[test]
 fn keepalive_ops_seeds() {
     replay("keepalive_ops");
+}
+
+#[test]
+fn endpoint_ops_seeds() {
+    replay("endpoint_ops");
+}
+
+/// Inputs that still break an invariant wait in `fuzz/regressions/TARGET/open/` (which the
+/// replay above skips) until the bug they show is fixed. Each must still fail, so that the fix
+/// is noticed and the input moved up among the regressions that must pass.
+#[test]
+fn open_regressions_still_fail() {
+    for (target, run) in TARGETS {
+        let open = fuzz_dir().join("regressions").join(target).join("open");
+        for file in files(&open) {
+            eprintln!("replaying {}, expecting it to fail", file.display());
+            let data = fs::read(&file).expect("a readable input");
+            assert!(
+                std::panic::catch_unwind(|| run(&data)).is_err(),
+                "{} passes now: move it to fuzz/regressions/{target}/",
+                file.display()
+            );
+        }
+    }
 }
 
 /// Every fuzz target has its inputs replayed here, and every seed directory belongs to one.

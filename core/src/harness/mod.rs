@@ -14,6 +14,7 @@
 //! is rejected and every input means something. Each documents how it reads its bytes, which
 //! is what a hand-made seed has to follow. Numbers are big-endian. Shared encodings:
 //!
+//! - a *grace* is a byte that is 0 modulo 6 for none, otherwise followed by a duration.
 //! - a *duration* is a kind byte (modulo 5) and its operand: zero; milliseconds from 1 byte;
 //!   seconds from 2 bytes; [`Duration::MAX`], a wait that never ends; nanoseconds from 8 bytes.
 //! - a *time* is a 2-byte count of milliseconds shifted left by a 1-byte amount (modulo 32),
@@ -34,6 +35,7 @@ use crate::{
 
 mod connection_ops;
 mod content_length;
+mod endpoint_ops;
 mod keepalive_ops;
 mod lines;
 mod message;
@@ -41,6 +43,7 @@ mod supervisor_ops;
 
 pub use connection_ops::connection_ops;
 pub use content_length::content_length;
+pub use endpoint_ops::endpoint_ops;
 pub use keepalive_ops::keepalive_ops;
 pub use lines::lines;
 pub use message::message;
@@ -264,6 +267,15 @@ fn arbitrary_duration(r: &mut Reader<'_>) -> Duration {
         2 => Duration::from_secs(r.u16().into()),
         3 => Duration::MAX,
         _ => Duration::from_nanos(r.u64()),
+    }
+}
+
+/// A grace period, or none: a byte that is 0 modulo 6 for none, otherwise followed by a
+/// duration.
+fn arbitrary_grace(r: &mut Reader<'_>) -> Option<Duration> {
+    match r.u8() % 6 {
+        0 => None,
+        _ => Some(arbitrary_duration(r)),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{arbitrary_duration, arbitrary_time, Reader};
+use super::{arbitrary_grace, arbitrary_time, Reader};
 use crate::{Action, ExitStatus, Policy, Supervisor};
 
 /// Arbitrary sequences of shutdown requests, exits and timeouts at arbitrary times (forwards
@@ -29,13 +29,6 @@ pub fn supervisor_ops(data: &[u8], base: Instant) {
         ladder.step(&mut r);
     }
     ladder.finish();
-}
-
-fn arbitrary_grace(r: &mut Reader<'_>) -> Option<Duration> {
-    match r.u8() % 6 {
-        0 => None,
-        _ => Some(arbitrary_duration(r)),
-    }
 }
 
 /// A supervisor together with what it has been told and what it has done.
