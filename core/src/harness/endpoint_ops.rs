@@ -153,6 +153,8 @@ struct Ops {
     in_flight: usize,
     exited: bool,
     killed: bool,
+    /// `KillDescendants` has come (once, after the exit).
+    descended: bool,
     terminated: bool,
     ours: Vec<Ours>,
     /// The peer's requests delivered while serving and not yet answered, by encoded id.
@@ -165,9 +167,9 @@ struct Ops {
 
 impl Ops {
     fn new(config: Config, child: bool, base: Instant) -> Self {
-        let framing = config.get_framing();
-        let max_frame = config.get_max_frame();
-        let budget = config.get_send_budget();
+        let framing = config.framing;
+        let max_frame = config.max_frame;
+        let budget = config.send_budget;
         let ep = match child {
             true => Endpoint::for_child(config, base),
             false => Endpoint::new(config, base),
@@ -190,6 +192,7 @@ impl Ops {
             in_flight: 0,
             exited: false,
             killed: false,
+            descended: false,
             terminated: false,
             ours: Vec::new(),
             owed: Vec::new(),
@@ -663,14 +666,24 @@ impl Ops {
             return false;
         };
         assert!(self.child, "{action:?} with no child");
-        assert!(!self.killed, "{action:?} after KillGroup");
+        assert!(!self.descended, "{action:?} after KillDescendants");
         match action {
             Action::CloseStdin => panic!("CloseStdin is the endpoint's to carry out"),
             Action::TerminateGroup => {
+                assert!(!self.killed, "{action:?} after KillGroup");
                 assert!(!self.terminated, "TerminateGroup twice");
                 self.terminated = true;
             }
-            Action::KillGroup => self.killed = true,
+            Action::KillGroup => {
+                assert!(!self.killed, "KillGroup twice");
+                self.killed = true;
+            }
+            // Once, after the exit, and after the group kill that the exit brings.
+            Action::KillDescendants { .. } => {
+                assert!(self.killed, "KillDescendants before KillGroup");
+                assert!(self.exited, "KillDescendants before the exit");
+                self.descended = true;
+            }
         }
         true
     }
