@@ -316,11 +316,13 @@ where
         self.sync_timers();
     }
 
-    /// The peer ended the stream (end of file; a websocket stream's end).
+    /// The peer ended the stream (end of file; a websocket stream's end). An end that waited
+    /// for our last word to the peer comes now: nothing more can reach it.
     pub fn handle_eof(&mut self, now: Instant) {
         self.observe(now);
-        if self.deferred_end.is_none() {
-            self.conn.handle_eof();
+        match self.deferred_end.is_some() {
+            true => self.release_end(),
+            false => self.conn.handle_eof(),
         }
         self.sync_timers();
     }
