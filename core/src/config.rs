@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) answer_malformed: bool,
+    pub(crate) tap: Option<crate::transcript::Tap>,
 }
 
 impl Default for Config {
@@ -43,6 +44,7 @@ impl Default for Config {
             keepalive: None,
             idle_timeout: None,
             answer_malformed: false,
+            tap: None,
         }
     }
 }
