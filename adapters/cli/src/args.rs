@@ -31,6 +31,8 @@ pub enum Command {
     Bridge(Bridge),
     /// A JSON-RPC server on stdin and stdout, for demos and tests.
     Peer,
+    /// Play the peer's side of a recorded session (`--record`) on stdin and stdout.
+    Replay(crate::replay::Replay),
 }
 
 /// The async runtime that drives the connections.
@@ -107,6 +109,9 @@ pub struct Run {
     /// What standard output carries.
     #[arg(long, value_enum, default_value = "events")]
     pub output: Mode,
+    /// Record every frame in and out, and the end, to FILE (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(last = true, value_name = "PROGRAM")]
     pub program: Vec<String>,
@@ -124,6 +129,9 @@ pub struct Connect {
     /// What standard output carries.
     #[arg(long, value_enum, default_value = "events")]
     pub output: Mode,
+    /// Record every frame in and out, and the end, to FILE (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH.
     pub url: String,
 }
@@ -143,6 +151,10 @@ pub struct Bridge {
     /// Where each child's standard error goes.
     #[arg(long, value_enum, default_value = "log")]
     pub stderr: StderrArg,
+    /// Record each session's frames between the bridge and its program into the folder DIR,
+    /// one file per session (`session-<n>.jsonl`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// The program each connection gets, and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<String>,

@@ -17,7 +17,7 @@ use tether_io::{Connection, Event, Io, Runtime};
 use crate::args::{self, Bridge};
 use crate::input::{self, Input};
 use crate::output::{Mode, Output};
-use crate::{reap, Failure};
+use crate::{reap, record, Failure};
 
 /// `{"event":"listening","addr":"127.0.0.1:PORT"}`, in that order.
 #[derive(serde::Serialize)]
@@ -64,6 +64,7 @@ impl Hub {
 /// tree, and returns.
 pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     reap::become_subreaper();
+    record::prepare_folder(args.record.as_deref())?;
     let signals = input::start(false).map_err(Failure::io)?;
     let listener = R::bind_tcp(&args.listen)
         .await
@@ -135,6 +136,8 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
         Ok(ws) => ws,
         Err(err) => return tracing::debug!(%err, "handshake failed"),
     };
+    let recorder = record::session(args.record.as_deref());
+    let options = record::options(options, recorder.as_ref());
     let mut child = match args::program(&args.program)
         .map_err(|e| e.to_string())
         .and_then(|c| Connection::<Message, R>::spawn(c, options).map_err(|e| e.to_string()))
@@ -198,6 +201,7 @@ async fn session<R: Runtime>(stream: R::TcpStream, peer: SocketAddr, hub: &Hub, 
                 child.close();
                 let status = child.wait().await;
                 reap::reap_group(child.pid());
+                record::finish_session(recorder.as_ref(), status);
                 if let Some(status) = status {
                     ws.close_because(CloseReason::ProgramEnded(status));
                 }
