@@ -249,7 +249,10 @@ where
                     return Err(SendError::Encode(err));
                 }
                 if self.config.framing == Framing::ContentLength {
-                    Tap::see(&self.config.tap, Tapped::Frame(Direction::Out, &buf[body..]));
+                    Tap::see(
+                        &self.config.tap,
+                        Tapped::Frame(Direction::Out, &buf[body..]),
+                    );
                     // The header goes in front once the body's length is known.
                     let header = format!("Content-Length: {}\r\n\r\n", buf.len() - body);
                     buf.splice(body..body, header.into_bytes());
@@ -263,7 +266,10 @@ where
                             }
                         }
                     }
-                    Tap::see(&self.config.tap, Tapped::Frame(Direction::Out, &buf[body..]));
+                    Tap::see(
+                        &self.config.tap,
+                        Tapped::Frame(Direction::Out, &buf[body..]),
+                    );
                     buf.push(b'\n');
                 }
             }

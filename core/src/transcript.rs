@@ -173,7 +173,10 @@ impl Entry {
             Tapped::Discarded(malformed) => {
                 let mut raw = Map::new();
                 raw.insert("raw".into(), Value::String(malformed.excerpt.clone()));
-                raw.insert("discarded".into(), Value::String(malformed.kind.to_string()));
+                raw.insert(
+                    "discarded".into(),
+                    Value::String(malformed.kind.to_string()),
+                );
                 Some(Entry::Frame {
                     t_ms,
                     dir: Direction::In,
@@ -260,8 +263,7 @@ pub fn frame_bytes(frame: &Value) -> Vec<u8> {
 /// Standard base64 with padding, for the rare frame that is not UTF-8. Written here because
 /// the core takes no dependency beyond serde, serde_json, thiserror and memchr.
 mod base64 {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub(super) fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -327,7 +329,10 @@ mod tests {
     #[test]
     fn frames_keep_their_json_or_their_bytes() {
         let json = br#"{"jsonrpc":"2.0","id":1,"method":"m"}"#;
-        assert_eq!(frame_value(json), json!({"jsonrpc":"2.0","id":1,"method":"m"}));
+        assert_eq!(
+            frame_value(json),
+            json!({"jsonrpc":"2.0","id":1,"method":"m"})
+        );
         // Members come back in serde_json's order: the same message, not the same bytes.
         let again: Value = serde_json::from_slice(&frame_bytes(&frame_value(json))).unwrap();
         assert_eq!(again, frame_value(json));

@@ -118,7 +118,9 @@ pub fn run(args: &Replay) -> i32 {
 /// client is not left waiting.
 fn refusal(line: &[u8], mismatch: &Mismatch) -> Option<Value> {
     let request: Value = serde_json::from_slice(line).ok()?;
-    let id = request.get("id").filter(|_| request.get("method").is_some())?;
+    let id = request
+        .get("id")
+        .filter(|_| request.get("method").is_some())?;
     let error = ErrorObject::new(
         ErrorObject::METHOD_NOT_FOUND,
         format!("not in the recording here: expected {}", mismatch.expected),

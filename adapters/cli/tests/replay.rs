@@ -113,7 +113,11 @@ fn peer_session() -> Vec<Value> {
         request(1, "echo", json!({"hello": "world"})),
         request(2, "notify", json!({"count": 2})),
         json!({"jsonrpc": "2.0", "method": "note"}),
-        request(3, "write", json!({"text": "garbage\n", "bytes": [255, 254, 10]})),
+        request(
+            3,
+            "write",
+            json!({"text": "garbage\n", "bytes": [255, 254, 10]}),
+        ),
         request(4, "no/such/method", json!({})),
     ]
 }
@@ -125,7 +129,15 @@ fn a_session_with_the_built_in_peer_replays_with_the_same_events() {
     let file = file.to_str().unwrap();
     for runtime in ["tokio", "smol"] {
         let live = run(
-            &["run", "--runtime", runtime, "--linger", "300", "--record", file],
+            &[
+                "run",
+                "--runtime",
+                runtime,
+                "--linger",
+                "300",
+                "--record",
+                file,
+            ],
             &peer_session(),
         );
         assert!(live.status.success(), "{}", stderr(&live));
@@ -134,7 +146,9 @@ fn a_session_with_the_built_in_peer_replays_with_the_same_events() {
         assert_eq!(outgoing.len(), 5, "{recorded:?}");
         assert_eq!(outgoing[0]["frame"], peer_session()[0]);
         let incoming: Vec<&Value> = recorded.iter().filter(|l| l["dir"] == "in").collect();
-        assert!(incoming.iter().any(|l| l["frame"] == json!({"raw": "garbage"})));
+        assert!(incoming
+            .iter()
+            .any(|l| l["frame"] == json!({"raw": "garbage"})));
         assert!(incoming
             .iter()
             .any(|l| l["frame"] == json!({"raw": "//4=", "base64": true})));
@@ -144,11 +158,24 @@ fn a_session_with_the_built_in_peer_replays_with_the_same_events() {
             recorded[n - 1]["end"],
             json!({"reason": null, "exit": {"code": 0, "signal": null}})
         );
-        let times: Vec<u64> = recorded.iter().map(|l| l["t_ms"].as_u64().unwrap()).collect();
+        let times: Vec<u64> = recorded
+            .iter()
+            .map(|l| l["t_ms"].as_u64().unwrap())
+            .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
         let replayed = run(
-            &["run", "--runtime", runtime, "--linger", "300", "--", exe(), "replay", file],
+            &[
+                "run",
+                "--runtime",
+                runtime,
+                "--linger",
+                "300",
+                "--",
+                exe(),
+                "replay",
+                file,
+            ],
             &renumbered(&peer_session()),
         );
         assert!(replayed.status.success(), "{}", stderr(&replayed));
@@ -156,7 +183,10 @@ fn a_session_with_the_built_in_peer_replays_with_the_same_events() {
         assert_eq!(without_ids(&live), without_ids(&replayed));
         // The live client's ids came back on the recorded answers.
         assert_eq!(replayed[0]["message"]["id"], "live-1", "{replayed:?}");
-        assert_eq!(live.last(), Some(&json!({"event": "exit", "code": 0, "signal": null})));
+        assert_eq!(
+            live.last(),
+            Some(&json!({"event": "exit", "code": 0, "signal": null}))
+        );
     }
 }
 
@@ -188,12 +218,26 @@ fn a_session_with_server_everything_replays_without_it() {
         ),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         request(2, "tools/list", json!({})),
-        request(3, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}})),
+        request(
+            3,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "hi"}}),
+        ),
         request(4, "no/such/method", json!({})),
     ];
     // Node takes its time to exit: the grace must not cut a clean exit short.
     let live = run(
-        &["run", "--grace", "10000", "--record", file, "--", "node", server.to_str().unwrap(), "stdio"],
+        &[
+            "run",
+            "--grace",
+            "10000",
+            "--record",
+            file,
+            "--",
+            "node",
+            server.to_str().unwrap(),
+            "stdio",
+        ],
         &session,
     );
     assert!(live.status.success(), "{}", stderr(&live));
@@ -202,8 +246,14 @@ fn a_session_with_server_everything_replays_without_it() {
         .iter()
         .find(|e| e["message"]["id"] == 3)
         .expect("the tool call's answer");
-    assert_eq!(called["message"]["result"]["content"][0]["text"], "Echo: hi");
-    assert_eq!(live.last(), Some(&json!({"event": "exit", "code": 0, "signal": null})));
+    assert_eq!(
+        called["message"]["result"]["content"][0]["text"],
+        "Echo: hi"
+    );
+    assert_eq!(
+        live.last(),
+        Some(&json!({"event": "exit", "code": 0, "signal": null}))
+    );
 
     let replayed = run(&["run", "--", exe(), "replay", file], &renumbered(&session));
     assert!(replayed.status.success(), "{}", stderr(&replayed));
@@ -224,11 +274,31 @@ fn strict_replay_catches_a_changed_request_and_the_default_does_not() {
     assert_eq!(events(&strict), Vec::<Value>::new());
     let diff = stderr(&strict);
     assert!(diff.contains("step 1 of the script"), "{diff}");
-    assert!(diff.contains(r#"expected: {"id":1,"jsonrpc":"2.0","method":"echo","params":{"hello":"world"}}"#), "{diff}");
-    assert!(diff.contains(r#"params.hello: expected "world", received "there""#), "{diff}");
+    assert!(
+        diff.contains(
+            r#"expected: {"id":1,"jsonrpc":"2.0","method":"echo","params":{"hello":"world"}}"#
+        ),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(r#"params.hello: expected "world", received "there""#),
+        "{diff}"
+    );
 
     // Through `tether run`, the replay's failure is the child's exit status.
-    let through = run(&["run", "--stderr", "inherit", "--", exe(), "replay", "--strict", file], &changed);
+    let through = run(
+        &[
+            "run",
+            "--stderr",
+            "inherit",
+            "--",
+            exe(),
+            "replay",
+            "--strict",
+            file,
+        ],
+        &changed,
+    );
     assert_eq!(
         events(&through).last(),
         Some(&json!({"event": "exit", "code": 1, "signal": null}))
@@ -284,7 +354,10 @@ fn the_bridge_records_one_file_per_session() {
             recorded.last().unwrap()["end"],
             json!({"reason": null, "exit": {"code": 0, "signal": null}})
         );
-        let replayed = run(&["run", "--", exe(), "replay", file.to_str().unwrap()], session);
+        let replayed = run(
+            &["run", "--", exe(), "replay", file.to_str().unwrap()],
+            session,
+        );
         let messages = |output: &Output| -> Vec<Value> {
             events(output)
                 .into_iter()

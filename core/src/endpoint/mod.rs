@@ -616,7 +616,7 @@ where
     pub fn is_finished(&self) -> bool {
         self.conn.is_closed()
             && self.actions.is_empty()
-            && self.supervisor.as_ref().map_or(true, Supervisor::is_done)
+            && self.supervisor.as_ref().is_none_or(Supervisor::is_done)
     }
 
     /// How the child exited, once it has.

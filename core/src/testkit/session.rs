@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use super::peer::{PeerOutput, ScriptedPeer};
 use super::script::{Mismatch, Script};
 use crate::transcript::{Direction, Tap, Tapped};
-use crate::{
-    Action, Config, ConfigError, Control, Endpoint, Event, ExitStatus, Framing, Message,
-};
+use crate::{Action, Config, ConfigError, Control, Endpoint, Event, ExitStatus, Framing, Message};
 
 /// A clock that moves only when told to. The origin is any instant the caller picks (a test
 /// reads the real clock once, for a base); from then on, time is only ever added.
