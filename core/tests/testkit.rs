@@ -217,3 +217,24 @@ fn a_recorded_transcript_plays_the_peer() {
     assert_eq!(events.last(), Some(&Event::Disconnected(None)));
     assert_eq!(session.exit_status().and_then(|s| s.code), Some(0));
 }
+
+#[test]
+fn a_websocket_peer_closes_after_the_client() {
+    let script = Script::new()
+        .expect_request("ping")
+        .reply(json!("pong"))
+        .await_close()
+        .close();
+    let config = Config::new().framing(tether_core::Framing::Messages);
+    let mut session = Session::peer(config, script, base()).unwrap();
+    session.endpoint().serve(None);
+    let now = session.now();
+    let id = session.endpoint().request("ping", None, None, now).unwrap();
+    session.run().unwrap();
+    assert_eq!(session.endpoint().take_result(&id), Some(Ok(json!("pong"))));
+    session.endpoint().close(now);
+    session.finish(10 * SEC).unwrap();
+    assert_eq!(session.take_events(), vec![Event::Disconnected(None)]);
+    assert_eq!(session.exit_status(), None);
+    assert_eq!(session.elapsed(), Duration::ZERO);
+}
