@@ -334,9 +334,18 @@ fn the_bridge_records_one_file_per_session() {
             ]
         })
         .collect();
+    // The client's side is recorded too: a connection with no child ends without an exit.
+    let client_file = dir.join("client.jsonl");
     let clients: Vec<Output> = sessions
         .iter()
-        .map(|session| run(&["connect", &url], session))
+        .enumerate()
+        .map(|(n, session)| match n {
+            0 => run(
+                &["connect", "--record", client_file.to_str().unwrap(), &url],
+                session,
+            ),
+            _ => run(&["connect", &url], session),
+        })
         .collect();
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&bridge),
@@ -367,4 +376,22 @@ fn the_bridge_records_one_file_per_session() {
         assert_eq!(messages(client), messages(&replayed));
         assert_eq!(messages(client).len(), 3, "{:?}", events(client));
     }
+
+    let recorded = transcript(&client_file);
+    assert_eq!(recorded[0]["frame"], sessions[0][0]);
+    let end = recorded.last().unwrap();
+    assert_eq!(
+        end["end"],
+        json!({"reason": null, "exit": null}),
+        "{recorded:?}"
+    );
+    let replayed = run(
+        &["run", "--", exe(), "replay", client_file.to_str().unwrap()],
+        &sessions[0],
+    );
+    let replayed: Vec<Value> = events(&replayed)
+        .into_iter()
+        .filter(|e| e["event"] != "exit")
+        .collect();
+    assert_eq!(events(&clients[0]), replayed);
 }
