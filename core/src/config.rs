@@ -40,6 +40,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// See [`Config::answer_malformed`].
     pub answer_malformed: bool,
+    /// Sees every frame in and out, and the end (a recording); see [`Config::tap`].
+    pub tap: Option<crate::transcript::Tap>,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             keepalive: None,
             idle_timeout: None,
             answer_malformed: false,
+            tap: None,
         }
     }
 }

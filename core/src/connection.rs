@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::framing::{ContentLength, InBuf, Lines, Next, StreamFramer};
+use crate::transcript::{Direction, Tap, Tapped};
 use crate::{
     decode, Config, ConfigError, Disconnect, DisconnectKind, Event, Framing, Malformed,
     MalformedKind, Message, SendError, UsageError,
@@ -248,6 +249,10 @@ where
                     return Err(SendError::Encode(err));
                 }
                 if self.config.framing == Framing::ContentLength {
+                    Tap::see(
+                        &self.config.tap,
+                        Tapped::Frame(Direction::Out, &buf[body..]),
+                    );
                     // The header goes in front once the body's length is known.
                     let header = format!("Content-Length: {}\r\n\r\n", buf.len() - body);
                     buf.splice(body..body, header.into_bytes());
@@ -261,11 +266,16 @@ where
                             }
                         }
                     }
+                    Tap::see(
+                        &self.config.tap,
+                        Tapped::Frame(Direction::Out, &buf[body..]),
+                    );
                     buf.push(b'\n');
                 }
             }
             Output::Frames(queue, bytes) => {
                 let frame = serde_json::to_vec(message).map_err(SendError::Encode)?;
+                Tap::see(&self.config.tap, Tapped::Frame(Direction::Out, &frame));
                 *bytes += frame.len();
                 queue.push_back(frame);
             }
@@ -306,6 +316,7 @@ where
         };
         // Each branch builds its event in place: a decoded message is moved as little as
         // possible, which is measurable at a million messages a second.
+        let tap = &self.config.tap;
         match &mut self.input {
             Input::Stream { buf, framer } => match framer.next(buf, flush_partial) {
                 Next::Frame {
@@ -313,11 +324,16 @@ where
                     len,
                     consume,
                 } => {
-                    let event = decode_event(&buf.pending()[start..start + len]);
+                    let frame = &buf.pending()[start..start + len];
+                    Tap::see(tap, Tapped::Frame(Direction::In, frame));
+                    let event = decode_event(frame);
                     buf.consume(consume);
                     return Some(event);
                 }
-                Next::Malformed(m) => return Some(Event::Malformed(m)),
+                Next::Malformed(m) => {
+                    Tap::see(tap, Tapped::Discarded(&m));
+                    return Some(Event::Malformed(m));
+                }
                 Next::Pending => {
                     if ended {
                         buf.clear();
@@ -325,8 +341,14 @@ where
                 }
             },
             Input::Frames(queue) => match queue.pop_front() {
-                Some(Inbound::Frame(frame)) => return Some(decode_event(&frame)),
-                Some(Inbound::TooLarge(m)) => return Some(Event::Malformed(m)),
+                Some(Inbound::Frame(frame)) => {
+                    Tap::see(tap, Tapped::Frame(Direction::In, &frame));
+                    return Some(decode_event(&frame));
+                }
+                Some(Inbound::TooLarge(m)) => {
+                    Tap::see(tap, Tapped::Discarded(&m));
+                    return Some(Event::Malformed(m));
+                }
                 None => {}
             },
         }
@@ -334,7 +356,10 @@ where
             return None;
         }
         match std::mem::replace(&mut self.end, End::Done) {
-            End::Ending { reason, .. } => Some(Event::Disconnected(reason)),
+            End::Ending { reason, .. } => {
+                Tap::see(&self.config.tap, Tapped::End(reason.as_ref()));
+                Some(Event::Disconnected(reason))
+            }
             _ => None,
         }
     }
@@ -375,6 +400,7 @@ where
     pub fn poll_close_write(&mut self) -> bool {
         if self.is_close_write_due() {
             self.close_write_polled = true;
+            Tap::see(&self.config.tap, Tapped::Closed);
             return true;
         }
         false

@@ -88,6 +88,9 @@ mod keepalive;
 mod malformed;
 pub mod message;
 pub mod supervisor;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod transcript;
 
 pub use config::{Config, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
 pub use connection::Connection;

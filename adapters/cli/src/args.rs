@@ -32,6 +32,8 @@ pub enum Command {
     Bridge(Bridge),
     /// A JSON-RPC server on stdin and stdout, for demos and tests.
     Peer,
+    /// Play the peer's side of a recorded session (`--record`) on stdin and stdout.
+    Replay(crate::replay::Replay),
 }
 
 /// The async runtime that drives the connections.
@@ -163,6 +165,9 @@ pub struct Run {
     /// What standard output carries.
     #[arg(long, value_enum, default_value = "events")]
     pub output: Mode,
+    /// Record every frame in and out, and the end, to FILE (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(last = true, value_name = "PROGRAM")]
     pub program: Vec<String>,
@@ -187,6 +192,9 @@ pub struct Connect {
     /// file's first line (ws:// only).
     #[arg(long, value_name = "PATH", value_parser = token_file)]
     pub token_file: Option<Token>,
+    /// Record every frame in and out, and the end, to FILE (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH.
     pub url: String,
 }
@@ -239,6 +247,10 @@ pub struct Bridge {
     /// Beyond this many open connections, new handshakes are refused.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_connections: usize,
+    /// Record each session's frames between the bridge and its program into the folder DIR,
+    /// one file per session (`session-<n>.jsonl`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// The program each connection gets, and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<String>,

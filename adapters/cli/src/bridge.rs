@@ -20,7 +20,7 @@ use crate::gate::Gate;
 use crate::http::{self, Head};
 use crate::input::{self, Input};
 use crate::output::{Mode, Output};
-use crate::{reap, Failure};
+use crate::{reap, record, Failure};
 
 /// The variable that tells each child its client's address (`IP:PORT`).
 const CLIENT_ADDR: &str = "TETHER_CLIENT_ADDR";
@@ -78,6 +78,7 @@ impl Hub {
 pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     reap::become_subreaper();
     let gate = Arc::new(Gate::new(args).map_err(Failure::io)?);
+    record::prepare_folder(args.record.as_deref())?;
     let signals = input::start(false).map_err(Failure::io)?;
     let listener = R::bind_tcp(&args.listen)
         .await
@@ -211,6 +212,8 @@ async fn session<R: Runtime>(
     args: &Bridge,
 ) {
     let options = args.spawning.apply(args.common.options());
+    let recorder = record::session(args.record.as_deref());
+    let options = record::options(options, recorder.as_ref());
     let mut child = match args::program(&args.program)
         .map_err(|e| e.to_string())
         .and_then(|mut command| {
@@ -276,6 +279,7 @@ async fn session<R: Runtime>(
                 child.close();
                 let status = child.wait().await;
                 reap::reap_group(child.pid());
+                record::finish_session(recorder.as_ref(), status);
                 if let Some(status) = status {
                     ws.close_because(CloseReason::ProgramEnded(status));
                 }

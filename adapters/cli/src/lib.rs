@@ -10,6 +10,8 @@ pub mod input;
 pub mod output;
 pub mod peer;
 pub mod reap;
+pub mod record;
+pub mod replay;
 pub mod run;
 pub mod session;
 

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Peer => return ExitCode::from(tether_cli::peer::run() as u8),
+        Command::Replay(args) => return ExitCode::from(tether_cli::replay::run(args) as u8),
         Command::Run(args) => {
             logging();
             on(

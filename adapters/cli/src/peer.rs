@@ -207,7 +207,7 @@ impl Peer {
 
 /// Replaces stdout with `/dev/null`, so the pipe's write end closes (the reader sees the end of
 /// the stream) while fd 1 stays taken.
-fn close_stdout() {
+pub(crate) fn close_stdout() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
     }

@@ -10,14 +10,16 @@ use tether_io::{Connection, Runtime};
 use crate::args::{self, Connect, Run, Token};
 use crate::output::Output;
 use crate::session;
-use crate::{input, reap, Failure};
+use crate::{input, reap, record, Failure};
 
 /// Runs PROGRAM (or the built-in peer) until the session ends and the child is reaped.
 pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     reap::become_subreaper();
     let input = input::start(true).map_err(Failure::io)?;
     let command = args::program(&args.program).map_err(Failure::io)?;
+    let recorder = record::open(args.record.as_deref())?;
     let options = args.spawning.apply(args.common.options());
+    let options = record::options(options, recorder.as_ref());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
     let mut output = Output::new(args.output);
     session::run(
@@ -30,13 +32,14 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
     output.exit(status);
-    Ok(())
+    record::finish(recorder.as_ref(), status)
 }
 
 /// Speaks to URL until the session ends.
 pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
     let input = input::start(true).map_err(Failure::io)?;
-    let options = args.common.options();
+    let recorder = record::open(args.record.as_deref())?;
+    let options = record::options(args.common.options(), recorder.as_ref());
     let url = args.url.as_str();
     let mut conn: Connection<Message, R> = if url.starts_with("ws://") {
         let mut request = url
@@ -71,5 +74,5 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
     )
     .await;
     output.exit(None);
-    Ok(())
+    record::finish(recorder.as_ref(), None)
 }

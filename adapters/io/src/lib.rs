@@ -17,6 +17,7 @@ mod error;
 mod listener;
 mod options;
 pub mod process;
+mod record;
 mod rpc;
 mod runtime;
 mod shared;
@@ -30,6 +31,7 @@ pub use listener::Listener;
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
 pub use process::{ChildOptions, Stderr};
+pub use record::Recorder;
 pub use rpc::{CancelNotification, Client, Inbound, Incoming, Responder, RpcOptions};
 pub use runtime::{Io, Runtime};
 

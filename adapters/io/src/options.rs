@@ -91,6 +91,12 @@ impl Options {
         self
     }
 
+    /// Records every frame in and out, and the end, with `recorder`.
+    pub fn record(mut self, recorder: &crate::Recorder) -> Self {
+        self.core = self.core.tap(Some(recorder.tap()));
+        self
+    }
+
     /// The websocket limits that match these options, for a handshake made outside tether
     /// (hand the stream to `Connection::from_ws` afterwards).
     pub fn websocket_config(&self) -> WebSocketConfig {
