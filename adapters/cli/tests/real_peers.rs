@@ -520,7 +520,9 @@ fn bridge_refuses_a_missing_or_wrong_token_with_401_and_spawns_nothing() {
         assert_eq!(token.len(), 64, "{runtime}: 256 bits in hex: {token}");
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
         let bare = format!("ws://{}/", bridge.addr);
-        let wrong_query = format!("ws://{}/?token=0{}", bridge.addr, &token[1..]);
+        // One digit changed: a token that starts with 0 gets a 1 instead.
+        let other = if token.starts_with('0') { '1' } else { '0' };
+        let wrong_query = format!("ws://{}/?token={other}{}", bridge.addr, &token[1..]);
         let wrong_header = format!("Authorization: Bearer {}", &token[..63]);
         for args in [
             vec!["ws", bare.as_str()],
