@@ -325,7 +325,8 @@ fn the_bridge_records_one_file_per_session() {
         .read_line(&mut listening)
         .unwrap();
     let listening: Value = serde_json::from_str(&listening).unwrap();
-    let url = format!("ws://{}/", listening["addr"].as_str().unwrap());
+    // The bridge's own URL carries its token.
+    let url = listening["url"].as_str().unwrap().to_owned();
     let sessions: Vec<Vec<Value>> = (1..=2)
         .map(|n| {
             vec![
