@@ -4,7 +4,7 @@
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
 //! check under the lock, then await the listener — so no wake-up is lost.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
@@ -14,6 +14,7 @@ use tether_core::{Endpoint, ExitStatus};
 
 use crate::clock;
 use crate::process::{kill_process_group, Lifetime};
+use crate::stream::{Writer, Writing};
 
 /// Shared by the owner, every sender and the I/O tasks of one connection.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub(crate) struct Shared<M> {
     state: Mutex<State<M>>,
     /// The child's process group, for the endpoint's signals.
     pgid: Option<u32>,
+    /// A byte stream's write half, which whoever has the turn to write pushes to (a websocket
+    /// has a writer task of its own instead).
+    writer: OnceLock<Writer>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
     /// The reader: the endpoint wants input, or the reader should stop.
@@ -45,6 +49,11 @@ pub(crate) struct State<M> {
     pub(crate) wants_input: bool,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
+    /// Who has the turn to write to a byte stream.
+    pub(crate) writing: Writing,
+    /// A send wrote its message itself and nobody has waited since: the sends that follow
+    /// leave theirs to the writer task, so that a burst goes out in few writes.
+    pub(crate) burst: bool,
 }
 
 impl<M> Shared<M>
@@ -57,8 +66,11 @@ where
                 ep,
                 wants_input: false,
                 abandoned: false,
+                writing: Writing::Idle,
+                burst: false,
             }),
             pgid,
+            writer: OnceLock::new(),
             events: Event::new(),
             input: Event::new(),
             output: Event::new(),
@@ -66,6 +78,17 @@ where
             timer: Event::new(),
             stop: Event::new(),
         }
+    }
+
+    /// Gives the connection a byte stream's write half; once, before its writer task starts.
+    pub(crate) fn set_writer(&self, writer: Writer) {
+        // A connection starts one transport, once.
+        let _ = self.writer.set(writer);
+    }
+
+    /// The byte stream's write half, if the transport is one.
+    pub(crate) fn writer(&self) -> Option<&Writer> {
+        self.writer.get()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<M>> {
