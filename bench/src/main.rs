@@ -12,6 +12,8 @@
 //! ```
 //!
 //! The command paths run the `tether` binary next to this one: `bench/run` builds both.
+//! `TETHER_BENCH_TOKIO=current_thread` runs the library scenarios' tokio contenders on tokio's
+//! single-threaded runtime.
 //!
 //! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
 
@@ -92,11 +94,16 @@ impl Contender {
     }
 }
 
-/// tokio's multi-threaded runtime, as `#[tokio::main]` builds it.
+/// tokio's multi-threaded runtime, as `#[tokio::main]` builds it; with
+/// `TETHER_BENCH_TOKIO=current_thread`, the single-threaded one instead (to see what the
+/// multi-threaded scheduler costs).
 fn tokio() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    match std::env::var("TETHER_BENCH_TOKIO").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
 }
 
 const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";

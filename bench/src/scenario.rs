@@ -195,7 +195,7 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
 async fn read<C: Client>(command: Command, slow: bool, check: bool) -> io::Result<(Report, u64)> {
     let clock = Clock::start();
     let mut client = C::spawn(command, MAX_FRAME)?;
-    let (mut messages, mut malformed) = (0, 0);
+    let (mut messages, mut malformed) = (0u64, 0);
     while let Some(incoming) = client.recv().await {
         match incoming {
             Incoming::Message(message) => {

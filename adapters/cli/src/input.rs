@@ -113,3 +113,54 @@ fn push_line(lines: &mut Vec<Line>, line: &[u8]) {
         Err(malformed) => Line::Invalid(malformed.to_string()),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes a few at a time, as a pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// What `forward_stdin` sends for `input`: each line as `Ok(method)` or `Err(())`.
+    fn lines(input: &[u8]) -> Vec<Result<String, ()>> {
+        let (tx, rx) = bounded(1024);
+        forward_stdin(&mut Trickle(input), &tx);
+        let mut out = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            match item {
+                Input::Lines(lines) => out.extend(lines.into_iter().map(|line| match line {
+                    Line::Message(Message::Notification(n)) => Ok(n.method),
+                    Line::Message(_) => Ok(String::new()),
+                    Line::Invalid(_) => Err(()),
+                })),
+                Input::End => out.push(Ok("END".to_owned())),
+                Input::Signal => unreachable!("no signals here"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_blank_lines_crlf_and_a_last_line_without_newline() {
+        let input = b"{\"jsonrpc\":\"2.0\",\"method\":\"first\"}\r\n\n   \nnot json\n{\"jsonrpc\":\"2.0\",\"method\":\"second\"}\n{\"jsonrpc\":\"2.0\",\"method\":\"last\"}";
+        assert_eq!(
+            lines(input),
+            vec![
+                Ok("first".to_owned()),
+                Err(()),
+                Ok("second".to_owned()),
+                Ok("last".to_owned()),
+                Ok("END".to_owned()),
+            ]
+        );
+    }
+}
