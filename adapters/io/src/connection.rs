@@ -284,6 +284,10 @@ where
                 }
                 if self.reader.is_some() {
                     read = state.ep.wants_input();
+                    // Every event is out and the owner goes back to the stream: the exchange
+                    // has moved on (an answer came), so the next send writes at once again
+                    // rather than count as part of a burst.
+                    state.burst &= !read;
                 } else if !state.wants_input {
                     // A websocket's reader task hands in the next frame.
                     state.wants_input = true;

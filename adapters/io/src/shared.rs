@@ -51,8 +51,9 @@ pub(crate) struct State<M> {
     pub(crate) abandoned: bool,
     /// Who has the turn to write to a byte stream.
     pub(crate) writing: Writing,
-    /// A send wrote its message itself and nobody has waited since: the sends that follow
-    /// leave theirs to the writer task, so that a burst goes out in few writes.
+    /// A send wrote its message itself and the owner has neither waited nor gone back to the
+    /// stream for input since: the sends that follow leave theirs to the writer task, so that
+    /// a burst goes out in few writes.
     pub(crate) burst: bool,
 }
 

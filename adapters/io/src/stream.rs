@@ -4,8 +4,9 @@
 //! Whoever has output to move writes it, one at a time: [`Writing`] in the shared state says
 //! who holds that turn. A send that finds no write under way writes its message from its own
 //! poll, so a lone message (a request about to be awaited) goes out without waking another
-//! task. Sends that follow it before anyone waits leave their messages queued and wake the
-//! writer task once; it lets the burst queue up and writes it in one system call. The writer
+//! task. Sends that follow it before the owner waits or reads again leave their messages
+//! queued and wake the writer task once; it lets the burst queue up and writes it in one
+//! system call. The writer
 //! task also takes over whenever the stream is full (only a task can wait for room), and an
 //! owner about to wait for events first writes whatever is still queued.
 
