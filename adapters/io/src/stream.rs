@@ -86,8 +86,8 @@ impl Writer {
     }
 
     /// Moves output from the core to the stream until it is all flushed, the stream blocks, or
-    /// the write half is done. Only the holder of the turn calls it, so the lock is never
-    /// contended.
+    /// the write half is done. Only the holder of the turn calls it, so the lock is contended
+    /// only by [`release`](Self::release) once the owner is gone.
     fn push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Push
     where
         M: Serialize + DeserializeOwned,
