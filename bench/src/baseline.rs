@@ -130,7 +130,8 @@ pub(crate) struct Lines {
 }
 
 impl Client for Lines {
-    type Message = RpcMessage;
+    type Out = RpcMessage;
+    type In = RpcMessage;
 
     fn spawn(command: Command, _max_frame: usize) -> io::Result<Self> {
         let Started {
@@ -190,7 +191,8 @@ pub(crate) struct Codec {
 }
 
 impl Client for Codec {
-    type Message = RpcMessage;
+    type Out = RpcMessage;
+    type In = RpcMessage;
 
     fn spawn(command: Command, max_frame: usize) -> io::Result<Self> {
         let Started {

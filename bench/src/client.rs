@@ -20,18 +20,21 @@ pub(crate) enum Incoming<M> {
 
 /// One JSON-RPC client over a child's stdin and stdout.
 pub(crate) trait Client: Sized {
-    /// The contender's own message type.
-    type Message: Serialize + DeserializeOwned;
+    /// The contender's own type for the messages it sends.
+    type Out: Serialize + DeserializeOwned;
+    /// The contender's own type for the messages it receives (the same as `Out` unless the
+    /// library types each direction apart, as rmcp does).
+    type In: Serialize;
 
     /// Spawns `command` with piped stdin and stdout; frames over `max_frame` bytes are
     /// refused where the contender has such a limit.
     fn spawn(command: Command, max_frame: usize) -> io::Result<Self>;
 
     /// The next message or malformed frame; `None` once the child's output has ended.
-    async fn recv(&mut self) -> Option<Incoming<Self::Message>>;
+    async fn recv(&mut self) -> Option<Incoming<Self::In>>;
 
     /// Writes `message` (or queues it, where the contender queues).
-    async fn send(&mut self, message: &Self::Message) -> io::Result<()>;
+    async fn send(&mut self, message: &Self::Out) -> io::Result<()>;
 
     /// Closes the child's stdin once everything sent is written, waits for its exit, and
     /// says whether it exited with status 0.
@@ -41,12 +44,13 @@ pub(crate) trait Client: Sized {
     async fn sleep(duration: Duration);
 
     /// The id of a request, as the echo child sends it back.
-    fn request_id(message: &Self::Message) -> Option<u64>;
+    fn request_id(message: &Self::In) -> Option<u64>;
 }
 
 /// tether, under either runtime, through its public API only.
 impl<R: Runtime> Client for tether_io::Connection<Message, R> {
-    type Message = Message;
+    type Out = Message;
+    type In = Message;
 
     fn spawn(command: Command, max_frame: usize) -> io::Result<Self> {
         tether_io::Connection::spawn(command, Options::new().max_frame(max_frame))

@@ -7,12 +7,20 @@
 //!                                              a markdown report on stdout, progress on stderr
 //! tether-bench one CONTENDER SCENARIO ARGS...  one measurement, in a process of its own
 //! tether-bench emit PATH                       a child that writes PATH one line per write
+//! tether-bench relay CONTENDER -- PROGRAM ARGS  `tether run PROGRAM`, written with another
+//!                                              contender (the command paths' counterpart)
 //! ```
+//!
+//! The command paths run the `tether` binary next to this one: `bench/run` builds both.
+//! `TETHER_BENCH_TOKIO=current_thread` runs the library scenarios' tokio contenders on tokio's
+//! single-threaded runtime.
 //!
 //! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
 
 mod baseline;
 mod client;
+mod command;
+mod rmcp;
 mod scenario;
 mod suite;
 
@@ -28,14 +36,16 @@ enum Contender {
     TetherSmol,
     Baseline,
     TokioUtil,
+    Rmcp,
 }
 
 impl Contender {
-    const ALL: [Contender; 4] = [
+    const ALL: [Contender; 5] = [
         Contender::TetherTokio,
         Contender::TetherSmol,
         Contender::Baseline,
         Contender::TokioUtil,
+        Contender::Rmcp,
     ];
 
     fn name(self) -> &'static str {
@@ -44,6 +54,7 @@ impl Contender {
             Contender::TetherSmol => "tether-smol",
             Contender::Baseline => "baseline",
             Contender::TokioUtil => "tokio-util",
+            Contender::Rmcp => "rmcp",
         }
     }
 
@@ -53,12 +64,11 @@ impl Contender {
 
     /// Runs `scenario` in this process, on the contender's runtime: tokio's multi-threaded
     /// runtime as `#[tokio::main]` builds it, or `smol::block_on` with smol's global executor.
+    /// A command path runs the contender's command as a child instead.
     fn measure(self, scenario: &Scenario) -> io::Result<Report> {
-        let tokio = || {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-        };
+        if let Scenario::Command { path, file, count } = scenario {
+            return command::run(self, *path, file.as_deref(), *count);
+        }
         match self {
             Contender::TetherTokio => {
                 tokio()?.block_on(scenario::run::<tether_tokio::Connection>(scenario))
@@ -68,17 +78,42 @@ impl Contender {
             }
             Contender::Baseline => tokio()?.block_on(scenario::run::<baseline::Lines>(scenario)),
             Contender::TokioUtil => tokio()?.block_on(scenario::run::<baseline::Codec>(scenario)),
+            Contender::Rmcp => tokio()?.block_on(scenario::run::<rmcp::Rmcp>(scenario)),
+        }
+    }
+
+    /// Runs the command-line counterpart of `tether run PROGRAM` written with this contender.
+    fn relay(self, program: &[String]) -> io::Result<()> {
+        match self {
+            Contender::Baseline => tokio()?.block_on(command::relay::<baseline::Lines>(program)),
+            Contender::TokioUtil => tokio()?.block_on(command::relay::<baseline::Codec>(program)),
+            Contender::Rmcp => tokio()?.block_on(command::relay::<rmcp::Rmcp>(program)),
+            // The real command is measured for tether.
+            Contender::TetherTokio | Contender::TetherSmol => Err(usage()),
         }
     }
 }
 
-const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER SCENARIO ARGS...";
+/// tokio's multi-threaded runtime, as `#[tokio::main]` builds it; with
+/// `TETHER_BENCH_TOKIO=current_thread`, the single-threaded one instead (to see what the
+/// multi-threaded scheduler costs).
+fn tokio() -> io::Result<tokio::runtime::Runtime> {
+    match std::env::var("TETHER_BENCH_TOKIO").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+}
+
+const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("one") => one(&args[1..]),
         Some("emit") if args.len() == 2 => scenario::emit(&args[1]),
+        Some("relay") => relay(&args[1..]),
         _ => all(&args),
     };
     match result {
@@ -105,6 +140,17 @@ fn one(args: &[String]) -> io::Result<()> {
     let report = contender.measure(&scenario)?;
     println!("{}", report.to_line());
     Ok(())
+}
+
+fn relay(args: &[String]) -> io::Result<()> {
+    match args {
+        [contender, dashes, program @ ..] if dashes == "--" && !program.is_empty() => {
+            Contender::parse(contender)
+                .ok_or_else(usage)?
+                .relay(program)
+        }
+        _ => Err(usage()),
+    }
 }
 
 fn all(args: &[String]) -> io::Result<()> {

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, Incoming};
+use crate::command::{self, CliPath};
 
 /// The frame limit every contender that has one is given.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
@@ -36,6 +37,13 @@ pub(crate) enum Scenario {
     Write { path: PathBuf, count: u64 },
     /// `count` request/response round trips with a child that echoes every line.
     PingPong { count: u64 },
+    /// A path through the command (`tether run`, or the contender's equivalent): `file` is
+    /// what the child or standard input carries, `count` the messages or round trips.
+    Command {
+        path: CliPath,
+        file: Option<PathBuf>,
+        count: u64,
+    },
 }
 
 /// Who sets the pace of a read.
@@ -164,7 +172,8 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
             // A contender that gives up on the line closes the pipe early: the child's
             // status does not matter here.
             let (report, malformed) = read::<C>(command, false, false).await?;
-            if (report.messages, malformed) != (0, 1) {
+            // A contender that never reports a malformed line (rmcp) must still drop it.
+            if report.messages != 0 || malformed > 1 {
                 return Err(mismatch("malformed frame", 1, malformed));
             }
             Report {
@@ -174,6 +183,8 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
         }
         Scenario::Write { path, count } => write::<C>(path, *count).await?,
         Scenario::PingPong { count } => ping_pong::<C>(*count).await?,
+        // Measured from outside, by `command::run`.
+        Scenario::Command { .. } => return Err(io::Error::other("not a library scenario")),
     };
     report.rss_kib = peak_rss_kib()?;
     Ok(report)
@@ -184,13 +195,13 @@ pub(crate) async fn run<C: Client>(scenario: &Scenario) -> io::Result<Report> {
 async fn read<C: Client>(command: Command, slow: bool, check: bool) -> io::Result<(Report, u64)> {
     let clock = Clock::start();
     let mut client = C::spawn(command, MAX_FRAME)?;
-    let (mut messages, mut malformed) = (0, 0);
+    let (mut messages, mut malformed) = (0u64, 0);
     while let Some(incoming) = client.recv().await {
         match incoming {
             Incoming::Message(message) => {
                 black_box(message);
                 messages += 1;
-                if slow && messages % PAUSE_EVERY == 0 {
+                if slow && messages.is_multiple_of(PAUSE_EVERY) {
                     C::sleep(PAUSE).await;
                 }
             }
@@ -214,7 +225,7 @@ async fn write<C: Client>(path: &Path, count: u64) -> io::Result<Report> {
         .lines()
         .take(POOL)
     {
-        let message: C::Message = serde_json::from_str(&line?)?;
+        let message: C::Out = serde_json::from_str(&line?)?;
         pool_bytes.push(serde_json::to_vec(&message)?.len() as u64 + 1);
         pool.push(message);
     }
@@ -243,7 +254,7 @@ async fn ping_pong<C: Client>(count: u64) -> io::Result<Report> {
         let text =
             format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"echo","params":{{"text":"ping"}}}}"#);
         bytes += text.len() as u64 + 1;
-        let request: C::Message = serde_json::from_str(&text)?;
+        let request: C::Out = serde_json::from_str(&text)?;
         let sent = Instant::now();
         client.send(&request).await?;
         match client.recv().await {
@@ -348,12 +359,30 @@ impl Scenario {
                 count.to_string(),
             ],
             Scenario::PingPong { count } => vec!["pingpong".to_owned(), count.to_string()],
+            Scenario::Command { path, file, count } => {
+                let mut args = vec![command::path_name(*path).to_owned()];
+                args.extend(file.iter().map(|file| file.display().to_string()));
+                args.push(count.to_string());
+                args
+            }
         }
     }
 
     /// The scenario that [`to_args`](Self::to_args) named.
     pub(crate) fn from_args(args: &[String]) -> Option<Scenario> {
         let number = |s: &String| s.parse::<u64>().ok();
+        if let Some(path) = args.first().and_then(|kind| command::parse_path(kind)) {
+            let (file, count) = match &args[1..] {
+                [file, count] => (Some(PathBuf::from(file)), count),
+                [count] => (None, count),
+                _ => return None,
+            };
+            return Some(Scenario::Command {
+                path,
+                file,
+                count: number(count)?,
+            });
+        }
         Some(match args {
             [kind, path, count] if kind == "write" => Scenario::Write {
                 path: PathBuf::from(path),

@@ -12,6 +12,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::command::CliPath;
 use crate::scenario::{Pace, Report, Scenario, MAX_FRAME};
 use crate::Contender;
 
@@ -31,6 +32,8 @@ struct Sizes {
     paced: u64,
     /// Round trips.
     pingpong: u64,
+    /// Round trips through the command, each through two more pipes and processes.
+    command_pingpong: u64,
     /// Bytes in the line without a newline.
     huge: u64,
     rounds: usize,
@@ -42,6 +45,7 @@ impl Sizes {
         large: 5_000,
         paced: 200_000,
         pingpong: 100_000,
+        command_pingpong: 20_000,
         huge: 1 << 30,
         rounds: 5,
     };
@@ -51,6 +55,7 @@ impl Sizes {
         large: 500,
         paced: 20_000,
         pingpong: 5_000,
+        command_pingpong: 2_000,
         huge: 64 << 20,
         rounds: 2,
     };
@@ -62,9 +67,9 @@ enum Kind {
     /// Messages per second from the best (fastest) round; tether must reach `goal` times the
     /// baseline's, if there is a goal.
     Throughput { goal: Option<f64> },
-    /// The lowest p50 and p99 over the rounds; tether's p50 must be no worse than the
+    /// The lowest p50 and p99 over the rounds; tether's p50 must be at most `goal` times the
     /// baseline's.
-    Latency,
+    Latency { goal: f64 },
     /// The highest peak RSS over the rounds; tether's must stay within `goal` bytes.
     Memory { goal: f64 },
 }
@@ -124,7 +129,179 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
             }
         }
     }
-    Ok(markdown(&sizes, &cases))
+    let syscalls = trace(&dir.0, &cases)?;
+    let mut md = markdown(&sizes, &cases);
+    md.push_str(&syscalls);
+    Ok(md)
+}
+
+/// Messages in the traced runs: enough for the per-message counts to settle, few enough that
+/// a run under `strace` takes seconds.
+const TRACED: u64 = 20_000;
+
+/// The scenario of `case`, shrunk for a run under `strace`; `None` for the memory cases.
+fn traced(scenario: &Scenario, trace: &Path) -> Option<Scenario> {
+    Some(match scenario {
+        Scenario::Read { expected, pace, .. } => match pace {
+            Pace::SlowConsumer => return None,
+            // The large messages are few already.
+            Pace::Fast if *expected < TRACED => scenario.clone(),
+            _ => Scenario::Read {
+                path: trace.to_owned(),
+                expected: TRACED,
+                pace: *pace,
+            },
+        },
+        Scenario::HugeLine { .. } => return None,
+        Scenario::Write { .. } => Scenario::Write {
+            path: trace.to_owned(),
+            count: TRACED,
+        },
+        Scenario::PingPong { .. } => Scenario::PingPong { count: TRACED / 4 },
+        Scenario::Command { path, file, .. } => Scenario::Command {
+            path: *path,
+            file: file.as_ref().map(|_| trace.to_owned()),
+            count: match path {
+                CliPath::RoundTrip => TRACED / 10,
+                CliPath::Write | CliPath::Read => TRACED,
+            },
+        },
+    })
+}
+
+/// One run of every contender on every case under `strace -f -c` (if it is installed), with
+/// [`TRACED`] messages: the system calls per message, as a markdown section. A library
+/// scenario is traced whole (this binary's `one` and its child); a command path traces the
+/// command and its child only.
+fn trace(dir: &Path, cases: &[Case]) -> io::Result<String> {
+    let installed = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        return Ok("\nNo system call counts: `strace` is not installed.\n".to_owned());
+    }
+    let trace_input = dir.join("trace.jsonl");
+    generate(&trace_input, TRACED, small_line)?;
+    let names: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
+    let mut md = String::new();
+    let _ = writeln!(md, "\n### System calls\n");
+    let _ = writeln!(
+        md,
+        "Per message or round trip, from one run of {} messages ({} round trips in the library, \
+         {} through the command) under `strace -f -c`: all system calls, then `write`/`writev`, \
+         `read` and `futex`. Every thread and child process of the traced program counts, the \
+         child (`cat`) included.\n",
+        count(TRACED),
+        count(TRACED / 4),
+        count(TRACED / 10),
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | {} |\n|---|{}",
+        names.join(" | "),
+        "---:|".repeat(names.len())
+    );
+    for case in cases {
+        let Some(scenario) = traced(&case.scenario, &trace_input) else {
+            continue;
+        };
+        let mut cells = Vec::new();
+        for contender in Contender::ALL {
+            let out = dir.join(format!("strace-{}.txt", contender.name()));
+            let mut command = match scenario {
+                Scenario::Command { .. } => {
+                    let mut command = Command::new(std::env::current_exe()?);
+                    command.env(STRACE_ENV, &out);
+                    command
+                }
+                _ => {
+                    let mut command = Command::new("strace");
+                    command
+                        .args(["-f", "-c", "-o"])
+                        .arg(&out)
+                        .arg("--")
+                        .arg(std::env::current_exe()?);
+                    command
+                }
+            };
+            let status = command
+                .arg("one")
+                .arg(contender.name())
+                .args(scenario.to_args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()?;
+            let counts = fs::read_to_string(&out).ok().filter(|_| status.success());
+            let messages = match scenario {
+                Scenario::Read { expected, .. } => expected,
+                Scenario::Write { count, .. }
+                | Scenario::PingPong { count }
+                | Scenario::Command { count, .. } => count,
+                Scenario::HugeLine { .. } => 1,
+            };
+            cells.push(match counts.as_deref().map(syscalls) {
+                Some(calls) => {
+                    let per = |n: u64| n as f64 / messages as f64;
+                    format!(
+                        "{:.2} ({:.2} / {:.2} / {:.2})",
+                        per(calls.total),
+                        per(calls.write),
+                        per(calls.read),
+                        per(calls.futex)
+                    )
+                }
+                None => "failed".to_owned(),
+            });
+            eprintln!("traced {:<40} {}", case.title, contender.name());
+        }
+        let _ = writeln!(md, "| {} | {} |", case.title, cells.join(" | "));
+    }
+    Ok(md)
+}
+
+/// The environment variable that makes a command path run its command under `strace -f -c`,
+/// writing the counts to the file it names.
+pub(crate) const STRACE_ENV: &str = "TETHER_BENCH_STRACE";
+
+/// Counts from an `strace -c` summary.
+struct Syscalls {
+    total: u64,
+    write: u64,
+    read: u64,
+    futex: u64,
+}
+
+fn syscalls(summary: &str) -> Syscalls {
+    let mut calls = Syscalls {
+        total: 0,
+        write: 0,
+        read: 0,
+        futex: 0,
+    };
+    // Rows: % time, seconds, usecs/call, calls, [errors,] syscall; the total row has no
+    // usecs/call and is left out.
+    for line in summary.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(&name), Some(n)) = (
+            fields.last(),
+            fields.get(3).and_then(|n| n.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if name == "total" {
+            continue;
+        }
+        calls.total += n;
+        match name {
+            "write" | "writev" => calls.write += n,
+            "read" | "readv" => calls.read += n,
+            "futex" => calls.futex += n,
+            _ => {}
+        }
+    }
+    calls
 }
 
 fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
@@ -137,7 +314,7 @@ fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
     vec![
         case(
             format!("read {} × ~113 B", count(sizes.small)),
-            Kind::Throughput { goal: Some(3.0) },
+            Kind::Throughput { goal: Some(5.0) },
             Scenario::Read {
                 path: small.to_owned(),
                 expected: sizes.small,
@@ -172,9 +349,39 @@ fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
         ),
         case(
             format!("ping-pong {} round trips", count(sizes.pingpong)),
-            Kind::Latency,
+            Kind::Latency { goal: 0.8 },
             Scenario::PingPong {
                 count: sizes.pingpong,
+            },
+        ),
+        case(
+            format!("command: stdin → child, {} × ~113 B", count(sizes.small)),
+            Kind::Throughput { goal: Some(3.0) },
+            Scenario::Command {
+                path: CliPath::Write,
+                file: Some(small.to_owned()),
+                count: sizes.small,
+            },
+        ),
+        case(
+            format!("command: child → stdout, {} × ~113 B", count(sizes.small)),
+            Kind::Throughput { goal: Some(3.0) },
+            Scenario::Command {
+                path: CliPath::Read,
+                file: Some(small.to_owned()),
+                count: sizes.small,
+            },
+        ),
+        case(
+            format!(
+                "command: {} round trips through `cat`",
+                count(sizes.command_pingpong)
+            ),
+            Kind::Latency { goal: 0.8 },
+            Scenario::Command {
+                path: CliPath::RoundTrip,
+                file: None,
+                count: sizes.command_pingpong,
             },
         ),
         case(
@@ -293,6 +500,8 @@ struct Row {
     decimals: Option<usize>,
     /// Whether this row shows the tether ÷ baseline ratios.
     ratios: bool,
+    /// Whether a higher figure is the better one.
+    higher: bool,
     goal: Option<Goal>,
 }
 
@@ -303,6 +512,7 @@ fn rows(case: &Case) -> Vec<Row> {
         values,
         decimals,
         ratios,
+        higher: matches!(case.kind, Kind::Throughput { .. }),
         goal,
     };
     match case.kind {
@@ -325,13 +535,13 @@ fn rows(case: &Case) -> Vec<Row> {
                 ),
             ]
         }
-        Kind::Latency => vec![
+        Kind::Latency { goal } => vec![
             row(
                 "p50 µs (lower is better)",
                 each(&|r| min(r.iter().map(|r| r.p50_ns as f64)) / 1e3),
                 Some(1),
                 true,
-                Some(Goal::RatioAtMost(1.0)),
+                Some(Goal::RatioAtMost(goal)),
             ),
             row(
                 "p99 µs (lower is better)",
@@ -363,7 +573,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -394,6 +604,7 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
         "---:|".repeat(names.len())
     );
     let mut versus = String::new();
+    let mut behind = Vec::new();
     let mut verdicts = Vec::new();
     for case in cases {
         for (i, row) in rows(case).into_iter().enumerate() {
@@ -439,12 +650,41 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
                 ratios.join(" | ")
             );
             if row.ratios {
+                let against = [Contender::TokioUtil, Contender::Rmcp];
+                let mut cells = Vec::new();
+                for other in against {
+                    for c in TETHER {
+                        cells.push(format!("{:.2}×", ratio(c, other)));
+                    }
+                }
+                // Ahead: better than both, on the figures a goal is set on (memory is judged
+                // against its own bound instead).
+                let ahead = match (row.goal, case.kind) {
+                    (Some(_), Kind::Throughput { .. } | Kind::Latency { .. }) => TETHER
+                        .iter()
+                        .map(|&c| {
+                            let ok = against.iter().all(|&other| match row.higher {
+                                true => ratio(c, other) > 1.0,
+                                false => ratio(c, other) < 1.0,
+                            });
+                            if !ok {
+                                behind.push(format!("{} ({})", case.title, c.name()));
+                            }
+                            if ok {
+                                "yes"
+                            } else {
+                                "**no**"
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     versus,
-                    "| {title} | {} | {:.2}× | {:.2}× |",
+                    "| {title} | {} | {} | {ahead} |",
                     row.measure,
-                    ratio(Contender::TetherTokio, Contender::TokioUtil),
-                    ratio(Contender::TetherSmol, Contender::TokioUtil),
+                    cells.join(" | "),
                 );
             }
         }
@@ -467,7 +707,9 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
         "CPU time of the measuring process (every thread, user and system; the child's not \
          included) and its context switches, per message or round trip, from each \
          contender's cheapest round: a figure that the machine's other load disturbs far \
-         less than the wall clock.\n"
+         less than the wall clock. For the command paths, the command's own, from `wait4`: \
+         it includes the child the command reaps (`cat`), whose reads a command that writes \
+         in small pieces multiplies.\n"
     );
     let _ = writeln!(
         md,
@@ -480,12 +722,18 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
         let _ = writeln!(md, "| {} | {} |", case.title, cells.join(" | "));
     }
 
-    let _ = writeln!(md, "\n### Against tokio-util\n");
+    let _ = writeln!(md, "\n### Against tokio-util and rmcp\n");
     let _ = writeln!(
         md,
-        "| scenario | measure | tokio ÷ tokio-util | smol ÷ tokio-util |\n|---|---|---:|---:|"
+        "| scenario | measure | tokio ÷ tokio-util | smol ÷ tokio-util | tokio ÷ rmcp | smol ÷ rmcp | ahead of both (tokio / smol) |\n|---|---|---:|---:|---:|---:|---|"
     );
     md.push_str(&versus);
+    let _ = writeln!(md);
+    if behind.is_empty() {
+        let _ = writeln!(md, "Ahead of tokio-util and rmcp in every scenario.");
+    } else {
+        let _ = writeln!(md, "Not ahead of both: {}.", behind.join("; "));
+    }
 
     let _ = writeln!(md, "\n### Every round\n");
     let _ = writeln!(
@@ -507,7 +755,7 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
                     .iter()
                     .map(|r| match case.kind {
                         Kind::Throughput { .. } => format!("{:.3}", r.secs),
-                        Kind::Latency => format!("{:.1}", r.p50_ns as f64 / 1e3),
+                        Kind::Latency { .. } => format!("{:.1}", r.p50_ns as f64 / 1e3),
                         Kind::Memory { .. } => format!("{:.1}", r.rss_kib as f64 / 1024.0),
                     })
                     .collect();
@@ -529,8 +777,16 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
          with `BufReader::lines()`, parses each line with `serde_json::from_str` into an \
          untagged enum, passes events through an `mpsc` channel of 128, and writes each message \
          with `write_all`, `write_all(b\"\\n\")`, `flush`; tokio-util is the same with \
-         `FramedRead`/`FramedWrite` and `LinesCodec::new_with_max_length({} MiB)`. tether uses \
-         its default options with a {} MiB frame limit.",
+         `FramedRead`/`FramedWrite` and `LinesCodec::new_with_max_length({} MiB)`. rmcp is \
+         rmcp 3.11's `TokioChildProcess` transport in the client role, its `send` and \
+         `receive` called directly (it types each direction apart, takes each message by \
+         value, and skips lines it cannot parse without reporting them). tether uses its \
+         default options with a {} MiB frame limit. The command paths run `tether run \
+         --runtime tokio|smol` (`--output summary` for stdin → child) against `tether-bench \
+         relay`, the same command written with each other contender as such commands \
+         usually are: standard input read line by line on a thread into a channel of 128, \
+         each line parsed and sent, each message printed with one write per line. Standard \
+         input is piped from `cat`; round trips write one request, then read its echo.",
         sizes.rounds,
         if sizes.rounds == 1 { "" } else { "s" },
         MAX_FRAME >> 20,

@@ -2,16 +2,17 @@
 //! peer's events to standard output. When to close, how long to linger for answers and how
 //! long to wait for the peer's end are the endpoint's decisions.
 
+use std::collections::VecDeque;
 use std::future::pending;
 use std::pin::pin;
 use std::time::Duration;
 
 use futures_lite::future;
 use smol::channel::Receiver;
-use tether_core::{decode, Message};
+use tether_core::Message;
 use tether_io::{Connection, Event, Runtime};
 
-use crate::input::Input;
+use crate::input::{Input, Line};
 use crate::output::Output;
 
 enum Step {
@@ -31,21 +32,27 @@ pub async fn run<R: Runtime>(
 ) {
     conn.track_requests();
     let sender = conn.sender();
-    let mut outgoing: Option<Message> = None;
+    // Standard input's lines still to send, in order.
+    let mut outgoing = VecDeque::new();
     loop {
         let step = {
+            let sending = !outgoing.is_empty();
             let read = async {
-                if outgoing.is_some() || input.is_closed() && input.is_empty() {
+                if sending || input.is_closed() && input.is_empty() {
                     pending::<()>().await;
                 }
                 Step::Input(input.recv().await.ok())
             };
             let send = async {
-                match &outgoing {
+                if !sending {
+                    pending::<()>().await;
+                }
+                // Taken off only once sent, should an event interrupt the batch.
+                while let Some(message) = outgoing.front() {
                     // A message refused because the connection has ended is dropped: the
                     // `disconnected` event says why.
-                    Some(message) => drop(sender.send_tracked(message).await),
-                    None => pending::<()>().await,
+                    drop(sender.send_tracked(message).await);
+                    outgoing.pop_front();
                 }
                 Step::Sent
             };
@@ -72,19 +79,20 @@ pub async fn run<R: Runtime>(
                 return;
             }
             Step::Event(None) => return,
-            Step::Input(Some(Input::Line(line))) => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match decode::<Message>(&line) {
-                    Ok(_) if conn.is_closing() => output.invalid_input("the connection is closing"),
-                    Ok(message) => outgoing = Some(message),
-                    Err(malformed) => output.invalid_input(&malformed.to_string()),
+            Step::Input(Some(Input::Lines(lines))) => {
+                for line in lines {
+                    match line {
+                        Line::Message(_) if conn.is_closing() => {
+                            output.invalid_input("the connection is closing")
+                        }
+                        Line::Message(message) => outgoing.push_back(message),
+                        Line::Invalid(reason) => output.invalid_input(&reason),
+                    }
                 }
             }
             Step::Input(Some(Input::End) | None) => conn.finish(linger),
             Step::Input(Some(Input::Signal)) => conn.close(),
-            Step::Sent => outgoing = None,
+            Step::Sent => {}
         }
     }
 }

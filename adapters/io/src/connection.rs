@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::process::contain::Mechanism;
 use crate::process::{self, Lifetime, Process};
 use crate::runtime::{Io, Runtime};
-use crate::shared::{Child, Shared};
+use crate::shared::{Child, Shared, Writer};
 use crate::{clock, stream, timer, ws, Error, Options};
 
 /// The read half of a byte-stream transport, and the buffer it reads into.
@@ -54,8 +54,6 @@ where
     /// A byte stream's read half, read by the owner itself when the endpoint wants input (a
     /// websocket has a reader task instead).
     reader: Option<Reader>,
-    /// A byte stream's write half, which the owner pushes to itself before it waits.
-    writer: Option<Arc<stream::Writer>>,
     process: Option<Process>,
     /// The containment in force for a child.
     containment: Option<Mechanism>,
@@ -101,7 +99,6 @@ where
             shared,
             listener: None,
             reader: None,
-            writer: None,
             process: None,
             containment: None,
             label,
@@ -118,9 +115,8 @@ where
     ) -> Self {
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
-        let writer = Arc::new(stream::Writer::new(writer));
-        self.writer = Some(Arc::clone(&writer));
-        R::spawn(stream::write(shared, writer).instrument(span));
+        shared.set_writer(Writer::new(writer));
+        R::spawn(stream::write(shared).instrument(span));
         self.reader = Some(Reader {
             stream: Mutex::new(Box::new(reader)),
             buf: vec![0; stream::READ_CHUNK],
@@ -327,6 +323,10 @@ where
                 }
                 if self.reader.is_some() {
                     read = state.ep.wants_input();
+                    // Every event is out and the owner goes back to the stream: the exchange
+                    // has moved on (an answer came), so the next send writes at once again
+                    // rather than count as part of a burst.
+                    state.burst &= !read;
                 } else if !state.wants_input {
                     // A websocket's reader task hands in the next frame.
                     state.wants_input = true;
@@ -338,18 +338,10 @@ where
             if read && self.poll_read(cx).is_ready() {
                 continue;
             }
-            // About to wait, most likely for an answer to what was just sent: write it from
-            // here if no write is under way, rather than wait for the writer task to wake.
-            if let Some(writer) = &self.writer {
-                if !matches!(
-                    writer.try_push(&self.shared, cx),
-                    Some(stream::Push::Idle | stream::Push::Done)
-                ) {
-                    // The stream took our waker, or another task is writing: the writer task
-                    // finishes the job.
-                    self.shared.output.notify(1);
-                }
-            }
+            // About to wait, most likely for an answer to what was just sent: whatever is
+            // still queued goes out from here if nobody is writing, rather than wait for the
+            // writer task to wake.
+            stream::before_wait(&self.shared, cx);
             // About to wait: listen, then look once more, so no wake-up is lost.
             match self.listener.as_mut() {
                 None => self.listener = Some(self.shared.events.listen()),
@@ -589,8 +581,7 @@ where
             return Err(SendError::Disconnected);
         }
         state.ep.send(message)?;
-        drop(state);
-        self.shared.output.notify(1);
+        stream::queued_detached(&self.shared, state);
         Ok(())
     }
 
@@ -616,30 +607,38 @@ where
     M: Serialize + DeserializeOwned,
 {
     // A listener costs an allocation: take one only once the budget is found full.
-    let mut listener = None;
-    loop {
-        let sent = {
-            let mut state = shared.lock();
-            if state.abandoned {
-                // The owner dropped the connection: nothing will ever be written.
-                Err(SendError::Disconnected)
-            } else {
-                send(&mut state.ep)
-            }
+    let mut listener: Option<EventListener> = None;
+    poll_fn(|cx| loop {
+        let mut state = shared.lock();
+        let sent = if state.abandoned {
+            // The owner dropped the connection: nothing will ever be written.
+            Err(SendError::Disconnected)
+        } else {
+            send(&mut state.ep)
         };
         match sent {
             Ok(()) => {
-                shared.output.notify(1);
-                return Ok(());
+                // Written from here if nobody is writing, else by whoever is.
+                stream::queued(shared, state, cx);
+                return Poll::Ready(Ok(()));
             }
-            Err(SendError::Full) => match listener.take() {
-                Some(listener) => listener.await,
-                // Listen, then try once more before waiting, so no wake-up is lost.
-                None => listener = Some(shared.progress.listen()),
-            },
-            Err(err) => return Err(err),
+            Err(SendError::Full) => {
+                drop(state);
+                match listener.as_mut() {
+                    // Listen, then try once more before waiting, so no wake-up is lost.
+                    None => listener = Some(shared.progress.listen()),
+                    Some(waiting) => {
+                        if Pin::new(waiting).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        listener = None;
+                    }
+                }
+            }
+            Err(err) => return Poll::Ready(Err(err)),
         }
-    }
+    })
+    .await
 }
 
 async fn closed<M>(shared: &Shared<M>)

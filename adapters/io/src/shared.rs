@@ -4,10 +4,11 @@
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
 //! check under the lock, then await the listener — so no wake-up is lost.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
+use futures_io::AsyncWrite;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tether_core::{Action, Endpoint, ExitStatus};
@@ -22,6 +23,9 @@ pub(crate) struct Shared<M> {
     state: Mutex<State<M>>,
     /// The child's process group and containment, for the endpoint's signals.
     child: Option<Child>,
+    /// A byte stream's write half, which whoever has the turn to write pushes to (a websocket
+    /// has a writer task of its own instead).
+    writer: OnceLock<Writer>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
     /// The reader: the endpoint wants input, or the reader should stop.
@@ -36,6 +40,36 @@ pub(crate) struct Shared<M> {
     /// Tasks watching for their end: the connection ended or was abandoned. Notified only
     /// then, so that a watch costs nothing while the connection runs.
     pub(crate) stop: Event,
+}
+
+/// Who is moving output from the core to a byte stream. Only the holder of the turn pushes,
+/// and it gives the turn back (to `Idle`) only under the state lock, after finding nothing
+/// left to write: output queued before that is its to write, output queued after finds the
+/// turn free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Writing {
+    /// Nobody: nothing is queued, or a send is about to take the turn.
+    #[default]
+    Idle,
+    /// A sender or the owner is writing from its own poll.
+    Inline,
+    /// The writer task has the turn: it was woken to write a burst, or the stream was full.
+    Task,
+}
+
+/// The write half of a byte stream and the batch being written.
+/// Its behaviour is the stream module's; it is declared here, with the rest of the shared
+/// state, so that this module depends on no other.
+pub(crate) struct Writer {
+    pub(crate) half: Mutex<Half>,
+}
+
+pub(crate) struct Half {
+    /// Dropped once closed or failed: for pipes, only dropping the descriptor closes it.
+    pub(crate) stream: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// The batch taken from the core, and how much of it is written.
+    pub(crate) out: Vec<u8>,
+    pub(crate) written: usize,
 }
 
 /// What the endpoint's actions act on.
@@ -81,6 +115,12 @@ pub(crate) struct State<M> {
     pub(crate) wants_input: bool,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
+    /// Who has the turn to write to a byte stream.
+    pub(crate) writing: Writing,
+    /// A send wrote its message itself and the owner has neither waited nor gone back to the
+    /// stream for input since: the sends that follow leave theirs to the writer task, so that
+    /// a burst goes out in few writes.
+    pub(crate) burst: bool,
 }
 
 impl<M> Shared<M>
@@ -93,8 +133,11 @@ where
                 ep,
                 wants_input: false,
                 abandoned: false,
+                writing: Writing::Idle,
+                burst: false,
             }),
             child,
+            writer: OnceLock::new(),
             events: Event::new(),
             input: Event::new(),
             output: Event::new(),
@@ -102,6 +145,17 @@ where
             timer: Event::new(),
             stop: Event::new(),
         }
+    }
+
+    /// Gives the connection a byte stream's write half; once, before its writer task starts.
+    pub(crate) fn set_writer(&self, writer: Writer) {
+        // A connection starts one transport, once.
+        let _ = self.writer.set(writer);
+    }
+
+    /// The byte stream's write half, if the transport is one.
+    pub(crate) fn writer(&self) -> Option<&Writer> {
+        self.writer.get()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<M>> {

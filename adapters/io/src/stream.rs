@@ -1,16 +1,19 @@
 //! Writing a byte-stream connection (pipes, TCP, Unix sockets). Reading is done by the owner
 //! itself, when it polls for events.
 //!
-//! The write half sits behind a lock that whoever has output to move may take. The writer
-//! task moves everything queued in one write and one flush per wake-up, so a burst of sends
-//! costs one system call; and an owner about to wait for events first writes what is queued
-//! itself if no write is under way, so a request followed by a wait for its answer goes out
-//! without a hand-over to another thread (most of a round trip's latency otherwise).
+//! Whoever has output to move writes it, one at a time: [`Writing`] in the shared state says
+//! who holds that turn. A send that finds no write under way writes its message from its own
+//! poll, so a lone message (a request about to be awaited) goes out without waking another
+//! task. Sends that follow it before the owner waits or reads again leave their messages
+//! queued and wake the writer task once; it lets the burst queue up and writes it in one
+//! system call. The writer
+//! task also takes over whenever the stream is full (only a task can wait for room), and an
+//! owner about to wait for events first writes whatever is still queued.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_io::AsyncWrite;
@@ -20,33 +23,20 @@ use serde::Serialize;
 
 use tether_core::Control;
 
-use crate::shared::Shared;
+use crate::shared::{Half, Shared, State, Writer, Writing};
 
 /// How much is read at once; the core's input buffer never holds more than the frame limit
 /// plus this.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
-/// The write half of a byte stream and the batch being written.
-pub(crate) struct Writer {
-    half: Mutex<Half>,
-}
-
-struct Half {
-    /// Dropped once closed or failed: for pipes, only dropping the descriptor closes it.
-    stream: Option<Box<dyn AsyncWrite + Send + Unpin>>,
-    /// The batch taken from the core, and how much of it is written.
-    out: Vec<u8>,
-    written: usize,
-}
-
 /// Where a push of output stands.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Push {
-    /// Everything queued is written and flushed.
+enum Push {
+    /// Everything queued is written and flushed; the turn is given back.
     Idle,
     /// The stream cannot take more now; the waker passed in will be called.
     Blocked,
-    /// The write half is closed or failed.
+    /// The write half is closed or failed; the turn is given back.
     Done,
 }
 
@@ -68,17 +58,14 @@ impl Writer {
     }
 
     /// Moves output from the core to the stream until it is all flushed, the stream blocks, or
-    /// the write half is done. `None` when another task is pushing already.
-    pub(crate) fn try_push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Option<Push>
+    /// the write half is done. Only the holder of the turn calls it, so the lock is contended
+    /// only by [`release`](Self::release) once the owner is gone.
+    fn push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Push
     where
         M: Serialize + DeserializeOwned,
     {
-        let mut half = match self.half.try_lock() {
-            Ok(half) => half,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        Some(half.push(shared, cx))
+        let mut half = self.half.lock().unwrap_or_else(PoisonError::into_inner);
+        half.push(shared, cx)
     }
 
     /// Drops the stream, closing it.
@@ -88,14 +75,85 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner)
             .stream = None;
     }
+}
 
-    /// Like [`try_push`](Self::try_push), waiting for the lock.
-    fn push<M>(&self, shared: &Shared<M>, cx: &mut Context<'_>) -> Push
-    where
-        M: Serialize + DeserializeOwned,
+/// Something was just queued (the caller holds the state lock): writes it from the caller's
+/// own poll if nobody is writing and no burst is under way, else leaves it to whoever is.
+pub(crate) fn queued<M>(
+    shared: &Shared<M>,
+    mut state: MutexGuard<'_, State<M>>,
+    cx: &mut Context<'_>,
+) where
+    M: Serialize + DeserializeOwned,
+{
+    let Some(writer) = shared.writer() else {
+        // A websocket: its writer task sends every frame.
+        drop(state);
+        shared.output.notify(1);
+        return;
+    };
+    if state.writing != Writing::Idle {
+        // Whoever has the turn writes this too, before giving it back.
+        return;
+    }
+    if state.burst {
+        // More sends came before anyone waited: the writer task writes them together.
+        state.writing = Writing::Task;
+        drop(state);
+        shared.output.notify(1);
+        return;
+    }
+    state.writing = Writing::Inline;
+    state.burst = true;
+    drop(state);
+    inline(shared, writer, cx);
+}
+
+/// Something was queued where no poll is at hand to write it from: the writer task writes it,
+/// unless someone already has the turn.
+pub(crate) fn queued_detached<M>(shared: &Shared<M>, mut state: MutexGuard<'_, State<M>>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    if shared.writer().is_some() {
+        if state.writing != Writing::Idle {
+            return;
+        }
+        state.writing = Writing::Task;
+    }
+    drop(state);
+    shared.output.notify(1);
+}
+
+/// The owner is about to wait: the burst, if any, is over, and whatever is still queued goes
+/// out from the owner's poll if nobody is writing.
+pub(crate) fn before_wait<M>(shared: &Shared<M>, cx: &mut Context<'_>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    let Some(writer) = shared.writer() else {
+        return;
+    };
     {
-        let mut half = self.half.lock().unwrap_or_else(PoisonError::into_inner);
-        half.push(shared, cx)
+        let mut state = shared.lock();
+        state.burst = false;
+        if state.writing != Writing::Idle {
+            return;
+        }
+        state.writing = Writing::Inline;
+    }
+    inline(shared, writer, cx);
+}
+
+/// Pushes with the turn taken as [`Writing::Inline`]; a full stream hands the turn to the
+/// writer task, the only one that can wait for room.
+fn inline<M>(shared: &Shared<M>, writer: &Writer, cx: &mut Context<'_>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    if writer.push(shared, cx) == Push::Blocked {
+        shared.lock().writing = Writing::Task;
+        shared.output.notify(1);
     }
 }
 
@@ -106,7 +164,7 @@ impl Half {
     {
         loop {
             let Some(stream) = self.stream.as_mut() else {
-                return Push::Done;
+                return done(shared);
             };
             if self.written == self.out.len() {
                 let mut state = shared.lock();
@@ -129,24 +187,28 @@ impl Half {
                 if state.ep.poll_transmit(&mut self.out) > 0 {
                     continue;
                 }
-                let control = state.ep.poll_control();
+                let Some(control) = state.ep.poll_control() else {
+                    // Nothing left: the turn is given back under the same lock, so whatever
+                    // is queued from now on finds it free.
+                    state.writing = Writing::Idle;
+                    return Push::Idle;
+                };
                 drop(state);
                 match control {
-                    None => return Push::Idle,
-                    Some(Control::CloseWrite) => {
+                    Control::CloseWrite => {
                         tracing::debug!("closing the write half");
                         if Pin::new(stream).poll_close(cx).is_pending() {
                             return Push::Blocked;
                         }
                         self.stream = None;
-                        return Push::Done;
+                        return done(shared);
                     }
-                    Some(Control::Abort) => {
+                    Control::Abort => {
                         self.stream = None;
-                        return Push::Done;
+                        return done(shared);
                     }
                     // Websocket controls: a byte stream has no such frames.
-                    Some(Control::Ping | Control::Flush | Control::SendClose { .. }) => {}
+                    Control::Ping | Control::Flush | Control::SendClose { .. } => {}
                 }
                 continue;
             }
@@ -171,21 +233,64 @@ impl Half {
         self.out.clear();
         self.written = 0;
         shared.handle(|ep, now| ep.handle_write_error(err, now));
-        Push::Done
+        done(shared)
     }
 }
 
-/// Pushes output whenever a sender could not finish it itself, until the write half is done
-/// or the connection is over.
-pub(crate) async fn write<M>(shared: Arc<Shared<M>>, writer: Arc<Writer>)
+/// The write half is done: the turn is given back, and every later push ends at once.
+fn done<M>(shared: &Shared<M>) -> Push
 where
     M: Serialize + DeserializeOwned,
 {
+    shared.lock().writing = Writing::Idle;
+    Push::Done
+}
+
+/// Writes when it is handed the turn (a burst, a full stream) or woken for output the endpoint
+/// decided on (a close, an automatic reply), until the write half is done or the connection
+/// is over.
+pub(crate) async fn write<M>(shared: Arc<Shared<M>>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    let Some(writer) = shared.writer() else {
+        return;
+    };
+    // Woken: the endpoint may have output for which nobody took the turn.
+    let mut woken = true;
     loop {
-        // Listening before pushing: whatever is queued, closed or abandoned after this point
-        // wakes the task. A sender that pushed meanwhile may also have taken the stream's
-        // waker for itself; it notifies `output` so that this task pushes, and registers, again.
+        // Listening before looking: whatever is handed over, queued, closed or abandoned
+        // after this point wakes the task.
         let mut notified = shared.output.listen();
+        let mine = {
+            let mut state = shared.lock();
+            if state.abandoned {
+                // The owner is gone: close the stream now, whoever else still holds the
+                // connection's state.
+                drop(state);
+                writer.release();
+                return;
+            }
+            match state.writing {
+                Writing::Task => true,
+                Writing::Idle if woken => {
+                    state.writing = Writing::Task;
+                    true
+                }
+                Writing::Idle | Writing::Inline => false,
+            }
+        };
+        if !mine {
+            notified.await;
+            woken = true;
+            continue;
+        }
+        if woken {
+            // Handed a burst: let the sender queue the rest of it before writing, so that it
+            // goes out in one system call.
+            future::yield_now().await;
+        }
+        woken = false;
         let pushed = future::or(
             poll_fn(|cx| match writer.push(&shared, cx) {
                 Push::Blocked => Poll::Pending,
@@ -197,21 +302,10 @@ where
             },
         )
         .await;
-        if shared.lock().abandoned {
-            // The owner is gone: close the stream now, whoever else still holds the writer.
-            writer.release();
+        if pushed == Push::Done {
             return;
         }
-        match pushed {
-            Push::Done => return,
-            Push::Blocked => continue,
-            // Even after the end was delivered, an owner may still close its write half.
-            Push::Idle => {
-                notified.await;
-                // Woken by a send: let the sender queue whatever else it has before writing,
-                // so that a burst goes out in one system call.
-                future::yield_now().await;
-            }
-        }
+        // Still the task's turn (woken while full: push, and register, again), or given back:
+        // either way the next pass decides.
     }
 }
