@@ -17,18 +17,11 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use support::{assert_back_to, become_subreaper, children, fd_count, state, GUARD};
+use support::{
+    assert_back_to, become_subreaper, children, fd_count, state, tagged, ESCAPES, GUARD,
+};
 use tether_io::process::contain::Availability;
 use tether_io::{Connection, Containment, Event, Mechanism, Message, Options, Runtime};
-
-/// Each scenario of `tether-escape`, and how many `pid N` lines to wait for.
-const SCENARIOS: [(&str, usize); 5] = [
-    ("setsid_grandchild", 1),
-    ("double_forked_daemon", 1),
-    ("setpgid_descendant", 1),
-    ("leader_exits", 3),
-    ("forker", 6),
-];
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -55,21 +48,6 @@ fn mechanisms(test: &str) -> Vec<(Containment, Mechanism)> {
         }
     }
     forced
-}
-
-/// The processes carrying `tag` in their environment that are alive (not zombies).
-fn alive(tag: &str) -> Vec<u32> {
-    let needle = format!("TETHER_TEST_TAG={tag}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| {
-            std::fs::read(format!("/proc/{p}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .filter(|&p| state(p) != Some('Z'))
-        .collect()
 }
 
 /// Spawns `scenario` through a connection and waits for `reports` escaped pids, which the
@@ -108,11 +86,11 @@ async fn escaped<R: Runtime>(
 /// process layer, and a kill finishing in the kernel has no event to wait on here.
 fn assert_gone(scenario: &str, tag: &str, pids: &[u32]) {
     let start = Instant::now();
-    while !alive(tag).is_empty() || pids.iter().any(|&p| state(p).is_some()) {
+    while !tagged(tag).is_empty() || pids.iter().any(|&p| state(p).is_some()) {
         assert!(
             start.elapsed() < GUARD,
             "{scenario}: left alive {:?}, pids {:?}",
-            alive(tag),
+            tagged(tag),
             pids.iter().map(|&p| (p, state(p))).collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -124,7 +102,7 @@ async fn shutdown_contains_every_escape<R: Runtime>(runtime: &str) {
     // A runtime's reactor opens its descriptors on first use: before the baseline.
     R::sleep(Duration::from_millis(1)).await;
     for (contain, mechanism) in mechanisms(&test) {
-        for (scenario, reports) in SCENARIOS {
+        for (scenario, reports) in ESCAPES {
             let fds = fd_count();
             let tag = format!("{scenario}-{mechanism}-{runtime}-{}", std::process::id());
             let (conn, pids) = escaped::<R>(scenario, reports, contain, &tag).await;

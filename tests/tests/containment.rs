@@ -21,18 +21,8 @@ use std::process::{ChildStdout, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use support::{become_subreaper, children, fd_count, state};
+use support::{become_subreaper, children, fd_count, state, tagged, ESCAPES};
 use tether_io::process::contain::{Availability, Container, Containment, Mechanism};
-
-/// Each scenario of `tether-escape`, and how many `pid N` lines to wait for before the kill.
-const SCENARIOS: [(&str, usize); 5] = [
-    ("setsid_grandchild", 1),
-    ("double_forked_daemon", 1),
-    ("setpgid_descendant", 1),
-    ("leader_exits", 3),
-    // The forking grandchild and five of its children: the kill lands while it still forks.
-    ("forker", 6),
-];
 
 /// How long a kill may take before what is left counts as a failure.
 const KILL_BUDGET: Duration = Duration::from_secs(10);
@@ -69,7 +59,7 @@ fn cgroup_contains_every_escape() {
         available.cgroup().unwrap().display(),
         available.cgroup_kill()
     );
-    for (scenario, reports) in SCENARIOS {
+    for (scenario, reports) in ESCAPES {
         contain(scenario, reports, mechanism, &available);
     }
     let parent = available
@@ -87,7 +77,7 @@ fn subreaper_sweeps_every_escape() {
     assert!(available.subreaper());
     let mechanism = available.resolve(Containment::Subreaper).unwrap();
     assert_eq!(mechanism, Mechanism::Subreaper);
-    for (scenario, reports) in SCENARIOS {
+    for (scenario, reports) in ESCAPES {
         contain(scenario, reports, mechanism, &available);
     }
 }
@@ -197,17 +187,7 @@ impl Tree {
     /// The tree's processes that are alive (not zombies), found by the tag in their
     /// environment.
     fn alive(&self) -> Vec<u32> {
-        let needle = format!("TETHER_TEST_TAG={}", self.tag);
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&p| {
-                std::fs::read(format!("/proc/{p}/environ"))
-                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-            })
-            .filter(|&p| state(p) != Some('Z'))
-            .collect()
+        tagged(&self.tag)
     }
 }
 

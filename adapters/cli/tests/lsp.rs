@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -45,6 +45,33 @@ impl Events {
     }
 }
 
+/// `tether run --framing content-length EXTRA -- SERVER`, its stdin, and its event lines.
+fn start(runtime: &str, extra: &[&str], server: &Path) -> (Child, ChildStdin, Events) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .env("RUST_LOG", "warn")
+        .args(["run", "--runtime", runtime, "--framing", "content-length"])
+        .args(extra)
+        .arg("--")
+        .arg(server)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdin, Events(rx))
+}
+
 fn send(stdin: &mut ChildStdin, message: &Value) {
     writeln!(stdin, "{message}").unwrap();
 }
@@ -64,34 +91,7 @@ fn run_drives_pylsp_through_a_session_and_its_goodbye() {
     let text = "def greet(name):\n    \"\"\"Say hello to someone.\"\"\"\n    return \"hello \" + name\n\n\ngreet(\"tether\")\n";
 
     for runtime in RUNTIMES {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .env("RUST_LOG", "warn")
-            .args([
-                "run",
-                "--runtime",
-                runtime,
-                "--framing",
-                "content-length",
-                "--",
-            ])
-            .arg(&pylsp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let line = line.unwrap();
-                let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-                if tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        let events = Events(rx);
+        let (mut child, mut stdin, events) = start(runtime, &[], &pylsp);
 
         let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "processId": std::process::id(), "rootUri": root, "capabilities": {},
@@ -163,27 +163,7 @@ fn run_says_the_lsp_goodbye_itself() {
         pylsp.display()
     );
     for runtime in RUNTIMES {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .env("RUST_LOG", "warn")
-            .args(["run", "--runtime", runtime, "--framing", "content-length"])
-            .args(["--goodbye", "lsp", "--"])
-            .arg(&pylsp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let event = serde_json::from_str(&line.unwrap()).unwrap();
-                if tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        let events = Events(rx);
+        let (mut child, mut stdin, events) = start(runtime, &["--goodbye", "lsp"], &pylsp);
         let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "processId": std::process::id(), "rootUri": null, "capabilities": {},
         }});

@@ -97,3 +97,30 @@ pub(crate) fn assert_back_to(fds: usize) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Each scenario of `tether-escape`, and how many `pid N` lines its tree writes once its
+/// descendants have escaped the process group.
+pub(crate) const ESCAPES: [(&str, usize); 5] = [
+    ("setsid_grandchild", 1),
+    ("double_forked_daemon", 1),
+    ("setpgid_descendant", 1),
+    ("leader_exits", 3),
+    // The forking grandchild and five of its children: the kill lands while it still forks.
+    ("forker", 6),
+];
+
+/// The processes alive (not zombies) whose environment carries `TETHER_TEST_TAG=tag`: what
+/// is left of a tree a test started, wherever its members went.
+pub(crate) fn tagged(tag: &str) -> Vec<u32> {
+    let needle = format!("TETHER_TEST_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .filter(|&p| state(p) != Some('Z'))
+        .collect()
+}
