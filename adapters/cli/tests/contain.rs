@@ -79,6 +79,31 @@ fn cgroup_usable() -> bool {
     probe.status.success()
 }
 
+/// `tether run --contain MODE -- sh -c TREE`, whose standard input ends only once the
+/// escapee is known to run (then the ladder starts); returns the escapee's report line.
+fn run_tree(runtime: &str, mode: &str, tag: &str) -> String {
+    let mut child = tether(tag)
+        .args([
+            "run",
+            "--runtime",
+            runtime,
+            "--contain",
+            mode,
+            "--grace",
+            "200",
+        ])
+        .args(["--", "sh", "-c", TREE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let report = escaped(&mut child);
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{runtime} {mode}: {status}");
+    report
+}
+
 #[test]
 fn run_contains_a_setsid_escapee() {
     let mut modes = vec!["subreaper", "auto"];
@@ -88,29 +113,10 @@ fn run_contains_a_setsid_escapee() {
     for runtime in RUNTIMES {
         for mode in &modes {
             let tag = format!("run-{runtime}-{mode}-{}", std::process::id());
-            let mut child = tether(&tag)
-                .args([
-                    "run",
-                    "--runtime",
-                    runtime,
-                    "--contain",
-                    mode,
-                    "--grace",
-                    "200",
-                ])
-                .args(["--", "sh", "-c", TREE])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stdout = escaped(&mut child);
-            // Standard input ends only once the escapee is known to run: then the ladder.
-            drop(child.stdin.take());
-            let output = child.wait_with_output().unwrap();
-            assert!(output.status.success(), "{runtime} {mode}: {stdout}");
+            let report = run_tree(runtime, mode, &tag);
             // By the time tether has exited, the escapee is gone: the kill came before the
             // child was reaped and the session could end.
-            assert_eq!(alive(&tag), Vec::<u32>::new(), "{runtime} {mode}: {stdout}");
+            assert_eq!(alive(&tag), Vec::<u32>::new(), "{runtime} {mode}: {report}");
         }
     }
 }
@@ -118,22 +124,7 @@ fn run_contains_a_setsid_escapee() {
 #[test]
 fn run_with_the_group_alone_leaves_the_escapee() {
     let tag = format!("run-group-{}", std::process::id());
-    let output = tether(&tag)
-        .args([
-            "run",
-            "--contain",
-            "group",
-            "--grace",
-            "200",
-            "--",
-            "sh",
-            "-c",
-            TREE,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    run_tree("tokio", "group", &tag);
     let left = alive(&tag);
     kill(&left);
     assert_eq!(
