@@ -6,6 +6,7 @@ pub mod args;
 pub mod bridge;
 pub mod gate;
 pub mod http;
+pub mod hyper_io;
 pub mod input;
 pub mod output;
 pub mod peer;
