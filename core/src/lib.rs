@@ -87,6 +87,7 @@ pub mod harness;
 mod keepalive;
 mod malformed;
 pub mod message;
+pub mod streamable;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
