@@ -9,6 +9,15 @@ use tether_core::streamable::{
 };
 use tether_core::{Message, Notification, Request, Response};
 
+/// The origin of virtual time: every later instant is this plus a duration the test chose.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one real instant as the origin of virtual time; the session never reads a clock"
+)]
+fn base() -> Instant {
+    Instant::now()
+}
+
 fn request(id: u64, method: &str, params: Value) -> Message {
     Message::Request(Request::new(id, method, Some(params)))
 }
@@ -83,7 +92,7 @@ fn initialized(settings: Settings, now: Instant) -> Session {
 
 #[test]
 fn a_request_is_answered_on_its_own_stream_and_the_stream_ends() {
-    let now = Instant::now();
+    let now = base();
     let mut session = Session::new(Settings::default(), now);
     let init = request(1, "initialize", json!({}));
     let sink = stream(session.handle_post(post(vec![init.clone()]), now));
@@ -101,7 +110,7 @@ fn a_request_is_answered_on_its_own_stream_and_the_stream_ends() {
 
 #[test]
 fn notifications_and_responses_are_accepted_and_forwarded_in_order() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let messages = vec![
         notification("a", json!({})),
@@ -118,7 +127,7 @@ fn notifications_and_responses_are_accepted_and_forwarded_in_order() {
 
 #[test]
 fn progress_goes_to_the_stream_of_the_request_that_asked_for_it() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let with_token = |id, token: &str| {
         request(
@@ -155,7 +164,7 @@ fn progress_goes_to_the_stream_of_the_request_that_asked_for_it() {
 
 #[test]
 fn unrelated_messages_go_to_the_get_stream_else_the_newest_request_stream_else_wait() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     // Nothing open: kept for the next GET.
     session.handle_child(notification("early", json!({})), now);
@@ -180,7 +189,7 @@ fn unrelated_messages_go_to_the_get_stream_else_the_newest_request_stream_else_w
 
 #[test]
 fn a_second_get_takes_the_stream_over() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let first = stream(session.handle_get(None, now));
     let second = stream(session.handle_get(None, now));
@@ -195,7 +204,7 @@ fn a_second_get_takes_the_stream_over() {
 
 #[test]
 fn a_lost_request_stream_resumes_after_the_last_event_id_without_a_gap() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let call = request(
         9,
@@ -233,7 +242,7 @@ fn a_lost_request_stream_resumes_after_the_last_event_id_without_a_gap() {
 
 #[test]
 fn the_get_stream_resumes_too() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let get = stream(session.handle_get(None, now));
     session.handle_child(notification("one", json!({})), now);
@@ -247,7 +256,7 @@ fn the_get_stream_resumes_too() {
 
 #[test]
 fn a_resumption_that_would_miss_events_is_refused() {
-    let now = Instant::now();
+    let now = base();
     let settings = Settings::default().buffer(300);
     let mut session = initialized(settings, now);
     for bad in ["nonsense", "99-1", "0-999999"] {
@@ -275,7 +284,7 @@ fn a_resumption_that_would_miss_events_is_refused() {
 
 #[test]
 fn a_connected_client_that_does_not_read_holds_the_program_back_instead_of_losing_events() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default().buffer(300), now);
     let get = stream(session.handle_get(None, now));
     let big = "x".repeat(100);
@@ -293,7 +302,7 @@ fn a_connected_client_that_does_not_read_holds_the_program_back_instead_of_losin
 
 #[test]
 fn a_reused_id_and_too_many_streams_are_refused() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default().max_streams(2), now);
     let _a = stream(session.handle_post(post(vec![request(1, "x", json!({}))]), now));
     assert_eq!(
@@ -316,7 +325,7 @@ fn a_reused_id_and_too_many_streams_are_refused() {
 
 #[test]
 fn json_answers_wait_for_every_response_and_keep_the_batch_shape() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let batch = Post {
         messages: vec![
@@ -359,7 +368,7 @@ fn json_answers_wait_for_every_response_and_keep_the_batch_shape() {
 
 #[test]
 fn delete_ends_the_session_and_shuts_the_program_down() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let get = stream(session.handle_get(None, now));
     let call = stream(session.handle_post(post(vec![request(4, "slow", json!({}))]), now));
@@ -384,7 +393,7 @@ fn delete_ends_the_session_and_shuts_the_program_down() {
 
 #[test]
 fn the_programs_end_answers_what_is_pending_and_ends_the_session() {
-    let now = Instant::now();
+    let now = base();
     let mut session = initialized(Settings::default(), now);
     let call = stream(session.handle_post(post(vec![request(4, "slow", json!({}))]), now));
     session.handle_child_end(now);
@@ -399,7 +408,7 @@ fn the_programs_end_answers_what_is_pending_and_ends_the_session() {
 
 #[test]
 fn an_idle_session_ends_after_the_timeout_and_only_then() {
-    let start = Instant::now();
+    let start = base();
     let idle = Duration::from_secs(60);
     let mut session = initialized(Settings::default().idle_timeout(Some(idle)), start);
     assert_eq!(session.poll_timeout(), Some(start + idle));
@@ -422,7 +431,7 @@ fn an_idle_session_ends_after_the_timeout_and_only_then() {
 
 #[test]
 fn a_pending_request_keeps_the_session_alive_without_a_stream() {
-    let now = Instant::now();
+    let now = base();
     let idle = Duration::from_secs(5);
     let mut session = initialized(Settings::default().idle_timeout(Some(idle)), now);
     let call = stream(session.handle_post(post(vec![request(1, "slow", json!({}))]), now));
@@ -445,7 +454,7 @@ fn routing_starts_a_session_only_from_an_initialize() {
     let Route::Start(post) = route(&head, init) else {
         panic!()
     };
-    let now = Instant::now();
+    let now = base();
     let mut session = Session::new(Settings::default(), now);
     let sink = stream(session.handle_post(post, now));
     assert_eq!(session.take(sink), Take::Wait);
