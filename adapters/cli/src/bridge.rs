@@ -8,43 +8,47 @@ use std::time::Duration;
 
 use event_listener::Event as Notify;
 use futures_lite::future;
-use tether_core::{CloseReason, Message};
+use tether_core::{CloseReason, ExitStatus, Message};
 use tether_io::async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request, Response as HttpResponse,
 };
 use tether_io::async_tungstenite::tungstenite::http::StatusCode;
-use tether_io::{Connection, Event, Io, Runtime};
+use tether_io::{Connection, Event, Io, Recorder, Runtime};
 
 use crate::args::{self, Auth, Bridge};
 use crate::gate::Gate;
-use crate::http::{self, Head};
+use crate::http::{self, Head, Replay};
 use crate::input::{self, Input};
 use crate::output::{Mode, Output};
-use crate::{reap, record, Failure};
+use crate::{mcp, reap, record, Failure};
 
 /// The variable that tells each child its client's address (`IP:PORT`).
 const CLIENT_ADDR: &str = "TETHER_CLIENT_ADDR";
 
-/// `{"event":"listening","addr":"127.0.0.1:PORT","url":"ws://…"}`, in that order.
+/// `{"event":"listening","addr":"127.0.0.1:PORT","url":"ws://…","mcp_url":"http://…/mcp"}`,
+/// in that order.
 #[derive(serde::Serialize)]
 struct Listening {
     event: &'static str,
     addr: String,
     url: String,
+    mcp_url: String,
 }
 
-/// The connections being served, and the order to stop.
+/// The sessions being served (websocket connections and HTTP sessions alike), and the order
+/// to stop.
 #[derive(Debug, Default)]
-struct Hub {
+pub struct Hub {
     active: AtomicUsize,
     stopping: AtomicBool,
     changed: Notify,
 }
 
-/// A connection's place in the hub, given back when dropped.
-struct Place<'a>(&'a Hub);
+/// A session's place in the hub, given back when dropped.
+#[derive(Debug)]
+pub struct Place(Arc<Hub>);
 
-impl Drop for Place<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
         self.0.changed.notify(usize::MAX);
@@ -53,13 +57,28 @@ impl Drop for Place<'_> {
 
 impl Hub {
     /// Takes a place if fewer than `max` are taken.
-    fn admit(&self, max: usize) -> Option<Place<'_>> {
+    pub fn admit(self: &Arc<Self>, max: usize) -> Option<Place> {
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Place(self))
+            .map(|_| Place(Arc::clone(self)))
+    }
+
+    /// Sessions alive.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Whether the bridge is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Completes once the bridge is stopping.
+    pub async fn stopping(&self) {
+        self.until(Hub::is_stopping).await;
     }
 
     async fn until(&self, condition: impl Fn(&Hub) -> bool) {
@@ -94,8 +113,11 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
         event: "listening",
         addr: addr.to_string(),
         url: gate.url(addr),
+        mcp_url: format!("http://{addr}{}", mcp::PATH),
     });
     let hub = Arc::new(Hub::default());
+    let sessions = Arc::new(mcp::Sessions::default());
+    let args = Arc::new(args.clone());
     loop {
         let accepted = future::or(async { Some(R::accept_tcp(&listener).await) }, async {
             while !matches!(signals.recv().await, Ok(Input::Signal) | Err(_)) {}
@@ -105,7 +127,8 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
         match accepted {
             Some(Ok((stream, peer))) => {
                 let (hub, gate) = (Arc::clone(&hub), Arc::clone(&gate));
-                R::spawn(serve::<R>(stream, peer, hub, gate, args.clone()));
+                let (sessions, args) = (Arc::clone(&sessions), Arc::clone(&args));
+                R::spawn(serve::<R>(stream, peer, hub, gate, sessions, args));
             }
             Some(Err(err)) => tracing::warn!(%err, "accept failed"),
             None => break,
@@ -118,14 +141,16 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Serves one TCP connection: a health check, or a websocket session once its handshake is
-/// accepted within the handshake timeout (or, once the bridge is stopping, never).
+/// Serves one TCP connection: a health check, MCP's endpoint over HTTP, or a websocket
+/// session once its handshake is accepted; the first request must arrive (and a handshake
+/// complete) within the handshake timeout (or, once the bridge is stopping, never).
 async fn serve<R: Runtime>(
     stream: R::TcpStream,
     peer: SocketAddr,
     hub: Arc<Hub>,
     gate: Arc<Gate>,
-    args: Bridge,
+    sessions: Arc<mcp::Sessions>,
+    args: Arc<Bridge>,
 ) {
     let limit = Duration::from_millis(args.handshake_timeout);
     let opened = future::or(open::<R>(stream, peer, &hub, &gate, &args), async {
@@ -138,20 +163,40 @@ async fn serve<R: Runtime>(
         None
     })
     .await;
-    if let Some((ws, _place)) = opened {
-        session::<R>(ws, peer, &hub, &args).await;
+    match opened {
+        Some(Opened::Ws(ws, _place)) => session::<R>(ws, peer, &hub, &args).await,
+        Some(Opened::Http(stream)) => {
+            let endpoint = mcp::Endpoint {
+                hub,
+                gate,
+                sessions,
+                args,
+                peer,
+            };
+            endpoint.serve::<R>(stream).await;
+        }
+        None => {}
     }
 }
 
-/// Reads the request; answers a health check, refuses the handshake (503 over the connection
-/// limit, 403 for an origin not allowed, 401 without the token) or accepts it.
-async fn open<'h, R: Runtime>(
+/// A connection whose first request was read in time.
+enum Opened<R: Runtime, S> {
+    /// A websocket session, and its place in the hub.
+    Ws(Connection<Message, R>, Place),
+    /// HTTP for the MCP endpoint.
+    Http(Replay<S>),
+}
+
+/// Reads the request; answers a health check, hands MCP's endpoint to HTTP, refuses the
+/// handshake (503 over the connection limit, 403 for an origin not allowed, 401 without the
+/// token) or accepts it.
+async fn open<R: Runtime>(
     stream: R::TcpStream,
     peer: SocketAddr,
-    hub: &'h Hub,
+    hub: &Arc<Hub>,
     gate: &Gate,
     args: &Bridge,
-) -> Option<(Connection<Message, R>, Place<'h>)> {
+) -> Option<Opened<R, R::TcpStream>> {
     let (head, stream) = http::read_head(stream)
         .await
         .map_err(|err| tracing::debug!(%peer, %err, "no request"))
@@ -162,6 +207,9 @@ async fn open<'h, R: Runtime>(
             tracing::debug!(%peer, %err, "health answer failed");
         }
         return None;
+    }
+    if head == Head::Mcp {
+        return Some(Opened::Http(stream));
     }
     let Some(place) = hub.admit(args.max_connections) else {
         refuse(stream).await;
@@ -174,7 +222,7 @@ async fn open<'h, R: Runtime>(
         .idle_timeout(args.idle_timeout.map(Duration::from_millis))
         .label(format!("ws:{peer}"));
     match Connection::accept_ws_with(stream, options, gate).await {
-        Ok(ws) => Some((ws, place)),
+        Ok(ws) => Some(Opened::Ws(ws, place)),
         Err(err) => {
             tracing::debug!(%err, "handshake refused or failed");
             None
@@ -211,16 +259,8 @@ async fn session<R: Runtime>(
     hub: &Hub,
     args: &Bridge,
 ) {
-    let options = args.spawning.apply(args.common.options());
-    let recorder = record::session(args.record.as_deref());
-    let options = record::options(options, recorder.as_ref());
-    let mut child = match args::program(&args.program)
-        .map_err(|e| e.to_string())
-        .and_then(|mut command| {
-            command.env(CLIENT_ADDR, peer.to_string());
-            Connection::<Message, R>::spawn(command, options).map_err(|e| e.to_string())
-        }) {
-        Ok(child) => child,
+    let (mut child, recorder) = match Program::start::<R>(args, peer) {
+        Ok(started) => started,
         Err(err) => {
             tracing::warn!(%err, "cannot start the program");
             ws.close_because(CloseReason::ProgramFailed);
@@ -276,10 +316,7 @@ async fn session<R: Runtime>(
             }
             Side::Child(Some(Event::Disconnected(_)) | None) => {
                 child_done = true;
-                child.close();
-                let status = child.wait().await;
-                reap::reap_group(child.pid());
-                record::finish_session(recorder.as_ref(), status);
+                let status = Program::end(&child, recorder.as_ref()).await;
                 if let Some(status) = status {
                     ws.close_because(CloseReason::ProgramEnded(status));
                 }
@@ -290,5 +327,39 @@ async fn session<R: Runtime>(
                 child.close();
             }
         }
+    }
+}
+
+/// A session's program: started with the flags' options, the client's address in
+/// `TETHER_CLIENT_ADDR` and, with `--record`, a transcript of its own.
+#[derive(Debug)]
+pub struct Program;
+
+impl Program {
+    /// Starts the program for a client at `peer`.
+    pub fn start<R: Runtime>(
+        args: &Bridge,
+        peer: SocketAddr,
+    ) -> Result<(Connection<Message, R>, Option<Recorder>), String> {
+        let options = args.spawning.apply(args.common.options());
+        let recorder = record::session(args.record.as_deref());
+        let options = record::options(options, recorder.as_ref());
+        let mut command = args::program(&args.program).map_err(|e| e.to_string())?;
+        command.env(CLIENT_ADDR, peer.to_string());
+        let child = Connection::<Message, R>::spawn(command, options).map_err(|e| e.to_string())?;
+        Ok((child, recorder))
+    }
+
+    /// Once the program's output has ended: shuts it down (the ladder), waits for its exit,
+    /// reaps what is left of its group and ends its transcript.
+    pub async fn end<R: Runtime>(
+        child: &Connection<Message, R>,
+        recorder: Option<&Recorder>,
+    ) -> Option<ExitStatus> {
+        child.close();
+        let status = child.wait().await;
+        reap::reap_group(child.pid());
+        record::finish_session(recorder, status);
+        status
     }
 }

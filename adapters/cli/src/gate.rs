@@ -8,7 +8,9 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use tether_io::async_tungstenite::tungstenite::handshake::server::{
     Callback, ErrorResponse, Request, Response,
 };
-use tether_io::async_tungstenite::tungstenite::http::{header, StatusCode};
+use tether_io::async_tungstenite::tungstenite::http::{
+    header, HeaderMap, HeaderValue, StatusCode, Uri,
+};
 
 use crate::args::{Auth, Bridge, Token};
 use crate::http::refusal;
@@ -66,35 +68,35 @@ impl Gate {
     }
 }
 
-/// The handshake's check: it goes on, or is refused with 403 for an `Origin` not allowed, or
-/// 401 without the token (in `Authorization: Bearer TOKEN` or `?token=TOKEN`).
-impl Callback for &Gate {
-    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
-        let foreign = request
-            .headers()
+impl Gate {
+    /// Whether a browser page from `origin` may make requests (`--allow-origin`).
+    pub fn allows_origin(&self, origin: &HeaderValue) -> bool {
+        self.origins
+            .iter()
+            .any(|allowed| origin == allowed.as_str())
+    }
+
+    /// Whether a request with these headers and URI may go on: `Err` with 403 for an
+    /// `Origin` not allowed, or 401 without the token (in `Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`). The websocket handshake and every HTTP request are checked alike.
+    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refused> {
+        let foreign = headers
             .get_all(header::ORIGIN)
             .iter()
-            .any(|origin| {
-                !self
-                    .origins
-                    .iter()
-                    .any(|allowed| origin == allowed.as_str())
-            });
+            .any(|origin| !self.allows_origin(origin));
         if foreign {
-            return Err(refusal(StatusCode::FORBIDDEN, "origin not allowed"));
+            return Err(Refused::Origin);
         }
         let Some(Token(token)) = &self.token else {
-            return Ok(response);
+            return Ok(());
         };
-        let bearer = request
-            .headers()
+        let bearer = headers
             .get_all(header::AUTHORIZATION)
             .iter()
             .filter_map(|value| value.to_str().ok()?.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, credential)| credential.trim().as_bytes().to_vec());
-        let query = request
-            .uri()
+        let query = uri
             .query()
             .unwrap_or_default()
             .split('&')
@@ -105,15 +107,54 @@ impl Callback for &Gate {
             same(&offered, token.as_bytes()) | matched
         });
         if matched {
-            Ok(response)
+            Ok(())
         } else {
-            let mut refused = refusal(StatusCode::UNAUTHORIZED, "a valid token is required");
-            refused.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            Err(refused)
+            Err(Refused::Token)
         }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// 403: a browser page from an origin not allowed.
+    Origin,
+    /// 401 (with `WWW-Authenticate: Bearer`): no valid token.
+    Token,
+}
+
+impl Refused {
+    /// The status to answer with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::Origin => StatusCode::FORBIDDEN,
+            Refused::Token => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The reason, for the response's body.
+    pub fn text(self) -> &'static str {
+        match self {
+            Refused::Origin => "origin not allowed",
+            Refused::Token => "a valid token is required",
+        }
+    }
+}
+
+/// The websocket handshake's check: [`Gate::check`].
+impl Callback for &Gate {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        self.check(request.headers(), request.uri())
+            .map_err(|refused| {
+                let mut refusal = refusal(refused.status(), refused.text());
+                if refused == Refused::Token {
+                    refusal
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                refusal
+            })?;
+        Ok(response)
     }
 }
 
@@ -128,9 +169,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// A token of `TOKEN_BYTES` from the OS's random source, in hex.
 fn generate() -> io::Result<Token> {
+    random_hex().map(Token)
+}
+
+/// 256 bits from the OS's random source, in hex: a token, or a session id no one can guess.
+pub fn random_hex() -> io::Result<String> {
     let mut bytes = [0; TOKEN_BYTES];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(Token(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

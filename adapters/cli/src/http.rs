@@ -20,7 +20,7 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// The health check's path.
-const HEALTH: &str = "/healthz";
+pub const HEALTH: &str = "/healthz";
 
 /// A stream whose first bytes, already read, are read again.
 #[derive(Debug)]
@@ -71,6 +71,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 pub enum Head {
     /// `GET /healthz`.
     Health,
+    /// Anything for MCP's endpoint (`/mcp`), which HTTP serves.
+    Mcp,
     /// Anything else: the websocket handshake decides.
     Other,
 }
@@ -96,6 +98,7 @@ pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
                 let path = path.split_once('?').map_or(path, |(path, _)| path);
                 break match (request.method, path) {
                     (Some("GET"), HEALTH) => Head::Health,
+                    (_, crate::mcp::PATH) => Head::Mcp,
                     _ => Head::Other,
                 };
             }
@@ -118,12 +121,19 @@ struct Health {
     connections: usize,
 }
 
-/// Answers a health check: 200 with `{"status":"ok","connections":N}`, then closes.
-pub async fn health(mut stream: impl Io, connections: usize) -> io::Result<()> {
-    let body = serde_json::to_string(&Health {
+/// The health check's answer: `{"status":"ok","connections":N}`, N counting the sessions
+/// alive, websocket and HTTP alike.
+pub fn health_body(connections: usize) -> String {
+    serde_json::to_string(&Health {
         status: "ok",
         connections,
-    })?;
+    })
+    .unwrap_or_default()
+}
+
+/// Answers a health check: 200 with [`health_body`], then closes.
+pub async fn health(mut stream: impl Io, connections: usize) -> io::Result<()> {
+    let body = health_body(connections);
     let response = Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, body.len())

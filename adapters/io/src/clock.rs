@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
-/// The current time.
+/// The current time. Public so that code built on these drivers (the `tether` command's
+/// HTTP sessions, say) hands its state machines the same clock instead of reading its own.
 #[allow(
     clippy::disallowed_methods,
     reason = "the single clock read of the drivers"
 )]
-pub(crate) fn now() -> Instant {
+pub fn now() -> Instant {
     Instant::now()
 }

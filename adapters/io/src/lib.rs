@@ -25,6 +25,7 @@ mod stream;
 mod timer;
 mod ws;
 
+pub use clock::now;
 pub use connection::{Connection, Sender};
 pub use error::Error;
 pub use listener::Listener;
