@@ -591,7 +591,10 @@ fn bridge_listening_line_gives_the_url_with_its_token() {
         .to_owned();
     assert_eq!(
         line,
-        format!("{{\"event\":\"listening\",\"addr\":\"{addr}\",\"url\":\"ws://{addr}/\"}}\n")
+        format!(
+            "{{\"event\":\"listening\",\"addr\":\"{addr}\",\"url\":\"ws://{addr}/\",\
+             \"mcp_url\":\"http://{addr}/mcp\"}}\n"
+        )
     );
     let mut stderr = child.stderr.take().unwrap();
     stop(child);
