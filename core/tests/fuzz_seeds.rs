@@ -13,7 +13,7 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 7] = [
+const TARGETS: [(&str, Harness); 8] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
@@ -21,6 +21,7 @@ const TARGETS: [(&str, Harness); 7] = [
     ("supervisor_ops", supervisor_ops),
     ("keepalive_ops", keepalive_ops),
     ("endpoint_ops", endpoint_ops),
+    ("streamable_ops", streamable_ops),
 ];
 
 #[allow(
@@ -45,6 +46,14 @@ fn keepalive_ops(data: &[u8]) {
 )]
 fn endpoint_ops(data: &[u8]) {
     harness::endpoint_ops(data, Instant::now());
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the session harness needs one real instant as the origin of its virtual time"
+)]
+fn streamable_ops(data: &[u8]) {
+    harness::streamable_ops(data, Instant::now());
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -156,4 +165,9 @@ fn every_target_is_replayed() {
     expected.sort();
     assert_eq!(stems("fuzz_targets"), expected, "fuzz/fuzz_targets");
     assert_eq!(stems("seeds"), expected, "fuzz/seeds");
+}
+
+#[test]
+fn streamable_ops_seeds() {
+    replay("streamable_ops");
 }
