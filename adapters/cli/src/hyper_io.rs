@@ -23,8 +23,10 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for HyperIo<S> {
     ) -> Poll<io::Result<()>> {
         // hyper's cursor hands out uninitialised memory only through `unsafe`; reading into
         // an initialised buffer and copying costs one copy of each chunk and no `unsafe`.
+        // `put_slice` panics past the cursor's room, so never read more than it has.
         let mut chunk = [0; CHUNK];
-        let n = std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut chunk))?;
+        let room = buf.remaining().min(CHUNK);
+        let n = std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut chunk[..room]))?;
         buf.put_slice(&chunk[..n]);
         Poll::Ready(Ok(()))
     }
