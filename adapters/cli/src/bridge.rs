@@ -208,7 +208,7 @@ async fn open<R: Runtime>(
         }
         return None;
     }
-    if head == Head::Mcp {
+    if head == Head::Http {
         return Some(Opened::Http(stream));
     }
     let Some(place) = hub.admit(args.max_connections) else {

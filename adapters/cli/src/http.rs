@@ -1,7 +1,7 @@
-//! The little HTTP the bridge speaks besides websocket handshakes: it reads a request's head
-//! before the handshake (to answer `GET /healthz`, which is no websocket upgrade), hands the
-//! bytes read on to the handshake, and writes plain responses. Parsing is httparse's, writing
-//! the head is tungstenite's.
+//! The little HTTP the bridge speaks before it knows what a connection is for: it reads the
+//! first request's head (to answer `GET /healthz` at once, and to tell a websocket handshake
+//! from the requests hyper serves), hands the bytes read on, and writes plain responses.
+//! Parsing is httparse's, writing the head is tungstenite's.
 
 use std::io;
 use std::pin::Pin;
@@ -71,10 +71,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 pub enum Head {
     /// `GET /healthz`.
     Health,
-    /// Anything for MCP's endpoint (`/mcp`), which HTTP serves.
-    Mcp,
-    /// Anything else: the websocket handshake decides.
-    Other,
+    /// A websocket handshake (`Upgrade: websocket`): the handshake decides.
+    Websocket,
+    /// Any other request (MCP's endpoint, or anything unknown, or not HTTP at all): HTTP
+    /// answers it.
+    Http,
 }
 
 /// Reads until the request head is complete (or over 16 KiB, or not HTTP); returns what
@@ -96,14 +97,20 @@ pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
             Ok(httparse::Status::Complete(_)) => {
                 let path = request.path.unwrap_or_default();
                 let path = path.split_once('?').map_or(path, |(path, _)| path);
+                let upgrade = request.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("upgrade")
+                        && String::from_utf8_lossy(h.value)
+                            .split(',')
+                            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+                });
                 break match (request.method, path) {
                     (Some("GET"), HEALTH) => Head::Health,
-                    (_, crate::mcp::PATH) => Head::Mcp,
-                    _ => Head::Other,
+                    _ if upgrade => Head::Websocket,
+                    _ => Head::Http,
                 };
             }
-            // Too long or not HTTP: the handshake says so.
-            Ok(httparse::Status::Partial) | Err(_) => break Head::Other,
+            // Too long or not HTTP: HTTP says so.
+            Ok(httparse::Status::Partial) | Err(_) => break Head::Http,
         }
     };
     let replay = Replay {
