@@ -8,6 +8,7 @@ pub mod gate;
 pub mod http;
 pub mod hyper_io;
 pub mod input;
+pub mod mcp_client;
 pub mod output;
 pub mod peer;
 pub mod reap;
