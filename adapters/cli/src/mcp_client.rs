@@ -438,6 +438,7 @@ impl Client {
         let stream = R::connect_tcp(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let stream = Capped(stream);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(HyperIo(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -672,6 +673,48 @@ impl Client {
             Ok(response) => tracing::debug!(status = %response.status(), "DELETE refused"),
             Err(err) => tracing::debug!(%err, "DELETE failed"),
         }
+    }
+}
+
+/// The most a [`Capped`] stream hands over per read: the least room hyper's HTTP/1 reader
+/// makes before it reads (its initial buffer size).
+const READ_CAP: usize = 8 * 1024;
+
+/// A stream whose reads return at most [`READ_CAP`] bytes.
+///
+/// A workaround: [`HyperIo`] reads up to 16 KiB at once and copies them into hyper's buffer,
+/// which panics when that buffer has less room, as it has for any response over 8 KiB that
+/// arrives in one burst. Capping the read below it keeps the copy within the room hyper
+/// reserves (except in the corner hyper's own buffer limit is nearly reached). Remove this
+/// once `HyperIo` reads no more than the cursor's `remaining()`.
+struct Capped<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(READ_CAP);
+        Pin::new(&mut self.0).poll_read(cx, &mut buf[..n])
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Capped<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
     }
 }
 
