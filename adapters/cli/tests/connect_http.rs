@@ -263,8 +263,10 @@ fn a_session_over_sse_keeps_its_id_and_ends_with_delete() {
             .map(|t| t["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"echo"), "{runtime}: {names:?}");
-        tether.send(&call(3, "echo", json!({"message": "hello"})));
-        assert_eq!(text(&tether.answer(3)[0]), "hello");
+        // Larger than any one read of the HTTP connection.
+        let large = "x".repeat(100_000);
+        tether.send(&call(3, "echo", json!({ "message": large })));
+        assert_eq!(text(&tether.answer(3)[0]), large);
         // The log message the tool sends during the call comes on the call's own stream,
         // before its answer.
         tether.send(&call(4, "chatty", json!({"message": "busy"})));
@@ -348,13 +350,16 @@ fn without_the_session_id_a_request_is_refused_and_reported() {
 }
 
 #[test]
-fn json_responses_come_in_order_from_piped_input() {
+fn json_responses_come_in_order_from_piped_input_and_are_recorded() {
+    let dir = std::env::temp_dir().join(format!("tether-http-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     for runtime in RUNTIMES {
         let server = Server::start(&["--json-response"]);
+        let transcript = dir.join(format!("{runtime}.jsonl"));
         let output = run(
             runtime,
             &server,
-            &[],
+            &["--record", transcript.to_str().unwrap()],
             &[
                 initialize(1),
                 initialized(),
@@ -373,6 +378,51 @@ fn json_responses_come_in_order_from_piped_input() {
         assert_eq!(text(&output[3]), "two");
         assert_eq!(output[4], json!({"event": "disconnected", "reason": null}));
         server.until("DELETE", |r| r["method"] == "DELETE");
+
+        // The transcript has every message each way, and the end.
+        let lines: Vec<Value> = std::fs::read_to_string(&transcript)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let frames = |dir: &str| {
+            lines
+                .iter()
+                .filter(|l| l["dir"] == dir)
+                .map(|l| l["frame"]["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        let sent = [json!(1), Value::Null, json!(2), json!(3), json!(4)];
+        assert_eq!(frames("out"), sent, "{lines:#?}");
+        assert_eq!(frames("in"), [json!(1), json!(2), json!(3), json!(4)]);
+        assert!(lines.last().unwrap().get("end").is_some(), "{lines:#?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_signal_ends_the_session_with_delete() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        tether.send(&initialize(1));
+        tether.answer(1);
+        tether.send(&initialized());
+        server.until("GET stream", |r| r["method"] == "GET");
+        let pid = rustix::process::Pid::from_raw(tether.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        // stdin stays open: the signal alone ends the session.
+        let events = until(&tether.events, "disconnected", |e| {
+            e["event"] == "disconnected"
+        });
+        assert_eq!(
+            events,
+            [json!({"event": "disconnected", "reason": null})],
+            "{runtime}"
+        );
+        tether.exit();
+        let end = server.until("DELETE", |r| r["method"] == "DELETE");
+        assert_eq!(end.last().unwrap()["status"], 200, "{end:#?}");
     }
 }
 
