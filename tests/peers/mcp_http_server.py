@@ -14,7 +14,9 @@ reaches the SDK.
 Tools: `echo` (returns `message`), `chatty` (sends a log message and a progress notification
 on the call's own stream, then returns `message`), `broadcast` (sends a log message with no
 related request, which the SDK routes to the standalone GET stream), and `drop_stream` (closes
-the standalone GET stream, so that the client must reconnect with `Last-Event-ID`).
+the standalone GET stream, so that the client must reconnect with `Last-Event-ID`), and
+`interrupted` (closes its own call's stream before it logs and answers, so that the client must
+resume it with `GET` and `Last-Event-ID`). Both need protocol revision 2025-11-25 or later.
 """
 
 import argparse
@@ -58,6 +60,17 @@ async def broadcast(message: str, ctx: Context) -> str:
     """Sends `message` as a log message on the standalone GET stream."""
     await ctx.session.send_log_message(level="info", data=message, logger="broadcast", related_request_id=None)
     return "sent"
+
+
+@server.tool()
+async def interrupted(message: str, ctx: Context) -> str:
+    """Closes its own SSE stream, then logs and echoes back the message: a resuming client
+    receives both through GET with Last-Event-ID."""
+    await ctx.close_sse_stream()
+    await ctx.session.send_log_message(
+        level="info", data=f"resumed {message}", logger="interrupted", related_request_id=ctx.request_id
+    )
+    return message
 
 
 @server.tool()

@@ -296,23 +296,52 @@ enum Kind {
     /// A response or error, our answer to the server's request: sent at once, concurrently,
     /// since what the server does next may wait for it.
     Answer,
-    /// A request, a notification or a batch: sent in order, each once the server has started
-    /// to answer the one before, so the server sees them in the order they were written.
-    Other,
+    /// A request, with its id (an SSE stream that drops before its answer is resumed), a
+    /// notification (`None`) or a batch: sent in order, each once the server has started to
+    /// answer the one before, so the server sees them in the order they were written.
+    Other(Option<Value>),
 }
 
 impl Kind {
     fn of(message: &Value) -> Kind {
+        let id = message.get("id").cloned();
         match message.get("method") {
-            Some(Value::String(method)) if method == "initialize" => message
-                .get("id")
-                .cloned()
-                .map_or(Kind::Other, Kind::Initialize),
-            Some(_) => Kind::Other,
+            Some(Value::String(method)) if method == "initialize" => {
+                id.map_or(Kind::Other(None), Kind::Initialize)
+            }
+            Some(_) => Kind::Other(id),
             None if message.is_object() => Kind::Answer,
-            None => Kind::Other,
+            None => Kind::Other(None),
         }
     }
+}
+
+/// Where an SSE stream stands, to resume it: the last event id seen, and the wait before
+/// reconnecting (the server's `retry:`, else [`RECONNECT_DELAY`]).
+#[derive(Debug)]
+struct Cursor {
+    last_id: Option<HeaderValue>,
+    delay: Duration,
+}
+
+impl Cursor {
+    fn new() -> Self {
+        Cursor {
+            last_id: None,
+            delay: RECONNECT_DELAY,
+        }
+    }
+}
+
+/// How reading an SSE stream ended.
+enum Pumped {
+    /// The answer awaited was handed on.
+    Answered,
+    /// The stream ended first; `received` says whether it carried anything (an event id or a
+    /// message), which makes it worth reopening again.
+    Ended { received: bool },
+    /// The inbound pipe has ended: nothing more is wanted.
+    Closed,
 }
 
 /// How a response's body is to be read.
@@ -369,23 +398,24 @@ async fn run<R: Runtime>(client: Arc<Client>, outbound: piper::Reader, stop: cha
                 let client = Arc::clone(&client);
                 let stop = client.stop.clone();
                 R::spawn(async move {
-                    future::or(client.post::<R>(body, None), async {
+                    future::or(client.post::<R>(body, None, false), async {
                         let _ = stop.recv().await;
                     })
                     .await;
                 });
             }
             Kind::Initialize(id) => {
-                client.post::<R>(body, Some(id)).await;
+                client.post::<R>(body, Some(id), true).await;
                 if !listening && client.session().is_some() {
                     listening = true;
                     let stop = client.stop.clone();
-                    R::spawn(future::or(Arc::clone(&client).listen::<R>(), async move {
+                    let listen = Arc::clone(&client).get::<R>(Cursor::new(), None, false);
+                    R::spawn(future::or(listen, async move {
                         let _ = stop.recv().await;
                     }));
                 }
             }
-            Kind::Other => client.post::<R>(body, None).await,
+            Kind::Other(id) => client.post::<R>(body, id, false).await,
         }
     }
     client.closing.store(true, Ordering::SeqCst);
@@ -467,8 +497,8 @@ impl Client {
 
     /// POSTs one message (or batch) and hands on what comes back. Returns once the server has
     /// started to answer; an SSE stream is then read on a task of its own, except for
-    /// `initialize`, whose answer is awaited.
-    async fn post<R: Runtime>(self: &Arc<Self>, body: Bytes, initialize: Option<Value>) {
+    /// `initialize`, whose answer is awaited. `id` is the request's, if it is one.
+    async fn post<R: Runtime>(self: &Arc<Self>, body: Bytes, id: Option<Value>, initialize: bool) {
         let mut request = self.request(Method::POST, ACCEPT_POST, body);
         request.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -484,7 +514,7 @@ impl Client {
             }
         };
         let status = response.status();
-        if initialize.is_some() && status.is_success() {
+        if initialize && status.is_success() {
             if let Some(session) = response.headers().get(SESSION_ID) {
                 self.lock().session = Some(session.clone());
             }
@@ -497,25 +527,21 @@ impl Client {
             return;
         }
         match Body::of(&response) {
-            Body::Json => self.json(response, initialize.as_ref()).await,
+            Body::Json => {
+                let id = id.filter(|_| initialize);
+                self.json(response, id.as_ref()).await
+            }
             Body::Events => {
-                let mut events = SseStream::new(response.into_body());
-                if let Some(id) = &initialize {
-                    self.pump(&mut events, Some(id)).await;
+                let events = SseStream::new(response.into_body());
+                let follow = Arc::clone(self).follow::<R>(events, id, initialize);
+                if initialize {
+                    follow.await;
+                } else {
+                    let stop = self.stop.clone();
+                    R::spawn(future::or(follow, async move {
+                        let _ = stop.recv().await;
+                    }));
                 }
-                let this = Arc::clone(self);
-                let stop = self.stop.clone();
-                R::spawn(async move {
-                    future::or(
-                        async {
-                            this.pump(&mut events, None).await;
-                        },
-                        async {
-                            let _ = stop.recv().await;
-                        },
-                    )
-                    .await;
-                });
             }
             Body::Other => {
                 let body = quote(response).await;
@@ -538,7 +564,7 @@ impl Client {
             Ok(body) => {
                 let body = body.to_bytes();
                 if let Some(id) = initialize {
-                    self.observe(&body, id);
+                    self.answers(&body, id, true);
                 }
                 self.sink.line(&body).await;
             }
@@ -550,9 +576,35 @@ impl Client {
         }
     }
 
+    /// Reads a POST's SSE stream until the answer to `id`; a stream that drops before it, once
+    /// an event id was seen, is resumed with `GET` and `Last-Event-ID`, as the transport says.
+    async fn follow<R: Runtime>(
+        self: Arc<Self>,
+        mut events: SseStream<Incoming>,
+        id: Option<Value>,
+        initialize: bool,
+    ) {
+        let mut cursor = Cursor::new();
+        let ended = self
+            .pump(&mut events, id.as_ref(), initialize, &mut cursor)
+            .await;
+        drop(events);
+        if matches!(ended, Pumped::Ended { .. }) && id.is_some() && cursor.last_id.is_some() {
+            tracing::debug!(?cursor, "resuming a POST's stream");
+            self.get::<R>(cursor, id, initialize).await;
+        }
+    }
+
     /// Hands on each event of an SSE stream until it ends or, with `until`, until the answer
-    /// to that request id has been handed on. Returns whether it was.
-    async fn pump(&self, events: &mut SseStream<Incoming>, until: Option<&Value>) -> bool {
+    /// to that request id has been handed on; keeps the stream's cursor.
+    async fn pump(
+        &self,
+        events: &mut SseStream<Incoming>,
+        until: Option<&Value>,
+        initialize: bool,
+        cursor: &mut Cursor,
+    ) -> Pumped {
+        let mut received = false;
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(event) => event,
@@ -561,21 +613,32 @@ impl Client {
                     break;
                 }
             };
-            let Some(data) = event.data else { continue };
-            let found = until.is_some_and(|id| self.observe(data.as_bytes(), id));
-            if !self.sink.line(data.as_bytes()).await {
-                return false;
+            if let Some(id) = event.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                cursor.last_id = Some(id);
+                received = true;
             }
-            if found {
-                return true;
+            if let Some(retry) = event.retry {
+                cursor.delay = Duration::from_millis(retry);
+            }
+            // A priming event carries an id and no message.
+            let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
+                continue;
+            };
+            received = true;
+            let answered = until.is_some_and(|id| self.answers(data.as_bytes(), id, initialize));
+            if !self.sink.line(data.as_bytes()).await {
+                return Pumped::Closed;
+            }
+            if answered {
+                return Pumped::Answered;
             }
         }
-        false
+        Pumped::Ended { received }
     }
 
-    /// Whether `payload` answers the initialize request `id`; its `protocolVersion` is kept,
-    /// to go with every later request.
-    fn observe(&self, payload: &[u8], id: &Value) -> bool {
+    /// Whether `payload` answers the request `id`; for `initialize`, its `protocolVersion` is
+    /// kept, to go with every later request.
+    fn answers(&self, payload: &[u8], id: &Value, initialize: bool) -> bool {
         let Ok(message) = serde_json::from_slice::<Value>(payload) else {
             return false;
         };
@@ -589,7 +652,7 @@ impl Client {
             .pointer("/result/protocolVersion")
             .and_then(Value::as_str)
             .and_then(|v| HeaderValue::from_str(v).ok());
-        if let Some(version) = version {
+        if let (true, Some(version)) = (initialize, version) {
             self.lock().protocol = Some(version);
         }
         true
@@ -614,41 +677,37 @@ impl Client {
         self.sink.line(line.trim_end().as_bytes()).await;
     }
 
-    /// The GET stream of the server's own requests and notifications, reopened with
-    /// `Last-Event-ID` when it drops, a bounded number of times in a row.
-    async fn listen<R: Runtime>(self: Arc<Self>) {
-        let mut last_id: Option<HeaderValue> = None;
-        let mut delay = RECONNECT_DELAY;
+    /// A `GET` stream, reopened with `Last-Event-ID` when it drops, a bounded number of times
+    /// in a row: with `until`, the resumption of a POST's stream up to that request's answer;
+    /// without, the server's own stream of requests and notifications (which a 405 says the
+    /// server does not offer).
+    async fn get<R: Runtime>(
+        self: Arc<Self>,
+        mut cursor: Cursor,
+        until: Option<Value>,
+        initialize: bool,
+    ) {
         let mut failures = 0;
         loop {
             let mut request = self.request(Method::GET, ACCEPT_SSE, Bytes::new());
-            if let Some(id) = &last_id {
+            if let Some(id) = &cursor.last_id {
                 request.headers_mut().insert(LAST_EVENT_ID, id.clone());
             }
             let mut received = false;
             match self.send::<R>(request, false).await {
                 Err(err) => tracing::debug!(%err, "the GET stream failed"),
-                // The server offers no stream of its own.
                 Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => return,
                 Ok(response) if !response.status().is_success() => {
                     return self.refused("GET", response).await
                 }
                 Ok(response) => {
                     let mut events = SseStream::new(response.into_body());
-                    while let Some(Ok(event)) = events.next().await {
-                        if let Some(id) = event.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                            last_id = Some(id);
-                            received = true;
-                        }
-                        if let Some(retry) = event.retry {
-                            delay = Duration::from_millis(retry);
-                        }
-                        if let Some(data) = event.data {
-                            if !self.sink.line(data.as_bytes()).await {
-                                return;
-                            }
-                            received = true;
-                        }
+                    match self
+                        .pump(&mut events, until.as_ref(), initialize, &mut cursor)
+                        .await
+                    {
+                        Pumped::Answered | Pumped::Closed => return,
+                        Pumped::Ended { received: r } => received = r,
                     }
                 }
             }
@@ -657,11 +716,11 @@ impl Client {
             }
             failures = if received { 0 } else { failures + 1 };
             if failures > RECONNECTS {
-                tracing::warn!("the GET stream keeps failing; the server's own messages are no longer received");
+                tracing::warn!(?until, "a GET stream keeps failing; no longer reopened");
                 return;
             }
-            tracing::debug!(?last_id, "reopening the GET stream");
-            R::sleep(delay.saturating_mul(1 << failures.min(RECONNECTS))).await;
+            tracing::debug!(?cursor, "reopening a GET stream");
+            R::sleep(cursor.delay.saturating_mul(1 << failures)).await;
         }
     }
 

@@ -427,7 +427,7 @@ fn a_signal_ends_the_session_with_delete() {
 }
 
 #[test]
-fn the_get_stream_carries_the_servers_messages_and_resumes_after_a_drop() {
+fn get_streams_carry_the_servers_messages_and_resume_after_a_drop() {
     for runtime in RUNTIMES {
         let server = Server::start(&[]);
         let mut tether = connected(runtime, &server, &[]);
@@ -451,6 +451,17 @@ fn the_get_stream_carries_the_servers_messages_and_resumes_after_a_drop() {
         tether.send(&call(4, "broadcast", json!({"message": "second"})));
         let events = tether.answer_and_broadcast(4, "second");
         assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+
+        // A call's own stream, closed before its answer, is resumed through GET.
+        tether.send(&call(5, "interrupted", json!({"message": "third"})));
+        let events = tether.answer(5);
+        assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+        assert_eq!(events[0]["message"]["params"]["data"], "resumed third");
+        assert_eq!(text(&events[1]), "third");
+        let resumed = server.until("call 5 resumed", |r| {
+            r["method"] == "GET" && r["last_event_id"].is_string()
+        });
+        assert_eq!(resumed.last().unwrap()["status"], 200, "{resumed:#?}");
         assert_eq!(
             tether.finish(),
             [json!({"event": "disconnected", "reason": null})]
