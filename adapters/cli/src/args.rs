@@ -26,7 +26,8 @@ pub enum Command {
     /// Spawn PROGRAM in its own process group and speak JSON-RPC over its stdin and stdout
     /// (without PROGRAM, the built-in peer).
     Run(Run),
-    /// Speak JSON-RPC to ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH.
+    /// Speak JSON-RPC to ws://HOST:PORT/PATH, http://HOST:PORT/PATH (MCP's Streamable HTTP),
+    /// tcp://HOST:PORT or unix:PATH.
     Connect(Connect),
     /// Serve a websocket on ADDR; each connection gets its own PROGRAM.
     Bridge(Bridge),
@@ -185,31 +186,46 @@ pub struct Connect {
     /// What standard output carries.
     #[arg(long, value_enum, default_value = "events")]
     pub output: Mode,
-    /// A header for the websocket handshake, `NAME: VALUE` (repeatable; ws:// only).
+    /// A header for the websocket handshake, or for every HTTP request, `NAME: VALUE`
+    /// (repeatable; ws:// and http:// only).
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = header)]
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Sends `Authorization: Bearer TOKEN` with the websocket handshake, TOKEN being the
-    /// file's first line (ws:// only).
+    /// Sends `Authorization: Bearer TOKEN` with the websocket handshake, or with every HTTP
+    /// request, TOKEN being the file's first line (ws:// and http:// only).
     #[arg(long, value_name = "PATH", value_parser = token_file)]
     pub token_file: Option<Token>,
     /// Record every frame in and out, and the end, to FILE (JSON lines).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH.
+    /// ws://HOST:PORT/PATH, http://HOST:PORT/PATH (an MCP Streamable HTTP endpoint),
+    /// tcp://HOST:PORT or unix:PATH.
     pub url: String,
 }
 
 impl Connect {
-    /// Handshake options for a URL without a handshake are a usage error.
+    /// Handshake options for a URL without a handshake, and https:// (tether has no TLS stack),
+    /// are usage errors.
     pub fn check(&self) -> Result<(), clap::Error> {
+        if self.url.starts_with("https://") {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                "https:// is not supported: tether has no TLS; use http://, through a local \
+                 TLS-terminating proxy for a TLS server\n",
+            ));
+        }
         let handshake = !self.headers.is_empty() || self.token_file.is_some();
-        if handshake && !self.url.starts_with("ws://") {
+        if handshake && !self.is_http() && !self.url.starts_with("ws://") {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--header and --token-file need a ws:// URL\n",
+                "--header and --token-file need a ws:// or http:// URL\n",
             ));
         }
         Ok(())
+    }
+
+    /// Whether the URL is an MCP Streamable HTTP endpoint.
+    pub fn is_http(&self) -> bool {
+        self.url.starts_with("http://")
     }
 }
 

@@ -9,6 +9,7 @@ pub mod http;
 pub mod hyper_io;
 pub mod input;
 pub mod mcp;
+pub mod mcp_client;
 pub mod output;
 pub mod peer;
 pub mod reap;

@@ -1,0 +1,573 @@
+//! `tether connect http://…` against the official Python MCP SDK's own Streamable HTTP server
+//! (`tests/peers/mcp_http_server.py`, the SDK installed into `.peers/venv` by
+//! `scripts/install-peers`), under both runtimes.
+//!
+//! The server reports every request it answered on its standard output (method, status, and
+//! the session, protocol and `Last-Event-ID` headers), so each test waits for what the server
+//! saw rather than sleeping.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test bounds its own waits; the rule is for the command's code"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const RUNTIMES: [&str; 2] = ["tokio", "smol"];
+
+/// How long any one wait here may take before the test fails instead of hanging.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// The protocol revision the tests' `initialize` asks for, which the SDK accepts.
+const PROTOCOL: &str = "2025-06-18";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python of `.peers/venv`, which must have been installed.
+fn python() -> Command {
+    let python = root().join(".peers/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does)",
+        python.display()
+    );
+    Command::new(python)
+}
+
+fn tether() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// The lines of `reader`, each parsed as JSON, on a channel (read on a thread of their own, so
+/// that every wait can be bounded).
+fn json_lines(reader: impl Read + Send + 'static) -> Receiver<Value> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Receives lines until one satisfies `wanted`; returns every line received, that one last.
+fn until(lines: &Receiver<Value>, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(GUARD) {
+            Ok(line) => {
+                let done = wanted(&line);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no {what} ({e}); received: {seen:#?}"),
+        }
+    }
+}
+
+/// The SDK's server: its process (which ends with its stdin), the requests it reports, and
+/// its URL.
+struct Server {
+    child: Child,
+    requests: Receiver<Value>,
+    url: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Self {
+        let mut child = python()
+            .arg(root().join("tests/peers/mcp_http_server.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let requests = json_lines(child.stdout.take().unwrap());
+        let listening = until(&requests, "listening line", |_| true).remove(0);
+        assert_eq!(listening["event"], "listening", "{listening}");
+        let url = format!("http://127.0.0.1:{}/mcp", listening["port"]);
+        Server {
+            child,
+            requests,
+            url,
+        }
+    }
+
+    /// Requests reported until one satisfies `wanted`, that one last.
+    fn until(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        until(&self.requests, what, wanted)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `tether connect`, fed line by line.
+struct Tether {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Value>,
+}
+
+impl Tether {
+    fn start(args: &[&str]) -> Self {
+        let mut child = tether()
+            .arg("connect")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let events = json_lines(child.stdout.take().unwrap());
+        Tether {
+            child,
+            stdin,
+            events,
+        }
+    }
+
+    /// Writes one line; a tether that has already ended (its session did) is left to the
+    /// checks of its output.
+    fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().unwrap();
+        let _ = writeln!(stdin, "{message}").and_then(|()| stdin.flush());
+    }
+
+    /// Events until the answer to request `id`, that one last.
+    fn answer(&self, id: u64) -> Vec<Value> {
+        until(&self.events, &format!("answer to {id}"), |e| {
+            e["event"] == "message" && e["message"]["id"] == id
+        })
+    }
+
+    /// Events until both the answer to request `id` and the log message `data` (from another
+    /// stream, so in either order) have come.
+    fn answer_and_broadcast(&self, id: u64, data: &str) -> Vec<Value> {
+        let is_broadcast = |e: &Value| e["message"]["params"]["data"] == data;
+        let mut events = self.answer(id);
+        if !events.iter().any(is_broadcast) {
+            events.extend(until(&self.events, data, is_broadcast));
+        }
+        events
+    }
+
+    /// Ends stdin; returns the events up to `disconnected`, after which tether must exit 0.
+    fn finish(mut self) -> Vec<Value> {
+        drop(self.stdin.take());
+        let events = until(&self.events, "disconnected", |e| {
+            e["event"] == "disconnected"
+        });
+        self.exit();
+        events
+    }
+
+    /// Waits for tether to exit, which it must do with status 0.
+    fn exit(self) {
+        let (tx, rx) = channel();
+        let mut child = self.child;
+        std::thread::spawn(move || tx.send(child.wait()));
+        let status = rx
+            .recv_timeout(GUARD)
+            .expect("tether did not exit")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+fn initialize(id: u64) -> Value {
+    initialize_at(id, PROTOCOL)
+}
+
+fn initialize_at(id: u64, protocol: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": protocol,
+        "capabilities": {},
+        "clientInfo": {"name": "tether-test", "version": "0"}
+    }})
+}
+
+fn initialized() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+}
+
+fn call(id: u64, tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}})
+}
+
+fn list(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"})
+}
+
+/// The text of a tools/call answer.
+fn text(event: &Value) -> &str {
+    event["message"]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a tool result: {event}"))
+}
+
+/// The server's requests, as `METHOD STATUS`.
+fn summary(requests: &[Value]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["status"]))
+        .collect()
+}
+
+/// `tether connect http://` with the first line of input sent.
+fn connected(runtime: &str, server: &Server, extra: &[&str]) -> Tether {
+    let mut args = vec!["--runtime", runtime];
+    args.extend_from_slice(extra);
+    args.push(&server.url);
+    Tether::start(&args)
+}
+
+#[test]
+fn a_session_over_sse_keeps_its_id_and_ends_with_delete() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        tether.send(&initialize(1));
+        let init = tether.answer(1);
+        assert_eq!(init.len(), 1, "{init:#?}");
+        assert_eq!(init[0]["message"]["result"]["protocolVersion"], PROTOCOL);
+        tether.send(&initialized());
+        tether.send(&list(2));
+        let tools = tether.answer(2);
+        let names: Vec<_> = tools[0]["message"]["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"echo"), "{runtime}: {names:?}");
+        // Larger than any one read of the HTTP connection.
+        let large = "x".repeat(100_000);
+        tether.send(&call(3, "echo", json!({ "message": large })));
+        assert_eq!(text(&tether.answer(3)[0]), large);
+        // The log message the tool sends during the call comes on the call's own stream,
+        // before its answer.
+        tether.send(&call(4, "chatty", json!({"message": "busy"})));
+        let events = tether.answer(4);
+        assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+        assert_eq!(events[0]["message"]["method"], "notifications/message");
+        assert_eq!(events[0]["message"]["params"]["data"], "working on busy");
+        assert_eq!(text(&events[1]), "busy");
+        let end = tether.finish();
+        assert_eq!(end, [json!({"event": "disconnected", "reason": null})]);
+
+        // Every request after initialize carried the session id and the negotiated revision;
+        // the GET stream was opened; the session ended with DELETE.
+        let requests = server.until("DELETE", |r| r["method"] == "DELETE");
+        let mut posts = summary(&requests);
+        posts.retain(|r| !r.starts_with("GET"));
+        assert_eq!(
+            posts,
+            [
+                "POST 200",
+                "POST 202",
+                "POST 200",
+                "POST 200",
+                "POST 200",
+                "DELETE 200"
+            ],
+            "{runtime}: {requests:#?}"
+        );
+        assert!(requests[0]["session"].is_null(), "{requests:#?}");
+        let session = requests[1]["session"].as_str().unwrap().to_owned();
+        for request in &requests[1..] {
+            assert_eq!(request["session"], session.as_str(), "{request}");
+            assert_eq!(request["protocol"], PROTOCOL, "{request}");
+        }
+        assert!(
+            requests
+                .iter()
+                .any(|r| r["method"] == "GET" && r["status"] == 200),
+            "{runtime}: no GET stream: {requests:#?}"
+        );
+
+        // The session is gone: a request with its id gets 404, reported as such.
+        let header = format!("Mcp-Session-Id: {session}");
+        let output = run(
+            runtime,
+            &server,
+            &["--linger", "100", "--header", &header],
+            &[list(5)],
+        );
+        assert_eq!(output.len(), 2, "{output:#?}");
+        assert_eq!(output[0]["event"], "malformed", "{output:#?}");
+        let reason = output[0]["reason"].as_str().unwrap();
+        assert!(reason.contains("HTTP 404 Not Found from POST"), "{reason}");
+        assert_eq!(server.until("404", |_| true)[0]["status"], 404);
+    }
+}
+
+/// Runs `tether connect` with `lines` on stdin, to the end; its events.
+fn run(runtime: &str, server: &Server, extra: &[&str], lines: &[Value]) -> Vec<Value> {
+    let mut tether = connected(runtime, server, extra);
+    for line in lines {
+        tether.send(line);
+    }
+    tether.finish()
+}
+
+#[test]
+fn without_the_session_id_a_request_is_refused_and_reported() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let output = run(runtime, &server, &["--linger", "100"], &[list(1)]);
+        assert_eq!(output.len(), 2, "{output:#?}");
+        assert_eq!(output[0]["event"], "malformed", "{output:#?}");
+        let reason = output[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("HTTP 400 Bad Request from POST"),
+            "{reason}"
+        );
+        assert_eq!(output[1]["event"], "disconnected");
+    }
+}
+
+#[test]
+fn json_responses_come_in_order_from_piped_input_and_are_recorded() {
+    let dir = std::env::temp_dir().join(format!("tether-http-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for runtime in RUNTIMES {
+        let server = Server::start(&["--json-response"]);
+        let transcript = dir.join(format!("{runtime}.jsonl"));
+        let output = run(
+            runtime,
+            &server,
+            &["--record", transcript.to_str().unwrap()],
+            &[
+                initialize(1),
+                initialized(),
+                list(2),
+                call(3, "echo", json!({"message": "one"})),
+                call(4, "echo", json!({"message": "two"})),
+            ],
+        );
+        let ids: Vec<_> = output.iter().map(|e| e["message"]["id"].clone()).collect();
+        assert_eq!(
+            ids,
+            [json!(1), json!(2), json!(3), json!(4), Value::Null],
+            "{runtime}: {output:#?}"
+        );
+        assert_eq!(text(&output[2]), "one");
+        assert_eq!(text(&output[3]), "two");
+        assert_eq!(output[4], json!({"event": "disconnected", "reason": null}));
+        server.until("DELETE", |r| r["method"] == "DELETE");
+
+        // The transcript has every message each way, and the end.
+        let lines: Vec<Value> = std::fs::read_to_string(&transcript)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let frames = |dir: &str| {
+            lines
+                .iter()
+                .filter(|l| l["dir"] == dir)
+                .map(|l| l["frame"]["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        let sent = [json!(1), Value::Null, json!(2), json!(3), json!(4)];
+        assert_eq!(frames("out"), sent, "{lines:#?}");
+        assert_eq!(frames("in"), [json!(1), json!(2), json!(3), json!(4)]);
+        assert!(lines.last().unwrap().get("end").is_some(), "{lines:#?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_signal_ends_the_session_with_delete() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        tether.send(&initialize(1));
+        tether.answer(1);
+        tether.send(&initialized());
+        server.until("GET stream", |r| r["method"] == "GET");
+        let pid = rustix::process::Pid::from_raw(tether.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        // stdin stays open: the signal alone ends the session.
+        let events = until(&tether.events, "disconnected", |e| {
+            e["event"] == "disconnected"
+        });
+        assert_eq!(
+            events,
+            [json!({"event": "disconnected", "reason": null})],
+            "{runtime}"
+        );
+        tether.exit();
+        let end = server.until("DELETE", |r| r["method"] == "DELETE");
+        assert_eq!(end.last().unwrap()["status"], 200, "{end:#?}");
+    }
+}
+
+#[test]
+fn get_streams_carry_the_servers_messages_and_resume_after_a_drop() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        // The SDK closes streams for resumption (and sends priming events, ids with no data)
+        // only from this revision on.
+        tether.send(&initialize_at(1, "2025-11-25"));
+        tether.answer(1);
+        tether.send(&initialized());
+        // The SDK drops messages for a GET stream that is not open yet.
+        server.until("GET stream", |r| r["method"] == "GET" && r["status"] == 200);
+        tether.send(&call(2, "broadcast", json!({"message": "first"})));
+        let events = tether.answer_and_broadcast(2, "first");
+        assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+
+        tether.send(&call(3, "drop_stream", json!({})));
+        tether.answer(3);
+        let reopened = server.until("GET stream reopened", |r| r["method"] == "GET");
+        let reopened = reopened.last().unwrap();
+        assert_eq!(reopened["status"], 200, "{reopened}");
+        assert!(reopened["last_event_id"].is_string(), "{reopened}");
+        tether.send(&call(4, "broadcast", json!({"message": "second"})));
+        let events = tether.answer_and_broadcast(4, "second");
+        assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+
+        // A call's own stream, closed before its answer, is resumed through GET.
+        tether.send(&call(5, "interrupted", json!({"message": "third"})));
+        let events = tether.answer(5);
+        assert_eq!(events.len(), 2, "{runtime}: {events:#?}");
+        assert_eq!(events[0]["message"]["params"]["data"], "resumed third");
+        assert_eq!(text(&events[1]), "third");
+        let resumed = server.until("call 5 resumed", |r| {
+            r["method"] == "GET" && r["last_event_id"].is_string()
+        });
+        assert_eq!(resumed.last().unwrap()["status"], 200, "{resumed:#?}");
+        assert_eq!(
+            tether.finish(),
+            [json!({"event": "disconnected", "reason": null})]
+        );
+    }
+}
+
+#[test]
+fn a_session_the_server_ended_disconnects_with_the_reason() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        tether.send(&initialize(1));
+        tether.answer(1);
+        tether.send(&initialized());
+        let requests = server.until("initialized", |r| r["status"] == 202);
+        let session = requests.last().unwrap()["session"].as_str().unwrap();
+        // The session ends behind tether's back.
+        let status = python()
+            .arg("-c")
+            .arg(
+                "import sys, urllib.request as u\n\
+                 r = u.Request(sys.argv[1], method='DELETE', headers={'Mcp-Session-Id': sys.argv[2], 'MCP-Protocol-Version': sys.argv[3]})\n\
+                 u.urlopen(r).read()",
+            )
+            .args([&server.url, session, PROTOCOL])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tether.send(&list(2));
+        let events = until(&tether.events, "disconnected", |e| {
+            e["event"] == "disconnected"
+        });
+        let reason = events.last().unwrap()["reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            reason.contains("the server ended the session (HTTP 404"),
+            "{runtime}: {events:#?}"
+        );
+        assert!(
+            events.iter().all(|e| e["event"] != "message"),
+            "{events:#?}"
+        );
+        tether.exit();
+    }
+}
+
+#[test]
+fn a_bearer_token_goes_with_every_request_and_its_absence_is_reported() {
+    let dir = std::env::temp_dir().join(format!("tether-http-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "sesame\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    for runtime in RUNTIMES {
+        let server = Server::start(&["--token", "sesame"]);
+        let output = run(runtime, &server, &["--linger", "100"], &[initialize(1)]);
+        assert_eq!(output.len(), 2, "{output:#?}");
+        let reason = output[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("HTTP 401 Unauthorized from POST"),
+            "{reason}"
+        );
+        assert_eq!(server.until("401", |_| true)[0]["status"], 401);
+
+        let output = run(
+            runtime,
+            &server,
+            &["--token-file", token_file, "--header", "X-Extra: 1"],
+            &[initialize(1), initialized(), list(2)],
+        );
+        let ids: Vec<_> = output.iter().map(|e| e["message"]["id"].clone()).collect();
+        assert_eq!(ids, [json!(1), json!(2), Value::Null], "{output:#?}");
+        let requests = server.until("DELETE", |r| r["method"] == "DELETE");
+        assert!(requests.iter().all(|r| r["status"] != 401), "{requests:#?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn https_is_a_usage_error() {
+    let output = tether()
+        .args(["connect", "https://127.0.0.1:1/mcp"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_server_fails_at_once() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = tether()
+        .args(["connect", &format!("http://127.0.0.1:{port}/mcp")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
