@@ -329,8 +329,13 @@ impl Session {
     /// notification goes to the stream of the request that asked for it by its token.
     /// Anything else goes to the `GET` stream while one is open, else to the newest open
     /// request stream, else is kept for the next `GET`.
+    ///
+    /// Once the session is over, every stream has ended and nobody can read a message any
+    /// more: what the program says while it shuts down is counted in
+    /// [`dropped`](Self::dropped) and goes nowhere.
     pub fn handle_child(&mut self, message: Message, now: Instant) {
-        if self.state == State::Ended {
+        if self.state != State::Open {
+            self.dropped += 1;
             return;
         }
         self.deliver(message);
@@ -411,7 +416,8 @@ impl Session {
         self.kept <= self.settings.buffer
     }
 
-    /// Events dropped, over the buffer, before the client they were for came back.
+    /// Events dropped: over the buffer before the client they were for came back, or said by
+    /// the program once the session was over.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -484,7 +490,9 @@ impl Session {
 
     fn push(&mut self, number: u64, message: &Message) {
         let seq = self.next_seq;
-        let Some(stream) = self.streams.get_mut(&number) else {
+        // A stream that ended takes nothing more: its reader has been told it is complete.
+        let Some(stream) = self.streams.get_mut(&number).filter(|s| !s.done) else {
+            self.dropped += 1;
             return;
         };
         self.next_seq += 1;
