@@ -1,6 +1,7 @@
 """An MCP client over Streamable HTTP, built on the official Python SDK, for tether's tests.
 
-    mcp_http_client.py URL SCENARIO [--token TOKEN] [--healthz URL] [--steps N] [--cut-after K]
+    mcp_http_client.py URL SCENARIO [--token TOKEN] [--origin ORIGIN] [--healthz URL]
+                                    [--steps N] [--cut-after K]
 
 It talks to URL (an MCP endpoint such as http://127.0.0.1:PORT/mcp) with the SDK's
 `streamable_http_client` and `ClientSession`, and prints one JSON line per observation
@@ -21,7 +22,9 @@ Scenarios:
                    notifications; the same request is then resumed with the last resumption token
                    (the SDK's GET with Last-Event-ID)
   unauthorized     initialize without the token
-  foreign-origin   initialize with `Origin: http://evil.example`
+  foreign-origin   initialize with an `Origin` header (--origin, else http://evil.example)
+
+With --origin, every request of every scenario carries that `Origin` header.
   unknown-session  a live session, then a request carrying a made-up Mcp-Session-Id
 """
 
@@ -169,6 +172,8 @@ class Tee(httpx2.AsyncByteStream):
 def http_client(args: argparse.Namespace, recorder: Recorder, **headers: str) -> httpx2.AsyncClient:
     if args.token:
         headers["Authorization"] = f"Bearer {args.token}"
+    if args.origin:
+        headers.setdefault("Origin", args.origin)
     return httpx2.AsyncClient(
         transport=recorder,
         headers=headers,
@@ -398,6 +403,7 @@ async def main() -> None:
         "scenario", choices=["basic", "two", "resume", "unauthorized", "foreign-origin", "unknown-session"]
     )
     parser.add_argument("--token", default="", help="sent as Authorization: Bearer TOKEN")
+    parser.add_argument("--origin", default="", help="sent as the Origin header of every request")
     parser.add_argument("--healthz", default="", help="a health URL to read while sessions are open")
     parser.add_argument("--steps", type=int, default=5, help="resume: the tool's progress steps")
     parser.add_argument("--cut-after", type=int, default=2, help="resume: progress notifications before the cut")
@@ -413,7 +419,7 @@ async def main() -> None:
             args.token = ""
             await refused(args, "unauthorized")
         case "foreign-origin":
-            await refused(args, "foreign-origin", Origin=FOREIGN_ORIGIN)
+            await refused(args, "foreign-origin", Origin=args.origin or FOREIGN_ORIGIN)
         case "unknown-session":
             await unknown_session(args)
     emit("done")
