@@ -288,19 +288,17 @@ impl Bridge {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        // Until `Bridge` owns it (and its `Drop` kills it), a failure here must kill it too.
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let listening: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        assert_eq!(listening["event"], "listening", "{listening}");
-        let addr = listening["addr"].as_str().unwrap().to_owned();
-        let mcp_url = listening["mcp_url"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no mcp_url: {listening}"))
-            .to_owned();
-        assert_eq!(mcp_url, format!("http://{addr}/mcp"), "{listening}");
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let listening: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
+        let mcp_url = listening["mcp_url"].as_str().unwrap_or_default().to_owned();
+        if listening["event"] != "listening" || mcp_url != format!("http://{addr}/mcp") {
+            kill(&mut child);
+            let _ = std::fs::remove_file(&token_file);
+            panic!("{runtime}: the listening line must give mcp_url http://ADDR/mcp: {line:?}");
+        }
         Bridge {
             child,
             runtime,
