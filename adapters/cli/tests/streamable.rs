@@ -508,6 +508,17 @@ fn check_two(bridge: &Bridge, lines: &[Value], spawned: usize) {
     );
 }
 
+/// Progress values as whole steps: the Python SDK reads them as floats (`1.0`), the
+/// TypeScript SDK as integers.
+fn steps(values: &Value) -> Vec<u64> {
+    values
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {values}"))
+        .iter()
+        .map(|p| p.as_f64().unwrap_or_else(|| panic!("not a number: {p}")) as u64)
+        .collect()
+}
+
 /// `resume`: the long-running tool's response stream, cut after [`CUT_AFTER`] progress
 /// notifications, resumed with the last event id: every progress notification exactly once, in
 /// order, then the result.
@@ -520,7 +531,7 @@ fn check_resume(bridge: &Bridge, lines: &[Value], spawned: usize) {
         "{context}: no event id before the cut: {cut}"
     );
     let before: Vec<u64> = (1..=CUT_AFTER).collect();
-    assert_eq!(cut["progress"], json!(before), "{context}: {cut}");
+    assert_eq!(steps(&cut["progress"]), before, "{context}: {cut}");
     let resumed = find(lines, "resumed");
     let text = resumed["text"].as_str().unwrap_or_default();
     assert!(
@@ -538,13 +549,7 @@ fn check_resume(bridge: &Bridge, lines: &[Value], spawned: usize) {
     assert_eq!(resumed["posts_cut"], json!([true]), "{context}: {resumed}");
     let mut progress: Vec<u64> = Vec::new();
     for key in ["progress_before", "progress_after"] {
-        progress.extend(
-            resumed[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_f64().unwrap() as u64),
-        );
+        progress.extend(steps(&resumed[key]));
     }
     let all: Vec<u64> = (1..=STEPS).collect();
     assert_eq!(
@@ -552,7 +557,7 @@ fn check_resume(bridge: &Bridge, lines: &[Value], spawned: usize) {
         "{context}: none missed, none twice: {resumed}"
     );
     if let Some(delivered) = resumed.get("progress_delivered") {
-        assert_eq!(delivered, &json!(all), "{context}: {resumed}");
+        assert_eq!(steps(delivered), all, "{context}: {resumed}");
     }
     // Every event that carried a message had an id, each its own.
     let ids: Vec<&str> = resumed["event_ids"]
