@@ -111,12 +111,7 @@ pub fn streamable_ops(data: &[u8], base: Instant) {
                         .into(),
                         _ => arbitrary_message(&mut r),
                     };
-                    let items = match &message {
-                        Message::Batch(items) => items.len(),
-                        _ => 1,
-                    };
-                    let json = serde_json::to_vec(&message).map_or(0, |j| j.len());
-                    allowance = json + 96 * items;
+                    allowance = event_bytes(&message);
                     session.handle_child(message, now);
                 }
                 None
@@ -213,5 +208,14 @@ pub fn streamable_ops(data: &[u8], base: Instant) {
                 session.kept()
             );
         }
+    }
+}
+
+/// At most what the session's events for `message` take: each message a batch holds (nested
+/// ones included, which the session flattens) as JSON, plus room for the event's id and lines.
+fn event_bytes(message: &Message) -> usize {
+    match message {
+        Message::Batch(items) => items.iter().map(event_bytes).sum(),
+        single => serde_json::to_vec(single).map_or(0, |json| json.len()) + 96,
     }
 }
