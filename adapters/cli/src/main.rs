@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tether_cli::args::{Cli, Command, Runtime};
-use tether_cli::{bridge, mcp_client, run, Failure};
+use tether_cli::{bridge, run, Failure};
 use tether_smol::Smol;
 use tether_tokio::Tokio;
 
@@ -30,19 +30,11 @@ fn main() -> ExitCode {
                 err.exit();
             }
             logging();
-            if args.is_http() {
-                on(
-                    args.common.runtime,
-                    mcp_client::connect::<Tokio>(args),
-                    mcp_client::connect::<Smol>(args),
-                )
-            } else {
-                on(
-                    args.common.runtime,
-                    run::connect::<Tokio>(args),
-                    run::connect::<Smol>(args),
-                )
-            }
+            on(
+                args.common.runtime,
+                run::connect::<Tokio>(args),
+                run::connect::<Smol>(args),
+            )
         }
         Command::Bridge(args) => {
             logging();

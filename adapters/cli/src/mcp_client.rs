@@ -39,12 +39,11 @@ use serde_json::Value;
 use smol::channel::{self, Receiver};
 use sse_stream::SseStream;
 use tether_core::{Framing, Message};
-use tether_io::{Connection, Runtime};
+use tether_io::{Connection, Options, Runtime};
 
 use crate::args::{Connect, Token};
 use crate::hyper_io::HyperIo;
-use crate::output::Output;
-use crate::{input, record, session, Failure};
+use crate::Failure;
 
 /// Each in-memory pipe's capacity: a full pipe holds the writer back, as a socket would.
 const PIPE: usize = 64 * 1024;
@@ -75,11 +74,15 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// How much of an error response's body is quoted.
 const QUOTE: usize = 4096;
 
-/// Speaks to the Streamable HTTP endpoint at `args.url` until the session ends.
-pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
+/// A connection to the Streamable HTTP endpoint at `args.url`, as lines over a pair of
+/// in-memory pipes that a task of its own turns into HTTP requests. `options` are the
+/// connection's (a recording included); the framing is always lines.
+pub async fn open<R: Runtime>(
+    args: &Connect,
+    options: Options,
+) -> Result<Connection<Message, R>, Failure> {
     let target = Target::parse(&args.url).map_err(Failure)?;
     let headers = extra_headers(args)?;
-    let input = input::start(true).map_err(Failure::io)?;
     // A server that cannot be reached fails at once, as for every other URL, rather than at
     // the first message; this connection is only a check.
     drop(R::connect_tcp(&target.addr).await.map_err(|source| {
@@ -88,11 +91,8 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
             source,
         })
     })?);
-    let recorder = record::open(args.record.as_deref())?;
     // The pipes carry lines whatever `--framing` says: that is how this module writes them.
-    let options = record::options(args.common.options(), recorder.as_ref())
-        .framing(Framing::Lines)
-        .label(args.url.clone());
+    let options = options.framing(Framing::Lines).label(args.url.clone());
     let (inbound_reader, inbound_writer) = piper::pipe(PIPE);
     let (outbound_reader, outbound_writer) = piper::pipe(PIPE);
     let sink = Arc::new(Sink::new(inbound_writer));
@@ -100,7 +100,7 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
         pipe: inbound_reader,
         sink: Arc::clone(&sink),
     };
-    let mut conn = Connection::<Message, R>::from_io(reader, outbound_writer, options)
+    let conn = Connection::<Message, R>::from_io(reader, outbound_writer, options)
         .map_err(Failure::from)?;
     let (stop_tx, stop_rx) = channel::bounded(1);
     let client = Arc::new(Client {
@@ -113,16 +113,7 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
         stop: stop_rx,
     });
     R::spawn(run::<R>(client, outbound_reader, stop_tx));
-    let mut output = Output::new(args.output);
-    session::run(
-        &mut conn,
-        &input,
-        &mut output,
-        Duration::from_millis(args.linger),
-    )
-    .await;
-    output.exit(None);
-    record::finish(recorder.as_ref(), None)
+    Ok(conn)
 }
 
 /// `--header` and `--token-file`, as sent with every request.

@@ -54,17 +54,25 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
                 .map_err(|e| Failure(format!("the token cannot go in a header: {e}")))?;
             headers.insert(header::AUTHORIZATION, bearer);
         }
-        Connection::connect_ws_with(request, options).await
+        Connection::connect_ws_with(request, options)
+            .await
+            .map_err(Failure::from)
+    } else if args.is_http() {
+        crate::mcp_client::open(args, options).await
     } else if let Some(addr) = url.strip_prefix("tcp://") {
-        Connection::connect_tcp(addr, options).await
+        Connection::connect_tcp(addr, options)
+            .await
+            .map_err(Failure::from)
     } else if let Some(path) = url.strip_prefix("unix:") {
-        Connection::connect_unix(path, options).await
+        Connection::connect_unix(path, options)
+            .await
+            .map_err(Failure::from)
     } else {
-        return Err(Failure(format!(
-            "unsupported URL {url:?}: expected ws://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH"
-        )));
-    }
-    .map_err(Failure::from)?;
+        Err(Failure(format!(
+            "unsupported URL {url:?}: expected ws://HOST:PORT/PATH, http://HOST:PORT/PATH, \
+             tcp://HOST:PORT or unix:PATH"
+        )))
+    }?;
     let mut output = Output::new(args.output);
     session::run(
         &mut conn,
