@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -570,4 +570,74 @@ fn an_unreachable_server_fails_at_once() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// A hostile server: it answers every POST with one server-sent event that never ends (2 MB
+/// of `data` with no blank line), then closes.
+const ENDLESS_EVENT: &str = r#"
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        try:
+            self.wfile.write(b"data: ")
+            for _ in range(2048):
+                self.wfile.write(b"x" * 1024)
+        except OSError:
+            pass
+    def do_DELETE(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn an_event_that_never_ends_is_cut_at_the_frame_limit() {
+    let mut server = python()
+        .args(["-c", ENDLESS_EVENT])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/mcp", port.trim());
+    for runtime in RUNTIMES {
+        let mut child = tether()
+            .args(["connect", "--runtime", runtime, "--max-frame", "4096"])
+            .args(["--linger", "500", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", initialize(1)).unwrap();
+        drop(stdin);
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < GUARD, "{runtime}: tether did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("a server-sent event over 4096 bytes"),
+            "{runtime}: {stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("xxxx"), "{runtime}: {stdout}");
+        assert!(stdout.contains("\"disconnected\""), "{runtime}: {stdout}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

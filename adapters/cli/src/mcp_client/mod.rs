@@ -20,6 +20,11 @@
 //! on (the request it carried stays unanswered until `--linger`). A 404 once a session exists
 //! means the server ended the session: the pipe ends with that reason, handed to the
 //! connection as a read error, so the `disconnected` event names it.
+//!
+//! An event longer than `--max-frame` ends its stream ([`bounded`]), so that a server cannot
+//! grow the client's memory without bound.
+
+mod bounded;
 
 use std::io;
 use std::pin::Pin;
@@ -44,6 +49,7 @@ use tether_io::{Connection, Options, Runtime};
 use crate::args::{Connect, Token};
 use crate::hyper_io::HyperIo;
 use crate::Failure;
+use bounded::Bounded;
 
 /// Each in-memory pipe's capacity: a full pipe holds the writer back, as a socket would.
 const PIPE: usize = 64 * 1024;
@@ -522,7 +528,7 @@ impl Client {
                 self.json(response, id.as_ref()).await
             }
             Body::Events => {
-                let events = SseStream::new(response.into_body());
+                let events = SseStream::new(Bounded::new(response.into_body(), self.max_body));
                 let follow = Arc::clone(self).follow::<R>(events, id, initialize);
                 if initialize {
                     follow.await;
@@ -570,7 +576,7 @@ impl Client {
     /// an event id was seen, is resumed with `GET` and `Last-Event-ID`, as the transport says.
     async fn follow<R: Runtime>(
         self: Arc<Self>,
-        mut events: SseStream<Incoming>,
+        mut events: SseStream<Bounded>,
         id: Option<Value>,
         initialize: bool,
     ) {
@@ -589,7 +595,7 @@ impl Client {
     /// to that request id has been handed on; keeps the stream's cursor.
     async fn pump(
         &self,
-        events: &mut SseStream<Incoming>,
+        events: &mut SseStream<Bounded>,
         until: Option<&Value>,
         initialize: bool,
         cursor: &mut Cursor,
@@ -599,7 +605,7 @@ impl Client {
             let event = match event {
                 Ok(event) => event,
                 Err(err) => {
-                    tracing::debug!(%err, "SSE stream failed");
+                    tracing::warn!(%err, "SSE stream failed");
                     break;
                 }
             };
@@ -691,7 +697,8 @@ impl Client {
                     return self.refused("GET", response).await
                 }
                 Ok(response) => {
-                    let mut events = SseStream::new(response.into_body());
+                    let mut events =
+                        SseStream::new(Bounded::new(response.into_body(), self.max_body));
                     match self
                         .pump(&mut events, until.as_ref(), initialize, &mut cursor)
                         .await
