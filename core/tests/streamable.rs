@@ -298,6 +298,15 @@ fn a_connected_client_that_does_not_read_holds_the_program_back_instead_of_losin
     }
     assert!(session.wants_child_output());
     assert!(session.kept() <= 300);
+    // Held back again, then closed: reading goes on, so the program's end is seen however
+    // slowly the client reads what it was sent.
+    for n in 5..10 {
+        session.handle_child(notification("n", json!({ "n": n, "pad": big })), now);
+    }
+    assert!(!session.wants_child_output());
+    session.close(now);
+    assert!(session.wants_child_output());
+    assert_eq!(event(session.take(get)).1["params"]["n"], 5);
 }
 
 #[test]

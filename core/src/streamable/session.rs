@@ -411,9 +411,11 @@ impl Session {
     }
 
     /// Whether to read more from the program: false while the events kept are over the
-    /// buffer because connected clients have not taken them yet.
+    /// buffer because connected clients have not taken them yet. Once the session is over it
+    /// is always true: what the program says then goes nowhere, and reading on lets it end
+    /// however slowly a client reads what it was sent before.
     pub fn wants_child_output(&self) -> bool {
-        self.kept <= self.settings.buffer
+        self.state != State::Open || self.kept <= self.settings.buffer
     }
 
     /// Events dropped: over the buffer before the client they were for came back, or said by
