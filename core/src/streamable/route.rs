@@ -83,13 +83,25 @@ pub enum Route {
 /// calling this.
 ///
 /// Refusals: 405 for another method, 415 for a POST body not declared JSON, 406 for a POST
-/// that accepts neither JSON nor an event stream, 400 with a `-32700` parse error for a body
+/// that accepts neither JSON nor an event stream or a GET that does not accept an event
+/// stream, 400 with a `-32700` parse error for a body
 /// that is no JSON-RPC message, 400 for a request other than the first without a session id.
 pub fn route(head: &Head<'_>, body: &[u8]) -> Route {
     let session = head.session.map(str::trim).filter(|s| !s.is_empty());
     let request = match head.method {
         Method::Other => return Route::Refuse(Status::empty(405)),
         Method::Delete => SessionRequest::Delete,
+        Method::Get
+            if !head
+                .accept
+                .is_none_or(|a| lists(a, &[EVENT_STREAM, "text/*", "*/*"])) =>
+        {
+            return Route::Refuse(Status::error(
+                406,
+                super::SERVER_ERROR,
+                "a GET must accept text/event-stream",
+            ))
+        }
         Method::Get => SessionRequest::Get {
             last_event_id: head
                 .last_event_id
@@ -248,6 +260,12 @@ mod tests {
         assert_eq!(body["error"]["code"], -32700);
         assert_eq!(body["id"], serde_json::Value::Null);
         assert_eq!(refused(route(&head(Method::Other), b"")), 405);
+        let mut h = head(Method::Get);
+        h.session = Some("abc");
+        h.accept = Some("application/json");
+        assert_eq!(refused(route(&h, b"")), 406);
+        h.accept = None;
+        assert!(matches!(route(&h, b""), Route::Session { .. }));
     }
 
     #[test]
