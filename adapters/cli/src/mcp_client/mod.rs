@@ -2,7 +2,7 @@
 //! (revision 2025-06-18 and later).
 //!
 //! The HTTP exchanges are made into a virtual byte stream, so that the session runs through
-//! the same [`Connection`] and [`session::run`] loop as every other URL: linger, output modes,
+//! the same [`Connection`] and [`session::run`](crate::session::run) loop as every other URL: linger, output modes,
 //! `--record` and signals behave alike. Two in-memory pipes carry one JSON text per line: the
 //! connection writes each message it sends into one, and a task spawned on the runtime POSTs
 //! each line to the URL; every message that comes back (a JSON body, or each event of an SSE
@@ -21,7 +21,7 @@
 //! means the server ended the session: the pipe ends with that reason, handed to the
 //! connection as a read error, so the `disconnected` event names it.
 //!
-//! An event longer than `--max-frame` ends its stream ([`bounded`]), so that a server cannot
+//! An event longer than `--max-frame` ends its stream (see `bounded.rs`), so that a server cannot
 //! grow the client's memory without bound.
 
 mod bounded;
