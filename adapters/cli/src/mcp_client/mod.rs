@@ -2,8 +2,8 @@
 //! (revision 2025-06-18 and later).
 //!
 //! The HTTP exchanges are made into a virtual byte stream, so that the session runs through
-//! the same [`Connection`] and [`session::run`](crate::session::run) loop as every other URL: linger, output modes,
-//! `--record` and signals behave alike. Two in-memory pipes carry one JSON text per line: the
+//! the same [`Connection`] and [`session::run`](crate::session::run) loop as every other URL:
+//! linger, output modes, `--record` and signals behave alike. Two in-memory pipes carry one JSON text per line: the
 //! connection writes each message it sends into one, and a task spawned on the runtime POSTs
 //! each line to the URL; every message that comes back (a JSON body, or each event of an SSE
 //! stream, from a POST or from the GET stream) is written as one line into the other pipe,
