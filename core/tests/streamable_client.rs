@@ -314,6 +314,10 @@ fn an_empty_get_stream_is_reopened_with_a_doubling_wait_and_then_given_up() {
     }
     assert_eq!(client.poll_timeout(), None);
     assert!(requests(&mut client).is_empty());
+    assert_eq!(
+        client.poll_warning().as_deref(),
+        Some("the GET stream keeps failing; no longer reopened")
+    );
     // The POSTs go on.
     client.handle_line(&line(&request(1, "ping")), now);
     assert_eq!(one(&mut client).method, Method::Post);

@@ -218,6 +218,8 @@ pub struct Client {
     next_exchange: u64,
     requests: VecDeque<HttpRequest>,
     lines: VecDeque<Line>,
+    /// What is worth a warning in the log and reaches the program by no other way.
+    warnings: VecDeque<String>,
     end: Option<End>,
     /// Whether the session has ended (its end may not have been polled yet).
     ended: bool,
@@ -271,6 +273,12 @@ impl Client {
     /// The next line for the program's peer.
     pub fn poll_line(&mut self) -> Option<Line> {
         self.lines.pop_front()
+    }
+
+    /// The next warning for the log: a stream given up on, which the program's peer is not
+    /// otherwise told about.
+    pub fn poll_warning(&mut self) -> Option<String> {
+        self.warnings.pop_front()
     }
 
     /// The session's end, once: after it, nothing more is wanted (every exchange may be
@@ -567,6 +575,12 @@ impl Client {
         flow.reading = Reading::Head;
         flow.failures = if flow.received { 0 } else { flow.failures + 1 };
         if flow.failures > RECONNECTS {
+            let what = match &flow.until {
+                Some(id) => format!("the resumption of the stream of request {id}"),
+                None => "the GET stream".to_owned(),
+            };
+            self.warnings
+                .push_back(format!("{what} keeps failing; no longer reopened"));
             return Next::Done;
         }
         let wait = flow.delay.saturating_mul(1 << flow.failures);

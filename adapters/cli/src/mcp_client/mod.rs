@@ -23,7 +23,6 @@
 //!
 //! An event longer than `--max-frame` ends its stream ([`bounded`]), so that a server cannot
 //! grow the client's memory without bound.
-
 //!
 //! Every decision about the protocol (which request to make when, with which headers, what a
 //! response means, when a stream is resumed, when the session is over) is made by
@@ -295,6 +294,9 @@ async fn drive<R: Runtime>(
             }
             // A connection that stopped reading is closing: its end comes as `Closed`.
             let _ = inbound.write_all(&line.bytes).await;
+        }
+        while let Some(warning) = client.poll_warning() {
+            tracing::warn!("{warning}");
         }
         if let Some(end) = client.poll_end() {
             if let Some(why) = end.reason {
