@@ -269,6 +269,15 @@ async fn drive<R: Runtime>(
     let mut running: BTreeMap<Exchange, Running> = BTreeMap::new();
     let mut input_closed = false;
     loop {
+        // The lines first: what came is handed on before what it allows goes out (the
+        // initialize answer before the GET stream it opens), as a peer would see it.
+        while let Some(line) = client.poll_line() {
+            if line.notice {
+                tracing::warn!("{}", String::from_utf8_lossy(line.bytes.trim_ascii_end()));
+            }
+            // A connection that stopped reading is closing: its end comes as `Closed`.
+            let _ = inbound.write_all(&line.bytes).await;
+        }
         while let Some(request) = client.poll_request() {
             let (read_tx, read_rx) = channel::bounded(1);
             let (stop_tx, stop_rx) = channel::bounded(1);
@@ -287,13 +296,6 @@ async fn drive<R: Runtime>(
                 stop_rx,
             );
             R::spawn(exchange);
-        }
-        while let Some(line) = client.poll_line() {
-            if line.notice {
-                tracing::warn!("{}", String::from_utf8_lossy(line.bytes.trim_ascii_end()));
-            }
-            // A connection that stopped reading is closing: its end comes as `Closed`.
-            let _ = inbound.write_all(&line.bytes).await;
         }
         while let Some(warning) = client.poll_warning() {
             tracing::warn!("{warning}");
