@@ -313,7 +313,13 @@ async fn drive<R: Runtime>(
         running.retain(|exchange, _| client.wants(*exchange));
         let deadline = client.poll_timeout();
         let want_line = !input_closed && client.wants_line();
-        let report = async { reports.recv().await.map_or(Input::Timeout, Input::Report) };
+        // The driver holds a sender itself: the channel never closes.
+        let report = async {
+            match reports.recv().await {
+                Ok(report) => Input::Report(report),
+                Err(_) => future::pending().await,
+            }
+        };
         let line = async {
             if want_line {
                 lines.recv().await.map_or(Input::Closed, Input::Line)
