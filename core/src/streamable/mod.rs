@@ -12,13 +12,21 @@
 //! polled. What the program says goes in through [`Session::handle_child`]; what it must be
 //! sent comes out of [`Session::poll_child`].
 //!
+//! The client side is [`Client`], the same way: it says which request to make and what each
+//! response means; the adapter makes the requests.
+//!
 //! Time is an argument, as everywhere in this crate: the session's idle deadline is
 //! [`Session::poll_timeout`], acted on by [`Session::handle_timeout`].
 
+mod client;
 mod route;
 mod session;
 mod stream;
 
+pub use client::{
+    Client, End, Event, Exchange, HttpRequest, Line, Read, ResponseHead, QUOTE, RECONNECTS,
+    RECONNECT_DELAY,
+};
 pub use route::{route, Head, Method, Post, Route, SessionRequest};
 pub use session::{Reply, Session, Settings, Sink, Take, ToChild};
 

@@ -23,15 +23,19 @@
 //!
 //! An event longer than `--max-frame` ends its stream (see `bounded.rs`), so that a server cannot
 //! grow the client's memory without bound.
+//!
+//! Every decision about the protocol (which request to make when, with which headers, what a
+//! response means, when a stream is resumed, when the session is over) is made by
+//! [`tether_core::streamable::Client`]; this module only makes its requests with hyper, reads
+//! their bodies the way it says, and feeds back what came, on one task that owns the machine.
 
 mod bounded;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::io::BufReader;
@@ -39,10 +43,13 @@ use futures_lite::{future, AsyncBufReadExt, AsyncRead, AsyncWriteExt, StreamExt}
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Uri};
-use serde_json::Value;
-use smol::channel::{self, Receiver};
+use hyper::{Request, Response, Uri};
+use smol::channel::{self, Receiver, Sender};
 use sse_stream::SseStream;
+use tether_core::streamable::{
+    self, Client, Event, Exchange, HttpRequest, Read, ResponseHead, LAST_EVENT_ID_HEADER,
+    SESSION_HEADER,
+};
 use tether_core::{Framing, Message};
 use tether_io::{Connection, Options, Runtime};
 
@@ -55,30 +62,23 @@ use bounded::Bounded;
 const PIPE: usize = 64 * 1024;
 
 /// The session's id, from the initialize response, sent on every later request.
-const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const SESSION_ID: HeaderName = HeaderName::from_static(SESSION_HEADER);
 
 /// The negotiated protocol revision, sent on every request after initialization.
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
-/// The last event id seen on the GET stream, sent when reconnecting it.
-const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// The last event id seen on a stream, sent when resuming it.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static(LAST_EVENT_ID_HEADER);
 
-/// What a POST accepts: a JSON body, or an SSE stream of messages.
+/// What a POST (or a `DELETE`) accepts: a JSON body, or an SSE stream of messages.
 const ACCEPT_POST: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 
-/// What the GET stream accepts.
+/// What a `GET` stream accepts.
 const ACCEPT_SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
 
-/// How many times in a row the GET stream is reopened without receiving anything before the
-/// client gives up on it (the POSTs go on).
-const RECONNECTS: u32 = 5;
-
-/// The wait before reopening the GET stream, unless the server said otherwise (`retry:`); it
-/// doubles with each reconnection in a row that received nothing.
-const RECONNECT_DELAY: Duration = Duration::from_millis(200);
-
-/// How much of an error response's body is quoted.
-const QUOTE: usize = 4096;
+/// Reports from the exchanges waiting for the driver: a bound, so that a driver held back by
+/// a full pipe holds the streams back too.
+const REPORTS: usize = 16;
 
 /// A connection to the Streamable HTTP endpoint at `args.url`, as lines over a pair of
 /// in-memory pipes that a task of its own turns into HTTP requests. `options` are the
@@ -101,24 +101,23 @@ pub async fn open<R: Runtime>(
     let options = options.framing(Framing::Lines).label(args.url.clone());
     let (inbound_reader, inbound_writer) = piper::pipe(PIPE);
     let (outbound_reader, outbound_writer) = piper::pipe(PIPE);
-    let sink = Arc::new(Sink::new(inbound_writer));
+    let reason = Arc::new(Mutex::new(None));
     let reader = Inbound {
         pipe: inbound_reader,
-        sink: Arc::clone(&sink),
+        reason: Arc::clone(&reason),
     };
     let conn = Connection::<Message, R>::from_io(reader, outbound_writer, options)
         .map_err(Failure::from)?;
-    let (stop_tx, stop_rx) = channel::bounded(1);
-    let client = Arc::new(Client {
+    // One line read ahead at most: the connection's writes are held back while the client
+    // cannot send.
+    let (lines_tx, lines_rx) = channel::bounded(1);
+    R::spawn(read_lines(outbound_reader, lines_tx));
+    let http = Arc::new(Http {
         target,
         headers,
-        state: Mutex::default(),
-        closing: AtomicBool::new(false),
-        sink,
         max_body: args.common.max_frame,
-        stop: stop_rx,
     });
-    R::spawn(run::<R>(client, outbound_reader, stop_tx));
+    R::spawn(drive::<R>(http, lines_rx, inbound_writer, reason));
     Ok(conn)
 }
 
@@ -178,7 +177,7 @@ impl Target {
 /// session ended for a reason (the server's 404, a failed request).
 struct Inbound {
     pipe: piper::Reader,
-    sink: Arc<Sink>,
+    reason: Arc<Mutex<Option<String>>>,
 }
 
 impl AsyncRead for Inbound {
@@ -189,7 +188,12 @@ impl AsyncRead for Inbound {
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.pipe).poll_read(cx, buf))?;
         if n == 0 && !buf.is_empty() {
-            if let Some(reason) = self.sink.reason() {
+            let reason = self
+                .reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(reason) = reason {
                 return Poll::Ready(Err(io::Error::other(reason)));
             }
         }
@@ -197,245 +201,211 @@ impl AsyncRead for Inbound {
     }
 }
 
-/// The inbound pipe's write side, shared by every task that receives messages: each line is
-/// written whole under the lock, so lines from concurrent streams never interleave.
-struct Sink {
-    writer: smol::lock::Mutex<Option<piper::Writer>>,
-    /// Why the session ended, if not cleanly; set before the pipe ends.
-    reason: Mutex<Option<String>>,
-    /// The pipe has ended, or is about to.
-    ended: AtomicBool,
-}
-
-impl Sink {
-    fn new(writer: piper::Writer) -> Self {
-        Sink {
-            writer: smol::lock::Mutex::new(Some(writer)),
-            reason: Mutex::new(None),
-            ended: AtomicBool::new(false),
+/// Reads the lines the connection writes, one at a time, for the driver; ends (closing the
+/// channel, the driver's sign that the write side closed) at the pipe's end.
+async fn read_lines(outbound: piper::Reader, lines: Sender<Vec<u8>>) {
+    let mut reader = BufReader::new(outbound);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
-    }
-
-    /// Writes `payload` as one line; blank payloads are skipped. A JSON text has no line
-    /// break outside its strings (a break inside one is escaped), so breaks become spaces and
-    /// the text means the same. `false` once the pipe has ended.
-    async fn line(&self, payload: &[u8]) -> bool {
-        if payload.iter().all(u8::is_ascii_whitespace) {
-            return !self.is_ended();
+        if lines.send(line.as_bytes().to_vec()).await.is_err() {
+            return;
         }
-        let mut line: Vec<u8> = payload
-            .iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-            .collect();
-        line.push(b'\n');
-        let mut writer = self.writer.lock().await;
-        match writer.as_mut() {
-            Some(writer) => writer.write_all(&line).await.is_ok(),
-            None => false,
-        }
-    }
-
-    /// Ends the pipe; with a reason, the connection sees a read error rather than a clean end
-    /// of file. The first reason given is kept.
-    async fn end(&self, reason: Option<String>) {
-        if let Some(reason) = reason {
-            self.reason
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert(reason);
-        }
-        self.ended.store(true, Ordering::SeqCst);
-        drop(self.writer.lock().await.take());
-    }
-
-    fn is_ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst)
-    }
-
-    fn reason(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
 
-/// What the server told us about the session.
-#[derive(Debug, Default)]
-struct State {
-    /// `Mcp-Session-Id` from the initialize response.
-    session: Option<HeaderValue>,
-    /// `protocolVersion` from the initialize result.
-    protocol: Option<HeaderValue>,
+/// What an exchange's task tells the driver.
+enum Report {
+    /// The response's head.
+    Head {
+        exchange: Exchange,
+        status: hyper::StatusCode,
+        session: Option<HeaderValue>,
+        content_type: Option<String>,
+    },
+    /// One server-sent event.
+    Event {
+        exchange: Exchange,
+        event: sse_stream::Sse,
+    },
+    /// A whole JSON body, or a quote.
+    Body { exchange: Exchange, body: Bytes },
+    /// An SSE stream ended.
+    End { exchange: Exchange },
+    /// The request failed, or a JSON body could not be read.
+    Failure { exchange: Exchange, error: String },
 }
 
-/// The client's shared state: where to send, what to send with every request, and where
-/// received messages go.
-struct Client {
+/// One exchange under way, as the driver holds it: dropping it stops the exchange's task.
+struct Running {
+    /// How to read the body, once the head came.
+    read: Sender<Read>,
+    /// Never sent on: closed when the exchange is no longer wanted.
+    _stop: Sender<()>,
+}
+
+/// What the driver waits for.
+enum Input {
+    Report(Report),
+    Line(Vec<u8>),
+    Closed,
+    Timeout,
+}
+
+/// The only owner of the [`Client`]: makes its requests, feeds back what comes of them and of
+/// the connection, writes its lines into the inbound pipe, and ends the pipe at its end.
+async fn drive<R: Runtime>(
+    http: Arc<Http>,
+    lines: Receiver<Vec<u8>>,
+    mut inbound: piper::Writer,
+    reason: Arc<Mutex<Option<String>>>,
+) {
+    let mut client = Client::new();
+    let (reports_tx, reports) = channel::bounded(REPORTS);
+    let mut running: BTreeMap<Exchange, Running> = BTreeMap::new();
+    let mut input_closed = false;
+    loop {
+        // The lines first: what came is handed on before what it allows goes out (the
+        // initialize answer before the GET stream it opens), as a peer would see it.
+        while let Some(line) = client.poll_line() {
+            if line.notice {
+                tracing::warn!("{}", String::from_utf8_lossy(line.bytes.trim_ascii_end()));
+            }
+            // A connection that stopped reading is closing: its end comes as `Closed`.
+            let _ = inbound.write_all(&line.bytes).await;
+        }
+        while let Some(request) = client.poll_request() {
+            let (read_tx, read_rx) = channel::bounded(1);
+            let (stop_tx, stop_rx) = channel::bounded(1);
+            running.insert(
+                request.exchange,
+                Running {
+                    read: read_tx,
+                    _stop: stop_tx,
+                },
+            );
+            let exchange = run_exchange::<R>(
+                Arc::clone(&http),
+                request,
+                reports_tx.clone(),
+                read_rx,
+                stop_rx,
+            );
+            R::spawn(exchange);
+        }
+        while let Some(warning) = client.poll_warning() {
+            tracing::warn!("{warning}");
+        }
+        if let Some(end) = client.poll_end() {
+            if let Some(why) = end.reason {
+                tracing::debug!("{why}");
+                reason
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(why);
+            }
+            break;
+        }
+        running.retain(|exchange, _| client.wants(*exchange));
+        let deadline = client.poll_timeout();
+        let want_line = !input_closed && client.wants_line();
+        // The driver holds a sender itself: the channel never closes.
+        let report = async {
+            match reports.recv().await {
+                Ok(report) => Input::Report(report),
+                Err(_) => future::pending().await,
+            }
+        };
+        let line = async {
+            if want_line {
+                lines.recv().await.map_or(Input::Closed, Input::Line)
+            } else {
+                future::pending().await
+            }
+        };
+        let timeout = async {
+            match deadline {
+                Some(at) => {
+                    R::sleep(at.saturating_duration_since(tether_io::now())).await;
+                    Input::Timeout
+                }
+                None => future::pending().await,
+            }
+        };
+        let input = future::or(report, future::or(line, timeout)).await;
+        let now = tether_io::now();
+        match input {
+            Input::Line(line) => client.handle_line(&line, now),
+            Input::Closed => {
+                input_closed = true;
+                client.handle_close(now);
+            }
+            Input::Timeout => client.handle_timeout(now),
+            Input::Report(report) => match report {
+                Report::Head {
+                    exchange,
+                    status,
+                    session,
+                    content_type,
+                } => {
+                    let head = ResponseHead {
+                        status: status.as_u16(),
+                        reason: status.canonical_reason(),
+                        session: session.as_ref().map(HeaderValue::as_bytes),
+                        content_type: content_type.as_deref(),
+                    };
+                    let read = client.handle_response(exchange, head, now);
+                    if let Some(running) = running.get(&exchange) {
+                        let _ = running.read.try_send(read);
+                    }
+                }
+                Report::Event { exchange, event } => {
+                    let event = Event {
+                        id: event.id.as_deref(),
+                        data: event.data.as_deref(),
+                        retry: event.retry,
+                    };
+                    client.handle_event(exchange, event, now);
+                }
+                Report::Body { exchange, body } => client.handle_body(exchange, &body, now),
+                Report::End { exchange } => client.handle_end(exchange, now),
+                Report::Failure { exchange, error } => {
+                    tracing::debug!(?exchange, %error, "an exchange failed");
+                    client.handle_failure(exchange, &error, now);
+                }
+            },
+        }
+    }
+    // Every exchange still under way stops; the pipe ends (with the reason, if any).
+    drop(running);
+    drop(inbound);
+}
+
+/// Where the requests go, and what goes with each.
+struct Http {
     target: Target,
     /// `--header` and `--token-file`.
     headers: Vec<(HeaderName, HeaderValue)>,
-    state: Mutex<State>,
-    /// The session is being closed: streams that end now are not reopened or reported.
-    closing: AtomicBool,
-    sink: Arc<Sink>,
-    /// The largest JSON response body read.
+    /// The largest JSON response body, or server-sent event, read.
     max_body: usize,
-    /// Closed once the client is done: every stream and HTTP connection still open ends.
-    stop: Receiver<()>,
 }
 
-/// What a line from the connection is, as far as the transport cares.
-enum Kind {
-    /// An `initialize` request, with its id: its answer carries the session id and the
-    /// protocol revision every later request needs, so nothing else goes before it.
-    Initialize(Value),
-    /// A response or error, our answer to the server's request: sent at once, concurrently,
-    /// since what the server does next may wait for it.
-    Answer,
-    /// A request, with its id (an SSE stream that drops before its answer is resumed), a
-    /// notification (`None`) or a batch: sent in order, each once the server has started to
-    /// answer the one before, so the server sees them in the order they were written.
-    Other(Option<Value>),
-}
-
-impl Kind {
-    fn of(message: &Value) -> Kind {
-        let id = message.get("id").cloned();
-        match message.get("method") {
-            Some(Value::String(method)) if method == "initialize" => {
-                id.map_or(Kind::Other(None), Kind::Initialize)
+impl Http {
+    /// The request the client asked for, with every header it needs.
+    fn request(&self, asked: HttpRequest) -> Request<Full<Bytes>> {
+        let (method, accept) = match asked.method {
+            streamable::Method::Get => (hyper::Method::GET, ACCEPT_SSE),
+            streamable::Method::Delete => (hyper::Method::DELETE, ACCEPT_POST),
+            streamable::Method::Post | streamable::Method::Other => {
+                (hyper::Method::POST, ACCEPT_POST)
             }
-            Some(_) => Kind::Other(id),
-            None if message.is_object() => Kind::Answer,
-            None => Kind::Other(None),
-        }
-    }
-}
-
-/// Where an SSE stream stands, to resume it: the last event id seen, and the wait before
-/// reconnecting (the server's `retry:`, else [`RECONNECT_DELAY`]).
-#[derive(Debug)]
-struct Cursor {
-    last_id: Option<HeaderValue>,
-    delay: Duration,
-}
-
-impl Cursor {
-    fn new() -> Self {
-        Cursor {
-            last_id: None,
-            delay: RECONNECT_DELAY,
-        }
-    }
-}
-
-/// How reading an SSE stream ended.
-enum Pumped {
-    /// The answer awaited was handed on.
-    Answered,
-    /// The stream ended first; `received` says whether it carried anything (an event id or a
-    /// message), which makes it worth reopening again.
-    Ended { received: bool },
-    /// The inbound pipe has ended: nothing more is wanted.
-    Closed,
-}
-
-/// How a response's body is to be read.
-enum Body {
-    /// A JSON text: one message or a batch.
-    Json,
-    /// An SSE stream, each event's data one message.
-    Events,
-    /// Anything else (or nothing).
-    Other,
-}
-
-impl Body {
-    fn of(response: &Response<Incoming>) -> Body {
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if content_type.starts_with("text/event-stream") {
-            Body::Events
-        } else if content_type.starts_with("application/json") {
-            Body::Json
-        } else {
-            Body::Other
-        }
-    }
-}
-
-/// Reads the connection's lines and sends them, until the connection closes its write side or
-/// the session ends; then ends the session with `DELETE` and ends the inbound pipe.
-async fn run<R: Runtime>(client: Arc<Client>, outbound: piper::Reader, stop: channel::Sender<()>) {
-    let mut lines = BufReader::new(outbound);
-    let mut line = String::new();
-    let mut listening = false;
-    loop {
-        line.clear();
-        match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if client.sink.is_ended() {
-            break;
-        }
-        let text = line.trim_end();
-        if text.is_empty() {
-            continue;
-        }
-        let body = Bytes::copy_from_slice(text.as_bytes());
-        match Kind::of(&serde_json::from_str(text).unwrap_or(Value::Null)) {
-            Kind::Answer => {
-                let client = Arc::clone(&client);
-                let stop = client.stop.clone();
-                R::spawn(async move {
-                    future::or(client.post::<R>(body, None, false), async {
-                        let _ = stop.recv().await;
-                    })
-                    .await;
-                });
-            }
-            Kind::Initialize(id) => {
-                client.post::<R>(body, Some(id), true).await;
-                if !listening && client.session().is_some() {
-                    listening = true;
-                    let stop = client.stop.clone();
-                    let listen = Arc::clone(&client).get::<R>(Cursor::new(), None, false);
-                    R::spawn(future::or(listen, async move {
-                        let _ = stop.recv().await;
-                    }));
-                }
-            }
-            Kind::Other(id) => client.post::<R>(body, id, false).await,
-        }
-    }
-    client.closing.store(true, Ordering::SeqCst);
-    if !client.sink.is_ended() && client.session().is_some() {
-        client.delete::<R>().await;
-    }
-    // Every stream and connection still open ends.
-    drop(stop);
-    client.sink.end(None).await;
-}
-
-impl Client {
-    fn session(&self) -> Option<HeaderValue> {
-        self.lock().session.clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A request to the URL with every header the session needs.
-    fn request(&self, method: Method, accept: HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(body));
+        };
+        let post = method == hyper::Method::POST;
+        let mut request = Request::new(Full::new(Bytes::from(asked.body)));
         *request.method_mut() = method;
         *request.uri_mut() = self.target.path.clone();
         let headers = request.headers_mut();
@@ -444,21 +414,31 @@ impl Client {
         for (name, value) in &self.headers {
             headers.append(name, value.clone());
         }
-        let state = self.lock();
-        if let Some(session) = &state.session {
-            headers.insert(SESSION_ID, session.clone());
+        let fields = [
+            (SESSION_ID, asked.session),
+            (PROTOCOL_VERSION, asked.protocol_version),
+            (LAST_EVENT_ID, asked.last_event_id),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                headers.insert(name, value);
+            }
         }
-        if let Some(protocol) = &state.protocol {
-            headers.insert(PROTOCOL_VERSION, protocol.clone());
+        if post {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(streamable::JSON),
+            );
         }
         request
     }
 
-    /// Sends `request` over a TCP connection of its own. Unless `to_the_end`, the connection
-    /// is dropped once the client is done (a stream still open then is not wanted).
+    /// Sends `request` over a TCP connection of its own, which ends with `stop` unless
+    /// `to_the_end` (a `DELETE` is not cut short by the session's end it brings).
     async fn send<R: Runtime>(
         &self,
         request: Request<Full<Bytes>>,
+        stop: Receiver<()>,
         to_the_end: bool,
     ) -> Result<Response<Incoming>, String> {
         let addr = &self.target.addr;
@@ -468,7 +448,6 @@ impl Client {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(HyperIo(stream))
             .await
             .map_err(|e| e.to_string())?;
-        let stop = self.stop.clone();
         R::spawn(async move {
             let connection = async {
                 if let Err(err) = connection.await {
@@ -490,253 +469,93 @@ impl Client {
             .await
             .map_err(|e| e.to_string())
     }
-
-    /// POSTs one message (or batch) and hands on what comes back. Returns once the server has
-    /// started to answer; an SSE stream is then read on a task of its own, except for
-    /// `initialize`, whose answer is awaited. `id` is the request's, if it is one.
-    async fn post<R: Runtime>(self: &Arc<Self>, body: Bytes, id: Option<Value>, initialize: bool) {
-        let mut request = self.request(Method::POST, ACCEPT_POST, body);
-        request.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let response = match self.send::<R>(request, false).await {
-            Ok(response) => response,
-            Err(err) => {
-                if !self.closing.load(Ordering::SeqCst) {
-                    self.sink.end(Some(format!("POST failed: {err}"))).await;
-                }
-                return;
-            }
-        };
-        let status = response.status();
-        if initialize && status.is_success() {
-            if let Some(session) = response.headers().get(SESSION_ID) {
-                self.lock().session = Some(session.clone());
-            }
-        }
-        if status == StatusCode::ACCEPTED {
-            return;
-        }
-        if !status.is_success() {
-            self.refused("POST", response).await;
-            return;
-        }
-        match Body::of(&response) {
-            Body::Json => {
-                let id = id.filter(|_| initialize);
-                self.json(response, id.as_ref()).await
-            }
-            Body::Events => {
-                let events = SseStream::new(Bounded::new(response.into_body(), self.max_body));
-                let follow = Arc::clone(self).follow::<R>(events, id, initialize);
-                if initialize {
-                    follow.await;
-                } else {
-                    let stop = self.stop.clone();
-                    R::spawn(future::or(follow, async move {
-                        let _ = stop.recv().await;
-                    }));
-                }
-            }
-            Body::Other => {
-                let body = quote(response).await;
-                if !body.trim().is_empty() {
-                    let line =
-                        format!("HTTP {status}: a body that is neither JSON nor SSE: {body}");
-                    tracing::warn!("{line}");
-                    self.sink.line(line.as_bytes()).await;
-                }
-            }
-        }
-    }
-
-    /// A JSON response: one message or a batch, as one line.
-    async fn json(&self, response: Response<Incoming>, initialize: Option<&Value>) {
-        match Limited::new(response.into_body(), self.max_body)
-            .collect()
-            .await
-        {
-            Ok(body) => {
-                let body = body.to_bytes();
-                if let Some(id) = initialize {
-                    self.answers(&body, id, true);
-                }
-                self.sink.line(&body).await;
-            }
-            Err(err) => {
-                let line = format!("the JSON response could not be read: {err}");
-                tracing::warn!("{line}");
-                self.sink.line(line.as_bytes()).await;
-            }
-        }
-    }
-
-    /// Reads a POST's SSE stream until the answer to `id`; a stream that drops before it, once
-    /// an event id was seen, is resumed with `GET` and `Last-Event-ID`, as the transport says.
-    async fn follow<R: Runtime>(
-        self: Arc<Self>,
-        mut events: SseStream<Bounded>,
-        id: Option<Value>,
-        initialize: bool,
-    ) {
-        let mut cursor = Cursor::new();
-        let ended = self
-            .pump(&mut events, id.as_ref(), initialize, &mut cursor)
-            .await;
-        drop(events);
-        if matches!(ended, Pumped::Ended { .. }) && id.is_some() && cursor.last_id.is_some() {
-            tracing::debug!(?cursor, "resuming a POST's stream");
-            self.get::<R>(cursor, id, initialize).await;
-        }
-    }
-
-    /// Hands on each event of an SSE stream until it ends or, with `until`, until the answer
-    /// to that request id has been handed on; keeps the stream's cursor.
-    async fn pump(
-        &self,
-        events: &mut SseStream<Bounded>,
-        until: Option<&Value>,
-        initialize: bool,
-        cursor: &mut Cursor,
-    ) -> Pumped {
-        let mut received = false;
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(err) => {
-                    tracing::warn!(%err, "SSE stream failed");
-                    break;
-                }
-            };
-            if let Some(id) = event.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                cursor.last_id = Some(id);
-                received = true;
-            }
-            if let Some(retry) = event.retry {
-                cursor.delay = Duration::from_millis(retry);
-            }
-            // A priming event carries an id and no message.
-            let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
-                continue;
-            };
-            received = true;
-            let answered = until.is_some_and(|id| self.answers(data.as_bytes(), id, initialize));
-            if !self.sink.line(data.as_bytes()).await {
-                return Pumped::Closed;
-            }
-            if answered {
-                return Pumped::Answered;
-            }
-        }
-        Pumped::Ended { received }
-    }
-
-    /// Whether `payload` answers the request `id`; for `initialize`, its `protocolVersion` is
-    /// kept, to go with every later request.
-    fn answers(&self, payload: &[u8], id: &Value, initialize: bool) -> bool {
-        let Ok(message) = serde_json::from_slice::<Value>(payload) else {
-            return false;
-        };
-        let answers = |m: &Value| m.get("id") == Some(id) && m.get("method").is_none();
-        let answer = match &message {
-            Value::Array(batch) => batch.iter().find(|m| answers(m)),
-            m => Some(m).filter(|m| answers(m)),
-        };
-        let Some(answer) = answer else { return false };
-        let version = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| HeaderValue::from_str(v).ok());
-        if let (true, Some(version)) = (initialize, version) {
-            self.lock().protocol = Some(version);
-        }
-        true
-    }
-
-    /// An HTTP refusal: the end of the session for a 404 once one exists, else one line of
-    /// text through the connection, reported as malformed, that names the status.
-    async fn refused(&self, method: &str, response: Response<Incoming>) {
-        if self.closing.load(Ordering::SeqCst) {
-            return;
-        }
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND && self.session().is_some() {
-            let reason = format!("the server ended the session (HTTP 404 to {method})");
-            tracing::debug!("{reason}");
-            self.sink.end(Some(reason)).await;
-            return;
-        }
-        let body = quote(response).await;
-        let line = format!("HTTP {status} from {method}: {body}");
-        tracing::warn!("{line}");
-        self.sink.line(line.trim_end().as_bytes()).await;
-    }
-
-    /// A `GET` stream, reopened with `Last-Event-ID` when it drops, a bounded number of times
-    /// in a row: with `until`, the resumption of a POST's stream up to that request's answer;
-    /// without, the server's own stream of requests and notifications (which a 405 says the
-    /// server does not offer).
-    async fn get<R: Runtime>(
-        self: Arc<Self>,
-        mut cursor: Cursor,
-        until: Option<Value>,
-        initialize: bool,
-    ) {
-        let mut failures = 0;
-        loop {
-            let mut request = self.request(Method::GET, ACCEPT_SSE, Bytes::new());
-            if let Some(id) = &cursor.last_id {
-                request.headers_mut().insert(LAST_EVENT_ID, id.clone());
-            }
-            let mut received = false;
-            match self.send::<R>(request, false).await {
-                Err(err) => tracing::debug!(%err, "the GET stream failed"),
-                Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => return,
-                Ok(response) if !response.status().is_success() => {
-                    return self.refused("GET", response).await
-                }
-                Ok(response) => {
-                    let mut events =
-                        SseStream::new(Bounded::new(response.into_body(), self.max_body));
-                    match self
-                        .pump(&mut events, until.as_ref(), initialize, &mut cursor)
-                        .await
-                    {
-                        Pumped::Answered | Pumped::Closed => return,
-                        Pumped::Ended { received: r } => received = r,
-                    }
-                }
-            }
-            if self.closing.load(Ordering::SeqCst) || self.sink.is_ended() {
-                return;
-            }
-            failures = if received { 0 } else { failures + 1 };
-            if failures > RECONNECTS {
-                tracing::warn!(?until, "a GET stream keeps failing; no longer reopened");
-                return;
-            }
-            tracing::debug!(?cursor, "reopening a GET stream");
-            R::sleep(cursor.delay.saturating_mul(1 << failures)).await;
-        }
-    }
-
-    /// Ends the session on the server; a server that cannot (405) or will not is logged.
-    async fn delete<R: Runtime>(&self) {
-        let request = self.request(Method::DELETE, ACCEPT_POST, Bytes::new());
-        match self.send::<R>(request, true).await {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => tracing::debug!(status = %response.status(), "DELETE refused"),
-            Err(err) => tracing::debug!(%err, "DELETE failed"),
-        }
-    }
 }
 
-/// The start of a response's body, as one line of text.
-async fn quote(response: Response<Incoming>) -> String {
-    let mut body = response.into_body();
+/// One exchange: makes the request, reports the head, reads the body as the client says and
+/// reports it, until done or no longer wanted (`stop` closed).
+async fn run_exchange<R: Runtime>(
+    http: Arc<Http>,
+    request: HttpRequest,
+    reports: Sender<Report>,
+    read: Receiver<Read>,
+    stop: Receiver<()>,
+) {
+    let exchange = request.exchange;
+    let to_the_end = request.method == streamable::Method::Delete;
+    let work = async {
+        let request = http.request(request);
+        let response = match http.send::<R>(request, stop.clone(), to_the_end).await {
+            Ok(response) => response,
+            Err(error) => {
+                let _ = reports.send(Report::Failure { exchange, error }).await;
+                return;
+            }
+        };
+        let head = Report::Head {
+            exchange,
+            status: response.status(),
+            session: response.headers().get(&SESSION_ID).cloned(),
+            content_type: response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        if reports.send(head).await.is_err() {
+            return;
+        }
+        let Ok(how) = read.recv().await else { return };
+        let body = response.into_body();
+        let last = match how {
+            Read::Nothing => return,
+            Read::Json => match Limited::new(body, http.max_body).collect().await {
+                Ok(body) => Report::Body {
+                    exchange,
+                    body: body.to_bytes(),
+                },
+                Err(err) => Report::Failure {
+                    exchange,
+                    error: err.to_string(),
+                },
+            },
+            Read::Quote { limit } => Report::Body {
+                exchange,
+                body: quote(body, limit).await,
+            },
+            Read::Events => {
+                let mut events = SseStream::new(Bounded::new(body, http.max_body));
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => {
+                            if reports
+                                .send(Report::Event { exchange, event })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "SSE stream failed");
+                            break;
+                        }
+                    }
+                }
+                Report::End { exchange }
+            }
+        };
+        let _ = reports.send(last).await;
+    };
+    future::or(work, async {
+        let _ = stop.recv().await;
+    })
+    .await;
+}
+
+/// The first `limit` bytes of a body (fewer if it ends or fails first).
+async fn quote(mut body: Incoming, limit: usize) -> Bytes {
     let mut text = Vec::new();
-    while text.len() < QUOTE {
+    while text.len() < limit {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -746,9 +565,6 @@ async fn quote(response: Response<Incoming>) -> String {
             _ => break,
         }
     }
-    text.truncate(QUOTE);
-    String::from_utf8_lossy(&text)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    text.truncate(limit);
+    Bytes::from(text)
 }

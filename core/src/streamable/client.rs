@@ -1,0 +1,758 @@
+//! The client side of the Streamable HTTP transport, with no HTTP in it: which request to
+//! make when, with which headers, what a response means, when a dropped stream is resumed,
+//! and when the session is over. See [`Client`].
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Method;
+
+/// How many times in a row a `GET` stream is reopened without receiving anything before the
+/// client gives up on it (the POSTs go on).
+pub const RECONNECTS: u32 = 5;
+
+/// The wait before reopening a `GET` stream, unless the server said otherwise (`retry:`); it
+/// doubles with each reconnection in a row that received nothing.
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// How much of a refusal's body is quoted in the line that reports it.
+pub const QUOTE: usize = 4096;
+
+/// One HTTP exchange: a request and its response. Each reconnection is a new exchange; input
+/// about an exchange the client no longer wants is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Exchange(u64);
+
+/// A request to make, each on a connection of its own (an SSE response keeps its HTTP/1.1
+/// connection until it ends). The adapter adds the URL's headers, `Accept`
+/// ([`JSON`](super::JSON) and [`EVENT_STREAM`](super::EVENT_STREAM) for a POST or a
+/// `DELETE`, the latter for a `GET`) and, for a POST, `Content-Type: application/json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Which exchange the response belongs to.
+    pub exchange: Exchange,
+    /// `POST` (a message), `GET` (a stream) or `DELETE` (the session's end).
+    pub method: Method,
+    /// `Mcp-Session-Id`, once the initialize response named one.
+    pub session: Option<Vec<u8>>,
+    /// `MCP-Protocol-Version`, once the initialize answer named one.
+    pub protocol_version: Option<Vec<u8>>,
+    /// `Last-Event-ID`, when a `GET` resumes a stream.
+    pub last_event_id: Option<Vec<u8>>,
+    /// The message, for a POST; empty otherwise.
+    pub body: Vec<u8>,
+}
+
+/// The parts of a response's head the transport decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// The status code.
+    pub status: u16,
+    /// Its reason phrase, quoted in the line that reports a refusal.
+    pub reason: Option<&'a str>,
+    /// `Mcp-Session-Id`, if the response has one.
+    pub session: Option<&'a [u8]>,
+    /// `Content-Type`, if any.
+    pub content_type: Option<&'a str>,
+}
+
+/// How to read a response's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Not at all: drop the response.
+    Nothing,
+    /// As one JSON text, up to the adapter's limit, into [`Client::handle_body`] (or, if it
+    /// cannot be read, [`Client::handle_failure`]).
+    Json,
+    /// As server-sent events, each into [`Client::handle_event`], then
+    /// [`Client::handle_end`] when the stream ends or fails.
+    Events,
+    /// Its first `limit` bytes (fewer if it ends or fails first), into
+    /// [`Client::handle_body`]: the quote of a refusal.
+    Quote {
+        /// How many bytes are wanted.
+        limit: usize,
+    },
+}
+
+/// One server-sent event's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Event<'a> {
+    /// `id:`, the cursor a resumption starts after.
+    pub id: Option<&'a str>,
+    /// `data:`, a message (or nothing, for a priming event).
+    pub data: Option<&'a str>,
+    /// `retry:`, the server's wait before reconnecting, in milliseconds.
+    pub retry: Option<u64>,
+}
+
+/// A line for the program's peer: one JSON text, or one line of text about what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The line, ending with `\n`. A JSON text's line breaks (only ever between tokens, since
+    /// a break inside a string is escaped) have become spaces.
+    pub bytes: Vec<u8>,
+    /// Whether it is a report (a refusal, an unreadable body) rather than a received message:
+    /// not JSON, so the connection reports it as malformed, and worth a warning in the log.
+    pub notice: bool,
+}
+
+/// How the session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    /// Why, if not cleanly (the connection closed): the server ended the session, or a
+    /// request failed. The adapter hands it to the connection as a read error.
+    pub reason: Option<String>,
+}
+
+/// What a flow of exchanges is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The `initialize` request: nothing else goes before its answer.
+    Initialize,
+    /// Another request, a notification or a batch: the next waits until the server started
+    /// answering this one.
+    Other,
+    /// Our answer to the server's request: waits for nothing and holds nothing back.
+    Answer,
+    /// The server's own stream, opened with `GET` once the session exists.
+    Listen,
+    /// The session's end.
+    Delete,
+}
+
+/// How the current exchange's body is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    /// The response has not come yet.
+    Head,
+    /// A JSON body.
+    Json,
+    /// Server-sent events.
+    Events,
+    /// The quote of a refusal by `method`, with the status as text.
+    Refusal(&'static str, String),
+    /// The quote of a body that is neither JSON nor SSE.
+    Unknown(String),
+}
+
+/// One message's exchanges, or one stream's: a POST, then, if its stream drops before the
+/// answer, the `GET`s that resume it; or the `GET` stream and its reopenings.
+#[derive(Debug)]
+struct Flow {
+    role: Role,
+    /// The current exchange, if one is under way (none while waiting to reopen).
+    exchange: Option<Exchange>,
+    reading: Reading,
+    /// The request whose answer ends the stream.
+    until: Option<Value>,
+    /// Whether it has gone on to `GET`s.
+    resuming: bool,
+    /// The last event id seen, for `Last-Event-ID`.
+    last_id: Option<Vec<u8>>,
+    /// The wait before reopening: the server's `retry:`, else [`RECONNECT_DELAY`].
+    delay: Duration,
+    /// Reopenings in a row that received nothing.
+    failures: u32,
+    /// Whether the current stream carried anything (an event id or a message).
+    received: bool,
+    /// When to reopen.
+    reopen_at: Option<Instant>,
+    /// Whether the next message waits for it.
+    blocking: bool,
+}
+
+impl Flow {
+    fn new(role: Role, until: Option<Value>) -> Self {
+        Flow {
+            role,
+            exchange: None,
+            reading: Reading::Head,
+            until,
+            resuming: false,
+            last_id: None,
+            delay: RECONNECT_DELAY,
+            failures: 0,
+            received: false,
+            reopen_at: None,
+            blocking: matches!(role, Role::Initialize | Role::Other),
+        }
+    }
+}
+
+/// What happens to a flow after an input.
+enum Next {
+    /// It goes on.
+    Stay,
+    /// It is over.
+    Done,
+}
+
+/// A Streamable HTTP client's state machine.
+///
+/// The adapter owns the HTTP connections and the clock. It hands the client each message the
+/// program wants sent ([`Client::handle_line`]), makes every request
+/// [`poll_request`](Client::poll_request) returns, reads each response's head into a
+/// [`ResponseHead`] for [`handle_response`](Client::handle_response) and then reads the body
+/// the way the answer ([`Read`]) says: server-sent events one by one into
+/// [`handle_event`](Client::handle_event), or the whole body into
+/// [`handle_body`](Client::handle_body). The lines for the program come out of
+/// [`poll_line`](Client::poll_line); the session's end out of [`poll_end`](Client::poll_end).
+/// Time is an argument: when a dropped stream is due to be reopened is
+/// [`poll_timeout`](Client::poll_timeout), acted on by [`handle_timeout`](Client::handle_timeout).
+///
+/// The decisions are the transport's: nothing is sent before the initialize answer (it
+/// carries the session id and the protocol revision every later request needs); answers to
+/// the server's requests go at once (what the server does next may wait for them); other
+/// messages go in the order written, each once the server has started to answer the one
+/// before; a stream dropped before its answer is resumed with `GET` and `Last-Event-ID`,
+/// reopened after a backoff a bounded number of times; a 404 once the session exists means
+/// the server ended it; an HTTP refusal becomes a line of text for the program's peer to see.
+#[derive(Debug, Default)]
+pub struct Client {
+    /// Messages not sent yet, in order.
+    queue: VecDeque<Vec<u8>>,
+    flows: Vec<Flow>,
+    next_exchange: u64,
+    requests: VecDeque<HttpRequest>,
+    lines: VecDeque<Line>,
+    /// What is worth a warning in the log and reaches the program by no other way.
+    warnings: VecDeque<String>,
+    end: Option<End>,
+    /// Whether the session has ended (its end may not have been polled yet).
+    ended: bool,
+    /// `Mcp-Session-Id` from the initialize response.
+    session: Option<Vec<u8>>,
+    /// `protocolVersion` from the initialize answer.
+    protocol: Option<Vec<u8>>,
+    /// Whether the `GET` stream has been opened.
+    listening: bool,
+    /// The connection closed its write side.
+    input_closed: bool,
+    /// The session is being closed: streams that end now are neither reopened nor reported.
+    closing: bool,
+}
+
+impl Client {
+    /// A client with no session yet; the first message is normally `initialize`.
+    pub fn new() -> Self {
+        Client::default()
+    }
+
+    /// A line the program's peer wants sent: one JSON message or batch. Blank lines are
+    /// ignored. It is sent once the messages before it allow ([`wants_line`](Self::wants_line)
+    /// says when the client takes the next without holding it).
+    pub fn handle_line(&mut self, line: &[u8], now: Instant) {
+        let line = trim_end(line);
+        if !line.is_empty() && !self.ended && !self.closing {
+            self.queue.push_back(line.to_vec());
+            self.advance(now);
+        }
+    }
+
+    /// Whether the next line would be sent at once: reading lines no faster than they can be
+    /// sent leaves the program's peer held back by its pipe, as a socket would.
+    pub fn wants_line(&self) -> bool {
+        self.queue.is_empty() && !self.blocked() && !self.ended && !self.closing
+    }
+
+    /// The program's peer closed its write side: once the lines before are sent, the session
+    /// is ended with `DELETE` if there is one (and ends when that is answered), else at once.
+    pub fn handle_close(&mut self, now: Instant) {
+        self.input_closed = true;
+        self.advance(now);
+    }
+
+    /// The next request to make.
+    pub fn poll_request(&mut self) -> Option<HttpRequest> {
+        self.requests.pop_front()
+    }
+
+    /// The next line for the program's peer.
+    pub fn poll_line(&mut self) -> Option<Line> {
+        self.lines.pop_front()
+    }
+
+    /// The next warning for the log: a stream given up on, which the program's peer is not
+    /// otherwise told about.
+    pub fn poll_warning(&mut self) -> Option<String> {
+        self.warnings.pop_front()
+    }
+
+    /// The session's end, once: after it, nothing more is wanted (every exchange may be
+    /// dropped) and every input is ignored.
+    pub fn poll_end(&mut self) -> Option<End> {
+        self.end.take()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether `exchange` is still wanted; once not, the adapter drops its connection.
+    pub fn wants(&self, exchange: Exchange) -> bool {
+        !self.ended && self.flows.iter().any(|f| f.exchange == Some(exchange))
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due: the next stream to reopen.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.flows.iter().filter_map(|f| f.reopen_at).min()
+    }
+
+    /// Reopens the streams whose wait is over.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ended {
+            return;
+        }
+        for index in 0..self.flows.len() {
+            if self.flows[index].reopen_at.is_some_and(|at| at <= now) {
+                self.flows[index].reopen_at = None;
+                self.get(index);
+            }
+        }
+    }
+
+    /// A request could not be made or its response not read: the connection failed, or a
+    /// JSON body was unreadable (`error` says why). A failed POST ends the session; a failed
+    /// `GET` is tried again; an unreadable body is reported as a line.
+    pub fn handle_failure(&mut self, exchange: Exchange, error: &str, now: Instant) {
+        let Some(index) = self.flow(exchange) else {
+            return;
+        };
+        let flow = &self.flows[index];
+        let next = match (&flow.reading, flow.role, flow.resuming) {
+            (Reading::Head, Role::Delete, _) => {
+                self.finish(None);
+                Next::Done
+            }
+            (Reading::Head, Role::Listen, _) | (Reading::Head, _, true) => self.dropped(index, now),
+            (Reading::Head, _, false) => {
+                if !self.closing {
+                    self.finish(Some(format!("POST failed: {error}")));
+                }
+                Next::Done
+            }
+            (Reading::Json, _, _) => {
+                self.notice(format!("the JSON response could not be read: {error}"));
+                Next::Done
+            }
+            (Reading::Events, _, _) => return self.handle_end(exchange, now),
+            (Reading::Refusal(..) | Reading::Unknown(_), _, _) => {
+                return self.handle_body(exchange, b"", now)
+            }
+        };
+        self.settle(index, next, now);
+    }
+
+    /// A response's head: says how to read its body.
+    pub fn handle_response(
+        &mut self,
+        exchange: Exchange,
+        head: ResponseHead<'_>,
+        now: Instant,
+    ) -> Read {
+        let Some(index) = self.flow(exchange) else {
+            return Read::Nothing;
+        };
+        let success = (200..300).contains(&head.status);
+        let flow = &mut self.flows[index];
+        let (read, next) = match flow.role {
+            Role::Delete => {
+                self.finish(None);
+                (Read::Nothing, Next::Done)
+            }
+            _ if flow.role == Role::Listen || flow.resuming => match head.status {
+                405 => (Read::Nothing, Next::Done),
+                _ if !success => self.refused(index, "GET", head),
+                _ => {
+                    flow.reading = Reading::Events;
+                    flow.received = false;
+                    (Read::Events, Next::Stay)
+                }
+            },
+            role => {
+                if role == Role::Initialize && success {
+                    if let Some(session) = head.session {
+                        self.session = Some(session.to_vec());
+                    }
+                }
+                let flow = &mut self.flows[index];
+                match head.status {
+                    202 => (Read::Nothing, Next::Done),
+                    _ if !success => self.refused(index, "POST", head),
+                    _ => match content_kind(head.content_type) {
+                        Some(true) => {
+                            flow.reading = Reading::Events;
+                            // The server has the message: the next may go.
+                            flow.blocking &= role == Role::Initialize;
+                            (Read::Events, Next::Stay)
+                        }
+                        Some(false) => {
+                            flow.reading = Reading::Json;
+                            (Read::Json, Next::Stay)
+                        }
+                        None => {
+                            flow.reading = Reading::Unknown(status_text(head));
+                            (Read::Quote { limit: QUOTE }, Next::Stay)
+                        }
+                    },
+                }
+            }
+        };
+        self.settle(index, next, now);
+        read
+    }
+
+    /// A whole body read as [`Read::Json`], or the quote read as [`Read::Quote`].
+    pub fn handle_body(&mut self, exchange: Exchange, body: &[u8], now: Instant) {
+        let Some(index) = self.flow(exchange) else {
+            return;
+        };
+        let flow = &self.flows[index];
+        match &flow.reading {
+            Reading::Json => {
+                if let (Role::Initialize, Some(id)) = (flow.role, flow.until.clone()) {
+                    self.answers(body, &id, true);
+                }
+                self.message(body);
+            }
+            Reading::Refusal(method, status) => {
+                let line = format!("HTTP {status} from {method}: {}", quote(body));
+                self.notice(line.trim_end().to_owned());
+            }
+            Reading::Unknown(status) => {
+                let body = quote(body);
+                if !body.trim().is_empty() {
+                    self.notice(format!(
+                        "HTTP {status}: a body that is neither JSON nor SSE: {body}"
+                    ));
+                }
+            }
+            Reading::Head | Reading::Events => return,
+        }
+        self.settle(index, Next::Done, now);
+    }
+
+    /// One server-sent event. A stream that carried the answer it was waiting for is done
+    /// ([`wants`](Self::wants) turns false).
+    pub fn handle_event(&mut self, exchange: Exchange, event: Event<'_>, now: Instant) {
+        let Some(index) = self.flow(exchange) else {
+            return;
+        };
+        let flow = &mut self.flows[index];
+        if flow.reading != Reading::Events {
+            return;
+        }
+        if let Some(id) = event.id.filter(|id| is_header_value(id.as_bytes())) {
+            flow.last_id = Some(id.as_bytes().to_vec());
+            flow.received = true;
+        }
+        if let Some(retry) = event.retry {
+            flow.delay = Duration::from_millis(retry);
+        }
+        // A priming event carries an id and no message.
+        let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
+            return;
+        };
+        flow.received = true;
+        let initialize = flow.role == Role::Initialize;
+        let answered = flow
+            .until
+            .clone()
+            .is_some_and(|id| self.answers(data.as_bytes(), &id, initialize));
+        self.message(data.as_bytes());
+        if answered {
+            self.settle(index, Next::Done, now);
+        }
+    }
+
+    /// A stream read as [`Read::Events`] ended (or failed). A POST's stream that ended
+    /// before its answer is resumed with `GET` if it gave an event id to resume from; a
+    /// `GET` stream is reopened after [`RECONNECT_DELAY`] (or the server's `retry:`), doubled
+    /// for each reopening in a row that received nothing, up to [`RECONNECTS`] of them.
+    pub fn handle_end(&mut self, exchange: Exchange, now: Instant) {
+        let Some(index) = self.flow(exchange) else {
+            return;
+        };
+        let flow = &mut self.flows[index];
+        if flow.reading != Reading::Events {
+            return;
+        }
+        let next = if flow.role == Role::Listen || flow.resuming {
+            self.dropped(index, now)
+        } else if flow.until.is_some() && flow.last_id.is_some() && !self.closing {
+            flow.resuming = true;
+            self.get(index);
+            Next::Stay
+        } else {
+            Next::Done
+        };
+        self.settle(index, next, now);
+    }
+
+    fn flow(&self, exchange: Exchange) -> Option<usize> {
+        if self.ended {
+            return None;
+        }
+        self.flows.iter().position(|f| f.exchange == Some(exchange))
+    }
+
+    fn blocked(&self) -> bool {
+        self.flows.iter().any(|f| f.blocking)
+    }
+
+    /// Sends what the queue holds as far as the order allows; once the input closed and
+    /// everything went, closes the session.
+    fn advance(&mut self, _now: Instant) {
+        while !self.ended && !self.closing && !self.blocked() {
+            let Some(body) = self.queue.pop_front() else {
+                if self.input_closed {
+                    self.close();
+                }
+                return;
+            };
+            let message = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (role, until) = classify(&message);
+            let mut flow = Flow::new(role, until);
+            flow.exchange = Some(self.request(Method::Post, None, body));
+            self.flows.push(flow);
+        }
+    }
+
+    /// The input closed and every message went: `DELETE` if there is a session, else the end.
+    fn close(&mut self) {
+        self.closing = true;
+        if self.session.is_some() {
+            let mut flow = Flow::new(Role::Delete, None);
+            flow.exchange = Some(self.request(Method::Delete, None, Vec::new()));
+            self.flows.push(flow);
+        } else {
+            self.finish(None);
+        }
+    }
+
+    /// Queues a request with the session's headers.
+    fn request(
+        &mut self,
+        method: Method,
+        last_event_id: Option<Vec<u8>>,
+        body: Vec<u8>,
+    ) -> Exchange {
+        let exchange = Exchange(self.next_exchange);
+        self.next_exchange += 1;
+        self.requests.push_back(HttpRequest {
+            exchange,
+            method,
+            session: self.session.clone(),
+            protocol_version: self.protocol.clone(),
+            last_event_id,
+            body,
+        });
+        exchange
+    }
+
+    /// Opens (or reopens) flow `index`'s `GET` stream.
+    fn get(&mut self, index: usize) {
+        let last_id = self.flows[index].last_id.clone();
+        let exchange = self.request(Method::Get, last_id, Vec::new());
+        let flow = &mut self.flows[index];
+        flow.exchange = Some(exchange);
+        flow.reading = Reading::Head;
+        flow.received = false;
+    }
+
+    /// A `GET` stream ended or could not be opened: reopened after the wait, unless the
+    /// session is closing or the stream keeps coming back empty.
+    fn dropped(&mut self, index: usize, now: Instant) -> Next {
+        if self.closing {
+            return Next::Done;
+        }
+        let flow = &mut self.flows[index];
+        flow.exchange = None;
+        flow.reading = Reading::Head;
+        flow.failures = if flow.received { 0 } else { flow.failures + 1 };
+        if flow.failures > RECONNECTS {
+            let what = match &flow.until {
+                Some(id) => format!("the resumption of the stream of request {id}"),
+                None => "the GET stream".to_owned(),
+            };
+            self.warnings
+                .push_back(format!("{what} keeps failing; no longer reopened"));
+            return Next::Done;
+        }
+        let wait = flow.delay.saturating_mul(1 << flow.failures);
+        flow.reopen_at = Some(now.checked_add(wait).unwrap_or(now));
+        Next::Stay
+    }
+
+    /// An HTTP refusal: the end of the session for a 404 once one exists, else a line that
+    /// quotes it (read next); nothing while closing.
+    fn refused(
+        &mut self,
+        index: usize,
+        method: &'static str,
+        head: ResponseHead<'_>,
+    ) -> (Read, Next) {
+        if self.closing {
+            return (Read::Nothing, Next::Done);
+        }
+        if head.status == 404 && self.session.is_some() {
+            self.finish(Some(format!(
+                "the server ended the session (HTTP 404 to {method})"
+            )));
+            return (Read::Nothing, Next::Done);
+        }
+        self.flows[index].reading = Reading::Refusal(method, status_text(head));
+        (Read::Quote { limit: QUOTE }, Next::Stay)
+    }
+
+    /// Forgets a flow that is done; the initialize request's end opens the `GET` stream once
+    /// there is a session. Then sends what may go.
+    fn settle(&mut self, index: usize, next: Next, now: Instant) {
+        if let Next::Done = next {
+            let flow = self.flows.remove(index);
+            if flow.role == Role::Initialize && !self.listening && self.session.is_some() {
+                self.listening = true;
+                let mut listen = Flow::new(Role::Listen, None);
+                listen.exchange = Some(self.request(Method::Get, None, Vec::new()));
+                self.flows.push(listen);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// Whether `payload` answers the request `id`; for `initialize`, its `protocolVersion` is
+    /// kept, to go with every later request.
+    fn answers(&mut self, payload: &[u8], id: &Value, initialize: bool) -> bool {
+        let Ok(message) = serde_json::from_slice::<Value>(payload) else {
+            return false;
+        };
+        let answers = |m: &Value| m.get("id") == Some(id) && m.get("method").is_none();
+        let answer = match &message {
+            Value::Array(batch) => batch.iter().find(|m| answers(m)),
+            m => Some(m).filter(|m| answers(m)),
+        };
+        let Some(answer) = answer else { return false };
+        let version = answer
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .filter(|v| is_header_value(v.as_bytes()));
+        if let (true, Some(version)) = (initialize, version) {
+            self.protocol = Some(version.as_bytes().to_vec());
+        }
+        true
+    }
+
+    /// A received message as one line; blank ones are skipped.
+    fn message(&mut self, payload: &[u8]) {
+        if self.ended || payload.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let mut bytes: Vec<u8> = payload
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect();
+        bytes.push(b'\n');
+        self.lines.push_back(Line {
+            bytes,
+            notice: false,
+        });
+    }
+
+    /// A report as one line of text.
+    fn notice(&mut self, text: String) {
+        if self.ended || text.trim().is_empty() {
+            return;
+        }
+        let mut bytes: Vec<u8> = text
+            .bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect();
+        bytes.push(b'\n');
+        self.lines.push_back(Line {
+            bytes,
+            notice: true,
+        });
+    }
+
+    /// Ends the session: every exchange is dropped, the lines not yet polled still go.
+    fn finish(&mut self, reason: Option<String>) {
+        if !self.ended {
+            self.ended = true;
+            self.end = Some(End { reason });
+            self.queue.clear();
+            self.requests.clear();
+        }
+    }
+}
+
+/// What a message is, as far as the transport cares, and the request id whose answer
+/// ends its stream. An `initialize` request's answer carries the session id and the protocol
+/// revision every later request needs; a response or error is our answer to the server; a
+/// request, a notification or a batch goes in order.
+fn classify(message: &Value) -> (Role, Option<Value>) {
+    let id = message.get("id").cloned();
+    match message.get("method") {
+        Some(Value::String(method)) if method == "initialize" => match id {
+            Some(id) => (Role::Initialize, Some(id)),
+            None => (Role::Other, None),
+        },
+        Some(_) => (Role::Other, id),
+        None if message.is_object() => (Role::Answer, None),
+        None => (Role::Other, None),
+    }
+}
+
+/// Whether a response body is server-sent events (`Some(true)`), JSON (`Some(false)`) or
+/// neither.
+fn content_kind(content_type: Option<&str>) -> Option<bool> {
+    let content_type = content_type.unwrap_or("").trim().to_ascii_lowercase();
+    if content_type.starts_with(super::EVENT_STREAM) {
+        Some(true)
+    } else if content_type.starts_with(super::JSON) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `404 Not Found`, as HTTP libraries write a status.
+fn status_text(head: ResponseHead<'_>) -> String {
+    format!(
+        "{} {}",
+        head.status,
+        head.reason.unwrap_or("<unknown status code>")
+    )
+}
+
+/// The start of a body, as one line of text.
+fn quote(body: &[u8]) -> String {
+    let body = &body[..body.len().min(QUOTE)];
+    String::from_utf8_lossy(body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `bytes` may be a header's value (visible characters, spaces and tabs), so that
+/// what the server said can be sent back to it.
+fn is_header_value(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
+}
+
+/// `line` without its trailing whitespace (the line break included).
+fn trim_end(line: &[u8]) -> &[u8] {
+    match std::str::from_utf8(line) {
+        Ok(text) => text.trim_end().as_bytes(),
+        Err(_) => {
+            let end = line
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(0, |i| i + 1);
+            &line[..end]
+        }
+    }
+}

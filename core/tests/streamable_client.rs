@@ -1,0 +1,547 @@
+//! The Streamable HTTP client in virtual time: the order requests go in, their headers, what
+//! each response means, resumption and backoff, and the session's end, with no HTTP and no
+//! clock.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_core::streamable::{
+    Client, End, Event, Exchange, HttpRequest, Method, Read, ResponseHead, RECONNECTS,
+    RECONNECT_DELAY,
+};
+
+/// The origin of virtual time: every later instant is this plus a duration the test chose.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one real instant as the origin of virtual time; the client never reads a clock"
+)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+const PROTOCOL: &str = "2025-06-18";
+
+fn line(message: &Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).unwrap();
+    line.push(b'\n');
+    line
+}
+
+fn initialize(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {}})
+}
+
+fn request(id: u64, method: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}})
+}
+
+fn notification(method: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": method})
+}
+
+fn answer(id: u64, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+fn head(
+    status: u16,
+    reason: &'static str,
+    content_type: Option<&'static str>,
+) -> ResponseHead<'static> {
+    ResponseHead {
+        status,
+        reason: Some(reason),
+        session: None,
+        content_type,
+    }
+}
+
+fn ok(content_type: &'static str) -> ResponseHead<'static> {
+    head(200, "OK", Some(content_type))
+}
+
+const SSE: &str = "text/event-stream";
+const JSON: &str = "application/json";
+
+fn requests(client: &mut Client) -> Vec<HttpRequest> {
+    std::iter::from_fn(|| client.poll_request()).collect()
+}
+
+/// The one request queued.
+fn one(client: &mut Client) -> HttpRequest {
+    let mut all = requests(client);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+/// The lines for the program, as text.
+fn lines(client: &mut Client) -> Vec<String> {
+    std::iter::from_fn(|| client.poll_line())
+        .map(|line| String::from_utf8(line.bytes).unwrap())
+        .collect()
+}
+
+fn body(request: &HttpRequest) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+fn data(exchange: Exchange, client: &mut Client, id: Option<&str>, message: &Value, now: Instant) {
+    let text = message.to_string();
+    let event = Event {
+        id,
+        data: Some(&text),
+        retry: None,
+    };
+    client.handle_event(exchange, event, now);
+}
+
+/// A client whose session `s1` is initialized (by a JSON answer), with the `GET` stream's
+/// request returned and every queue emptied.
+fn initialized(now: Instant) -> (Client, Exchange) {
+    let mut client = Client::new();
+    client.handle_line(&line(&initialize(0)), now);
+    let init = one(&mut client);
+    let mut response = ok(JSON);
+    response.session = Some(b"s1");
+    assert_eq!(
+        client.handle_response(init.exchange, response, now),
+        Read::Json
+    );
+    let body = answer(0, json!({"protocolVersion": PROTOCOL}));
+    client.handle_body(init.exchange, body.to_string().as_bytes(), now);
+    assert_eq!(lines(&mut client).len(), 1);
+    let get = one(&mut client);
+    assert_eq!(get.method, Method::Get);
+    (client, get.exchange)
+}
+
+#[test]
+fn initialize_goes_alone_first_and_its_session_and_protocol_go_with_every_later_request() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_line(&line(&initialize(1)), now);
+    client.handle_line(&line(&notification("notifications/initialized")), now);
+    client.handle_line(&line(&request(2, "tools/list")), now);
+    let init = one(&mut client);
+    assert_eq!(init.method, Method::Post);
+    assert_eq!(body(&init)["method"], "initialize");
+    assert_eq!((init.session, init.protocol_version), (None, None));
+    assert!(!client.wants_line());
+
+    let mut response = ok(SSE);
+    response.session = Some(b"s1");
+    assert_eq!(
+        client.handle_response(init.exchange, response, now),
+        Read::Events
+    );
+    // The stream started, but nothing goes before the answer.
+    let note = notification("notifications/message");
+    data(init.exchange, &mut client, Some("e1"), &note, now);
+    assert!(requests(&mut client).is_empty());
+    let result = answer(1, json!({"protocolVersion": PROTOCOL}));
+    data(init.exchange, &mut client, Some("e2"), &result, now);
+    assert_eq!(
+        lines(&mut client),
+        [format!("{note}\n"), format!("{result}\n")]
+    );
+    // The answer ends the stream.
+    assert!(!client.wants(init.exchange));
+
+    let after = requests(&mut client);
+    let kinds: Vec<_> = after.iter().map(|r| r.method).collect();
+    assert_eq!(kinds, [Method::Get, Method::Post], "{after:#?}");
+    for request in &after {
+        assert_eq!(request.session.as_deref(), Some(&b"s1"[..]));
+        assert_eq!(
+            request.protocol_version.as_deref(),
+            Some(PROTOCOL.as_bytes())
+        );
+        assert_eq!(request.last_event_id, None);
+    }
+    assert_eq!(body(&after[1])["method"], "notifications/initialized");
+    // The notification's 202 lets the request go, with the same headers.
+    assert_eq!(
+        client.handle_response(after[1].exchange, head(202, "Accepted", None), now),
+        Read::Nothing
+    );
+    let list = one(&mut client);
+    assert_eq!(body(&list)["method"], "tools/list");
+    assert_eq!(list.session.as_deref(), Some(&b"s1"[..]));
+}
+
+#[test]
+fn the_protocol_version_comes_from_a_json_answer_too() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(1, "ping")), now);
+    let ping = one(&mut client);
+    assert_eq!(ping.protocol_version.as_deref(), Some(PROTOCOL.as_bytes()));
+    assert_eq!(ping.session.as_deref(), Some(&b"s1"[..]));
+}
+
+#[test]
+fn requests_go_in_order_each_once_the_one_before_is_answered_or_streaming() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(1, "a")), now);
+    client.handle_line(&line(&request(2, "b")), now);
+    client.handle_line(&line(&request(3, "c")), now);
+    let a = one(&mut client);
+    assert_eq!(body(&a)["id"], 1);
+    // A JSON answer holds the next back until it has been read, so the lines keep the order.
+    assert_eq!(
+        client.handle_response(a.exchange, ok(JSON), now),
+        Read::Json
+    );
+    assert!(requests(&mut client).is_empty());
+    let one_answer = answer(1, json!("one"));
+    client.handle_body(a.exchange, one_answer.to_string().as_bytes(), now);
+    let b = one(&mut client);
+    assert_eq!(body(&b)["id"], 2);
+    // A stream lets the next go as soon as it starts.
+    assert_eq!(
+        client.handle_response(b.exchange, ok(SSE), now),
+        Read::Events
+    );
+    let c = one(&mut client);
+    assert_eq!(body(&c)["id"], 3);
+    assert!(client.wants(b.exchange));
+    assert!(!client.wants_line());
+    assert_eq!(lines(&mut client), [format!("{one_answer}\n")]);
+}
+
+#[test]
+fn answers_to_the_servers_requests_go_at_once_and_hold_nothing_back() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(1, "tools/call")), now);
+    let call = one(&mut client);
+    assert_eq!(
+        client.handle_response(call.exchange, ok(SSE), now),
+        Read::Events
+    );
+    // The server asks something on the call's stream; the answer goes while it is open.
+    let sampling = json!({"jsonrpc": "2.0", "id": "s-1", "method": "sampling/createMessage"});
+    data(call.exchange, &mut client, None, &sampling, now);
+    assert_eq!(lines(&mut client), [format!("{sampling}\n")]);
+    let reply = json!({"jsonrpc": "2.0", "id": "s-1", "result": {}});
+    client.handle_line(&line(&reply), now);
+    let sent = one(&mut client);
+    assert_eq!(body(&sent), reply);
+    // Unanswered, it holds back nothing.
+    assert!(client.wants_line());
+    client.handle_line(&line(&notification("n")), now);
+    assert_eq!(body(&one(&mut client))["method"], "n");
+    assert_eq!(
+        client.handle_response(sent.exchange, head(202, "Accepted", None), now),
+        Read::Nothing
+    );
+    assert!(client.wants(call.exchange));
+}
+
+#[test]
+fn a_stream_dropped_before_its_answer_is_resumed_with_the_last_event_id() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(7, "slow")), now);
+    let post = one(&mut client);
+    client.handle_response(post.exchange, ok(SSE), now);
+    let progress = notification("notifications/progress");
+    data(post.exchange, &mut client, Some("e1"), &progress, now);
+    client.handle_end(post.exchange, now);
+    assert!(!client.wants(post.exchange));
+    // The first resumption goes at once.
+    let get = one(&mut client);
+    assert_eq!(get.method, Method::Get);
+    assert_eq!(get.last_event_id.as_deref(), Some(&b"e1"[..]));
+    assert_eq!(get.session.as_deref(), Some(&b"s1"[..]));
+    // It drops too, with nothing new: reopened after the backoff, from the same event.
+    client.handle_response(get.exchange, ok(SSE), now);
+    client.handle_end(get.exchange, now);
+    let deadline = now + RECONNECT_DELAY * 2;
+    assert_eq!(client.poll_timeout(), Some(deadline));
+    client.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(requests(&mut client).is_empty());
+    client.handle_timeout(deadline);
+    let again = one(&mut client);
+    assert_eq!(again.last_event_id.as_deref(), Some(&b"e1"[..]));
+    // The answer ends it: nothing more is reopened.
+    client.handle_response(again.exchange, ok(SSE), deadline);
+    let result = answer(7, json!("done"));
+    data(again.exchange, &mut client, Some("e2"), &result, deadline);
+    assert!(!client.wants(again.exchange));
+    assert_eq!(client.poll_timeout(), None);
+    assert_eq!(
+        lines(&mut client),
+        [format!("{progress}\n"), format!("{result}\n")]
+    );
+}
+
+#[test]
+fn a_stream_dropped_with_no_event_id_is_not_resumed() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(7, "slow")), now);
+    let post = one(&mut client);
+    client.handle_response(post.exchange, ok(SSE), now);
+    client.handle_end(post.exchange, now);
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(client.poll_timeout(), None);
+}
+
+#[test]
+fn an_empty_get_stream_is_reopened_with_a_doubling_wait_and_then_given_up() {
+    let mut now = base();
+    let (mut client, mut get) = initialized(now);
+    // The first GET and every reopening come back empty (or fail).
+    for attempt in 1..=RECONNECTS + 1 {
+        if attempt % 2 == 0 {
+            client.handle_failure(get, "connection refused", now);
+        } else {
+            assert_eq!(client.handle_response(get, ok(SSE), now), Read::Events);
+            client.handle_end(get, now);
+        }
+        if attempt > RECONNECTS {
+            break;
+        }
+        let wait = RECONNECT_DELAY * 2u32.pow(attempt);
+        assert_eq!(client.poll_timeout(), Some(now + wait), "attempt {attempt}");
+        now += wait;
+        client.handle_timeout(now);
+        let reopened = one(&mut client);
+        assert_eq!(reopened.method, Method::Get);
+        get = reopened.exchange;
+    }
+    assert_eq!(client.poll_timeout(), None);
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(
+        client.poll_warning().as_deref(),
+        Some("the GET stream keeps failing; no longer reopened")
+    );
+    // The POSTs go on.
+    client.handle_line(&line(&request(1, "ping")), now);
+    assert_eq!(one(&mut client).method, Method::Post);
+    assert!(lines(&mut client).is_empty());
+}
+
+#[test]
+fn a_stream_that_received_something_starts_the_count_again() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_failure(get, "reset", now);
+    assert_eq!(client.poll_timeout(), Some(now + RECONNECT_DELAY * 2));
+    let later = now + RECONNECT_DELAY * 2;
+    client.handle_timeout(later);
+    let get = one(&mut client).exchange;
+    client.handle_response(get, ok(SSE), later);
+    let ping = request(9, "ping");
+    data(get, &mut client, Some("g1"), &ping, later);
+    client.handle_end(get, later);
+    assert_eq!(client.poll_timeout(), Some(later + RECONNECT_DELAY));
+    client.handle_timeout(later + RECONNECT_DELAY);
+    let reopened = one(&mut client);
+    assert_eq!(reopened.last_event_id.as_deref(), Some(&b"g1"[..]));
+}
+
+#[test]
+fn the_servers_retry_sets_the_wait() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_response(get, ok(SSE), now);
+    let priming = Event {
+        id: Some("p0"),
+        data: Some(""),
+        retry: Some(3000),
+    };
+    client.handle_event(get, priming, now);
+    // A priming event is no message.
+    assert!(lines(&mut client).is_empty());
+    client.handle_end(get, now);
+    assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(3)));
+    client.handle_timeout(now + Duration::from_secs(3));
+    let reopened = one(&mut client);
+    assert_eq!(reopened.last_event_id.as_deref(), Some(&b"p0"[..]));
+    // Empty now: the server's wait, doubled.
+    client.handle_failure(reopened.exchange, "reset", now + Duration::from_secs(3));
+    assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(9)));
+}
+
+#[test]
+fn a_405_to_get_means_no_get_stream() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    let refused = head(405, "Method Not Allowed", None);
+    assert_eq!(client.handle_response(get, refused, now), Read::Nothing);
+    assert!(!client.wants(get));
+    assert_eq!(client.poll_timeout(), None);
+    assert!(requests(&mut client).is_empty());
+    assert!(lines(&mut client).is_empty());
+    assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn a_404_once_the_session_exists_ends_it_with_the_reason() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_line(&line(&request(2, "ping")), now);
+    let ping = one(&mut client);
+    let gone = head(404, "Not Found", Some(JSON));
+    assert_eq!(
+        client.handle_response(ping.exchange, gone, now),
+        Read::Nothing
+    );
+    assert_eq!(
+        client.poll_end(),
+        Some(End {
+            reason: Some("the server ended the session (HTTP 404 to POST)".into())
+        })
+    );
+    assert_eq!(client.poll_end(), None);
+    assert!(client.is_ended());
+    // Nothing more is sent, nor wanted, nor said.
+    assert!(!client.wants(get));
+    assert!(requests(&mut client).is_empty());
+    client.handle_close(now);
+    assert!(requests(&mut client).is_empty());
+    assert!(lines(&mut client).is_empty());
+}
+
+#[test]
+fn a_refusal_is_reported_as_a_line_of_text_and_the_session_goes_on() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_line(&line(&request(1, "tools/list")), now);
+    client.handle_line(&line(&request(2, "tools/list")), now);
+    let first = one(&mut client);
+    // Without a session, a 404 is a refusal like any other.
+    let refused = head(404, "Not Found", Some(JSON));
+    assert_eq!(
+        client.handle_response(first.exchange, refused, now),
+        Read::Quote { limit: 4096 }
+    );
+    assert!(requests(&mut client).is_empty());
+    client.handle_body(first.exchange, b"{\"error\":\n  \"no session\"}\n", now);
+    let reported: Vec<_> = std::iter::from_fn(|| client.poll_line()).collect();
+    assert_eq!(reported.len(), 1);
+    assert!(reported[0].notice);
+    assert_eq!(
+        String::from_utf8(reported[0].bytes.clone()).unwrap(),
+        "HTTP 404 Not Found from POST: {\"error\": \"no session\"}\n"
+    );
+    let second = one(&mut client);
+    let unauthorized = head(401, "Unauthorized", None);
+    client.handle_response(second.exchange, unauthorized, now);
+    client.handle_body(second.exchange, b"", now);
+    assert_eq!(lines(&mut client), ["HTTP 401 Unauthorized from POST:\n"]);
+    assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn a_failed_post_ends_the_session_with_the_reason() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(1, "ping")), now);
+    let ping = one(&mut client);
+    client.handle_failure(ping.exchange, "connection reset", now);
+    assert_eq!(
+        client.poll_end(),
+        Some(End {
+            reason: Some("POST failed: connection reset".into())
+        })
+    );
+}
+
+#[test]
+fn close_with_a_session_sends_delete_and_ends_once_it_is_answered() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_line(&line(&request(1, "ping")), now);
+    let ping = one(&mut client);
+    client.handle_close(now);
+    // The request before goes first: the DELETE waits for its answer.
+    assert!(requests(&mut client).is_empty());
+    client.handle_response(ping.exchange, ok(JSON), now);
+    client.handle_body(
+        ping.exchange,
+        answer(1, json!({})).to_string().as_bytes(),
+        now,
+    );
+    let delete = one(&mut client);
+    assert_eq!(delete.method, Method::Delete);
+    assert_eq!(delete.session.as_deref(), Some(&b"s1"[..]));
+    assert!(delete.body.is_empty());
+    assert_eq!(client.poll_end(), None);
+    // While closing, a stream that ends is not reopened, and a refusal is not reported.
+    client.handle_response(get, ok(SSE), now);
+    client.handle_end(get, now);
+    assert_eq!(client.poll_timeout(), None);
+    assert_eq!(
+        client.handle_response(delete.exchange, ok(JSON), now),
+        Read::Nothing
+    );
+    assert_eq!(client.poll_end(), Some(End { reason: None }));
+    assert_eq!(lines(&mut client).len(), 1);
+}
+
+#[test]
+fn close_without_a_session_ends_at_once() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_close(now);
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(client.poll_end(), Some(End { reason: None }));
+}
+
+#[test]
+fn a_delete_refused_or_failed_still_ends_the_session() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_close(now);
+    let delete = one(&mut client);
+    client.handle_failure(delete.exchange, "connection refused", now);
+    assert_eq!(client.poll_end(), Some(End { reason: None }));
+}
+
+#[test]
+fn a_body_that_is_neither_json_nor_sse_is_quoted_and_one_unreadable_is_reported() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_line(&line(&request(1, "a")), now);
+    client.handle_line(&line(&request(2, "b")), now);
+    let a = one(&mut client);
+    assert_eq!(
+        client.handle_response(a.exchange, ok("text/html"), now),
+        Read::Quote { limit: 4096 }
+    );
+    client.handle_body(a.exchange, b"<p>hello</p>", now);
+    let b = one(&mut client);
+    client.handle_response(b.exchange, ok(JSON), now);
+    client.handle_failure(b.exchange, "length limit exceeded", now);
+    assert_eq!(
+        lines(&mut client),
+        [
+            "HTTP 200 OK: a body that is neither JSON nor SSE: <p>hello</p>\n",
+            "the JSON response could not be read: length limit exceeded\n"
+        ]
+    );
+}
+
+#[test]
+fn line_breaks_in_a_message_become_spaces_and_blank_lines_are_not_sent() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_line(b"   \n", now);
+    assert!(requests(&mut client).is_empty());
+    client.handle_response(get, ok(SSE), now);
+    let event = Event {
+        id: None,
+        data: Some("{\"jsonrpc\":\"2.0\",\n\"method\":\"n\"}"),
+        retry: None,
+    };
+    client.handle_event(get, event, now);
+    assert_eq!(
+        lines(&mut client),
+        ["{\"jsonrpc\":\"2.0\", \"method\":\"n\"}\n"]
+    );
+}
