@@ -408,7 +408,11 @@ fn a_signal_ends_the_session_with_delete() {
         tether.send(&initialize(1));
         tether.answer(1);
         tether.send(&initialized());
-        server.until("GET stream", |r| r["method"] == "GET");
+        // The signal must find every line read: once the server has accepted the
+        // notification, tether has read it.
+        server.until("initialized accepted", |r| {
+            r["method"] == "POST" && r["status"] == 202
+        });
         let pid = rustix::process::Pid::from_raw(tether.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         // stdin stays open: the signal alone ends the session.

@@ -3,13 +3,14 @@
 //!
 //! The HTTP exchanges are made into a virtual byte stream, so that the session runs through
 //! the same [`Connection`] and [`session::run`](crate::session::run) loop as every other URL:
-//! linger, output modes, `--record` and signals behave alike. Two in-memory pipes carry one JSON text per line: the
-//! connection writes each message it sends into one, and a task spawned on the runtime POSTs
-//! each line to the URL; every message that comes back (a JSON body, or each event of an SSE
-//! stream, from a POST or from the GET stream) is written as one line into the other pipe,
-//! which the connection reads as its peer's output. When the connection closes its write side
-//! (standard input ended and the answers came, `--linger` expired, or a signal), the task sends
-//! `DELETE` for the session and ends the pipe: the connection's end of file, `disconnected`.
+//! linger, output modes, `--record` and signals behave alike. Two in-memory pipes carry one
+//! JSON text per line: the connection writes each message it sends into one, and a task
+//! spawned on the runtime POSTs each line to the URL; every message that comes back (a JSON
+//! body, or each event of an SSE stream, from a POST or from the GET stream) is written as one
+//! line into the other pipe, which the connection reads as its peer's output. When the
+//! connection closes its write side (standard input ended and the answers came, `--linger`
+//! expired, or a signal), the task sends `DELETE` for the session and ends the pipe: the
+//! connection's end of file, `disconnected`.
 //!
 //! HTTP/1.1 carries one exchange at a time per connection, and an SSE response keeps its
 //! connection until it ends, so each request gets a TCP connection of its own.
@@ -21,8 +22,8 @@
 //! means the server ended the session: the pipe ends with that reason, handed to the
 //! connection as a read error, so the `disconnected` event names it.
 //!
-//! An event longer than `--max-frame` ends its stream (see `bounded.rs`), so that a server cannot
-//! grow the client's memory without bound.
+//! An event longer than `--max-frame` ends its stream (see `bounded.rs`), so that a server
+//! cannot grow the client's memory without bound.
 //!
 //! Every decision about the protocol (which request to make when, with which headers, what a
 //! response means, when a stream is resumed, when the session is over) is made by
