@@ -13,7 +13,7 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 8] = [
+const TARGETS: [(&str, Harness); 9] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
@@ -22,6 +22,7 @@ const TARGETS: [(&str, Harness); 8] = [
     ("keepalive_ops", keepalive_ops),
     ("endpoint_ops", endpoint_ops),
     ("streamable_ops", streamable_ops),
+    ("streamable_client_ops", streamable_client_ops),
 ];
 
 #[allow(
@@ -54,6 +55,14 @@ fn endpoint_ops(data: &[u8]) {
 )]
 fn streamable_ops(data: &[u8]) {
     harness::streamable_ops(data, Instant::now());
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the client harness needs one real instant as the origin of its virtual time"
+)]
+fn streamable_client_ops(data: &[u8]) {
+    harness::streamable_client_ops(data, Instant::now());
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -170,4 +179,9 @@ fn every_target_is_replayed() {
 #[test]
 fn streamable_ops_seeds() {
     replay("streamable_ops");
+}
+
+#[test]
+fn streamable_client_ops_seeds() {
+    replay("streamable_client_ops");
 }

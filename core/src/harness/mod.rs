@@ -39,6 +39,7 @@ mod endpoint_ops;
 mod keepalive_ops;
 mod lines;
 mod message;
+mod streamable_client_ops;
 mod streamable_ops;
 mod supervisor_ops;
 
@@ -48,6 +49,7 @@ pub use endpoint_ops::endpoint_ops;
 pub use keepalive_ops::keepalive_ops;
 pub use lines::lines;
 pub use message::message;
+pub use streamable_client_ops::streamable_client_ops;
 pub use streamable_ops::streamable_ops;
 pub use supervisor_ops::supervisor_ops;
 
