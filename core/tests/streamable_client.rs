@@ -364,6 +364,22 @@ fn the_servers_retry_sets_the_wait() {
     // Empty now: the server's wait, doubled.
     client.handle_failure(reopened.exchange, "reset", now + Duration::from_secs(3));
     assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(9)));
+    // A wait of ages is held to the longest wait.
+    let later = now + Duration::from_secs(9);
+    client.handle_timeout(later);
+    let reopened = one(&mut client);
+    client.handle_response(reopened.exchange, ok(SSE), later);
+    let ages = Event {
+        id: Some("p1"),
+        data: None,
+        retry: Some(u64::MAX),
+    };
+    client.handle_event(reopened.exchange, ages, later);
+    client.handle_end(reopened.exchange, later);
+    assert_eq!(
+        client.poll_timeout(),
+        Some(later + tether_core::streamable::MAX_RECONNECT_DELAY)
+    );
 }
 
 #[test]
@@ -377,6 +393,21 @@ fn a_405_to_get_means_no_get_stream() {
     assert!(requests(&mut client).is_empty());
     assert!(lines(&mut client).is_empty());
     assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn once_the_session_has_ended_no_stream_waits_to_be_reopened() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    client.handle_failure(get, "reset", now);
+    assert!(client.poll_timeout().is_some());
+    client.handle_line(&line(&request(1, "ping")), now);
+    let ping = one(&mut client);
+    client.handle_response(ping.exchange, head(404, "Not Found", None), now);
+    assert!(client.poll_end().is_some());
+    assert_eq!(client.poll_timeout(), None);
+    client.handle_timeout(now + Duration::from_secs(60));
+    assert!(requests(&mut client).is_empty());
 }
 
 #[test]

@@ -17,6 +17,11 @@ pub const RECONNECTS: u32 = 5;
 /// doubles with each reconnection in a row that received nothing.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
+/// The longest wait before reopening a stream, whatever `retry:` says and however often it
+/// has doubled: a server's wait of years would otherwise leave a stream closed for good (or,
+/// past what a deadline can hold, reopen it at once).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+
 /// How much of a refusal's body is quoted in the line that reports it.
 pub const QUOTE: usize = 4096;
 
@@ -298,7 +303,11 @@ impl Client {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due: the next stream to reopen.
+    /// Nothing once the session has ended.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended {
+            return None;
+        }
         self.flows.iter().filter_map(|f| f.reopen_at).min()
     }
 
@@ -583,8 +592,11 @@ impl Client {
                 .push_back(format!("{what} keeps failing; no longer reopened"));
             return Next::Done;
         }
-        let wait = flow.delay.saturating_mul(1 << flow.failures);
-        flow.reopen_at = Some(now.checked_add(wait).unwrap_or(now));
+        let wait = flow
+            .delay
+            .saturating_mul(1 << flow.failures)
+            .min(MAX_RECONNECT_DELAY);
+        flow.reopen_at = now.checked_add(wait).or(Some(now));
         Next::Stay
     }
 
