@@ -224,9 +224,11 @@ fn contain(scenario: &str, reports: usize, mechanism: Mechanism, available: &Ava
         outcome.reached.unwrap() >= reports,
         "{scenario}: {outcome:?}"
     );
-    assert_eq!(tree.alive(), Vec::<u32>::new(), "{scenario}: alive");
-    // The watcher's part: the container never reaps the leader.
+    // The watcher's part: the container never reaps the leader. It signals it, but does not
+    // wait for that death: until the leader is reaped it may still show as alive for a moment,
+    // so the tree is looked at only once it is.
     tree.child.wait().unwrap();
+    assert_eq!(tree.alive(), Vec::<u32>::new(), "{scenario}: alive");
     // Nothing holds the tree's stdout any more, so this reads to the end at once; the pids
     // reported meanwhile (the forker's) are checked too.
     for line in tree.lines.by_ref() {
