@@ -244,6 +244,16 @@ fn connected(runtime: &str, server: &Server, extra: &[&str]) -> Tether {
     Tether::start(&args)
 }
 
+/// A tether connected to `server` whose session is initialized at `protocol`: the answer
+/// to `initialize` has come, and `notifications/initialized` is on its way.
+fn initialized_at(runtime: &str, server: &Server, protocol: &str) -> Tether {
+    let mut tether = connected(runtime, server, &[]);
+    tether.send(&initialize_at(1, protocol));
+    tether.answer(1);
+    tether.send(&initialized());
+    tether
+}
+
 #[test]
 fn a_session_over_sse_keeps_its_id_and_ends_with_delete() {
     for runtime in RUNTIMES {
@@ -404,10 +414,7 @@ fn json_responses_come_in_order_from_piped_input_and_are_recorded() {
 fn a_signal_ends_the_session_with_delete() {
     for runtime in RUNTIMES {
         let server = Server::start(&[]);
-        let mut tether = connected(runtime, &server, &[]);
-        tether.send(&initialize(1));
-        tether.answer(1);
-        tether.send(&initialized());
+        let tether = initialized_at(runtime, &server, PROTOCOL);
         // The signal must find every line read: once the server has accepted the
         // notification, tether has read it.
         server.until("initialized accepted", |r| {
@@ -434,12 +441,9 @@ fn a_signal_ends_the_session_with_delete() {
 fn get_streams_carry_the_servers_messages_and_resume_after_a_drop() {
     for runtime in RUNTIMES {
         let server = Server::start(&[]);
-        let mut tether = connected(runtime, &server, &[]);
         // The SDK closes streams for resumption (and sends priming events, ids with no data)
         // only from this revision on.
-        tether.send(&initialize_at(1, "2025-11-25"));
-        tether.answer(1);
-        tether.send(&initialized());
+        let mut tether = initialized_at(runtime, &server, "2025-11-25");
         // The SDK drops messages for a GET stream that is not open yet.
         server.until("GET stream", |r| r["method"] == "GET" && r["status"] == 200);
         tether.send(&call(2, "broadcast", json!({"message": "first"})));
@@ -477,10 +481,7 @@ fn get_streams_carry_the_servers_messages_and_resume_after_a_drop() {
 fn a_session_the_server_ended_disconnects_with_the_reason() {
     for runtime in RUNTIMES {
         let server = Server::start(&[]);
-        let mut tether = connected(runtime, &server, &[]);
-        tether.send(&initialize(1));
-        tether.answer(1);
-        tether.send(&initialized());
+        let mut tether = initialized_at(runtime, &server, PROTOCOL);
         let requests = server.until("initialized", |r| r["status"] == 202);
         let session = requests.last().unwrap()["session"].as_str().unwrap();
         // The session ends behind tether's back.
