@@ -139,8 +139,12 @@ impl Lineage {
                 }
                 i += 1;
             }
-            // A zombie whose parent is someone else is that parent's to reap.
-            now.retain(|s| !s.zombie || s.ppid == me);
+            // A zombie whose parent is someone else is that parent's to reap, unless that
+            // parent is the child or a process claimed here: it is dying, and the zombie
+            // comes to this process to be reaped once it has died.
+            now.retain(|s| {
+                !s.zombie || s.ppid == me || Some(s.ppid) == leader || claimed.contains_key(&s.ppid)
+            });
             if now.is_empty() {
                 return Swept {
                     reached: reached.len(),
