@@ -12,6 +12,10 @@ use crate::{ConfigError, Framing, Goodbye, Policy};
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// The default outgoing byte budget: 8 MiB.
 pub const DEFAULT_SEND_BUDGET: usize = 8 << 20;
+/// The default number of messages decoded ahead of an owner that is not receiving: 128.
+pub const DEFAULT_READ_AHEAD_EVENTS: usize = 128;
+/// The default bytes of frames decoded ahead of an owner that is not receiving: 16 MiB.
+pub const DEFAULT_READ_AHEAD_BYTES: usize = 16 << 20;
 
 /// Every setting of a connection and its endpoint. Start from [`Config::new`] and change what
 /// you need with the builder methods; read a setting back through its field (each builder
@@ -26,6 +30,10 @@ pub struct Config {
     pub max_frame: usize,
     /// See [`Config::send_budget`].
     pub send_budget: usize,
+    /// The most events held decoded ahead of the owner; see [`Config::read_ahead`].
+    pub read_ahead_events: usize,
+    /// The most frame bytes held decoded ahead of the owner; see [`Config::read_ahead`].
+    pub read_ahead_bytes: usize,
     /// See [`Config::label`].
     pub label: String,
     /// See [`Config::policy`].
@@ -50,6 +58,8 @@ impl Default for Config {
             framing: Framing::Lines,
             max_frame: DEFAULT_MAX_FRAME,
             send_budget: DEFAULT_SEND_BUDGET,
+            read_ahead_events: DEFAULT_READ_AHEAD_EVENTS,
+            read_ahead_bytes: DEFAULT_READ_AHEAD_BYTES,
             label: "peer".to_owned(),
             policy: Policy::default(),
             goodbye: None,
@@ -90,6 +100,21 @@ impl Config {
     /// accepted whenever the queue is below the budget. Must be at least 1.
     pub fn send_budget(mut self, bytes: usize) -> Self {
         self.send_budget = bytes;
+        self
+    }
+
+    /// How far input is read ahead of an owner that is not receiving (busy, or waiting to
+    /// send): the input buffer holds up to one frame at the frame limit (plus the last chunk
+    /// read), and beyond it up to `events` frames, of at most `bytes` bytes together (one frame
+    /// is always taken), wait decoded. Only when both are full does
+    /// [`Endpoint::wants_input`](crate::Endpoint::wants_input) turn false and the peer get held
+    /// back by its own pipe or socket. So the input side never holds more than the frame limit
+    /// plus one chunk plus `bytes` (plus one frame); a peer that answers while it reads can
+    /// always finish answering a request that the owner is still waiting to send. Both must be
+    /// at least 1; the defaults are 128 events and 16 MiB.
+    pub fn read_ahead(mut self, events: usize, bytes: usize) -> Self {
+        self.read_ahead_events = events;
+        self.read_ahead_bytes = bytes;
         self
     }
 
@@ -154,6 +179,9 @@ impl Config {
         }
         if self.send_budget == 0 {
             return Err(ConfigError::ZeroSendBudget);
+        }
+        if self.read_ahead_events == 0 || self.read_ahead_bytes == 0 {
+            return Err(ConfigError::ZeroReadAhead);
         }
         Ok(())
     }

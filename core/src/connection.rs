@@ -22,10 +22,16 @@ use crate::{
 pub struct Connection<M = Message> {
     config: Config,
     input: Input,
+    /// Events decoded ahead of the owner, in order, before anything still in `input`.
+    ahead: VecDeque<Event<M>>,
+    /// The frame bytes the events in `ahead` were decoded from.
+    ahead_bytes: usize,
     end: End,
     output: Output,
     /// Bytes handed to the driver and not yet reported written.
     in_flight: usize,
+    /// Where the answers the endpoint owes the peer lie in the output stream.
+    owed: Owed,
     write_failed: bool,
     closing: bool,
     close_write_polled: bool,
@@ -38,7 +44,10 @@ impl<M> fmt::Debug for Connection<M> {
             .field("label", &self.config.label)
             .field("framing", &self.config.framing)
             .field("buffered", &self.buffered())
+            .field("ahead", &self.read_ahead().0)
+            .field("ahead_bytes", &self.read_ahead().1)
             .field("queued", &self.queued())
+            .field("owed", &self.owed())
             .field("end", &self.end)
             .finish_non_exhaustive()
     }
@@ -60,6 +69,56 @@ enum Inbound {
 enum Output {
     Stream(Vec<u8>),
     Frames(VecDeque<Vec<u8>>, usize),
+}
+
+/// The spans of the output stream that hold answers owed to the peer, counted in bytes since
+/// the connection started: what [`Connection::owed`] reports, so that input is held back by
+/// the answers a peer does not read, never by the owner's own large sends.
+#[derive(Debug, Default)]
+struct Owed {
+    /// Every byte ever queued, and every byte reported written.
+    queued: u64,
+    written: u64,
+    /// `(start, end)` of each owed span not yet written, oldest first.
+    spans: VecDeque<(u64, u64)>,
+    /// The bytes of `spans` not yet written.
+    pending: usize,
+}
+
+impl Owed {
+    fn queued(&mut self, n: usize, owed: bool) {
+        let start = self.queued;
+        self.queued += n as u64;
+        if owed && n > 0 {
+            self.spans.push_back((start, self.queued));
+            self.pending += n;
+        }
+    }
+
+    fn written(&mut self, n: usize) {
+        self.written = (self.written + n as u64).min(self.queued);
+        while let Some(&(start, end)) = self.spans.front() {
+            if end <= self.written {
+                self.spans.pop_front();
+            } else {
+                if start < self.written {
+                    self.spans[0].0 = self.written;
+                }
+                break;
+            }
+        }
+        self.pending = self
+            .spans
+            .iter()
+            .map(|(start, end)| (end - start) as usize)
+            .sum();
+    }
+
+    fn clear(&mut self) {
+        self.written = self.queued;
+        self.spans.clear();
+        self.pending = 0;
+    }
 }
 
 #[derive(Debug)]
@@ -105,9 +164,12 @@ where
         Ok(Connection {
             config,
             input,
+            ahead: VecDeque::new(),
+            ahead_bytes: 0,
             end: End::Open,
             output,
             in_flight: 0,
+            owed: Owed::default(),
             write_failed: false,
             closing: false,
             close_write_polled: false,
@@ -117,23 +179,39 @@ where
 
     // ----- inputs -------------------------------------------------------------------------
 
-    /// Bytes read from a stream transport. Call it only after [`poll_event`](Self::poll_event)
-    /// has returned `None`, so the buffer holds at most one partial frame plus this chunk.
-    /// Ignored once the input has ended.
+    /// Bytes read from a stream transport, whenever [`wants_input`](Self::wants_input)
+    /// holds (the owner need not have drained its events: this is the read-ahead). Ignored
+    /// once the input has ended.
+    ///
+    /// Past one frame's worth of buffered bytes, frames are decoded ahead into a bounded queue
+    /// as they complete, so that a frame over the limit is found and its bytes dropped as they
+    /// arrive even while the owner is not receiving.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), UsageError> {
         let Input::Stream { buf, framer } = &mut self.input else {
             return Err(UsageError::BytesOnMessageTransport);
         };
-        if matches!(self.end, End::Open) {
-            // Bytes may be dropped on arrival only when nothing buffered comes before them
-            // (a skipped body can already be partly buffered when its header is read).
-            let rest = if buf.len() == 0 {
-                framer.absorb(bytes)
-            } else {
-                bytes
-            };
-            if !rest.is_empty() {
-                buf.extend(rest, self.config.max_frame);
+        if !matches!(self.end, End::Open) {
+            return Ok(());
+        }
+        // Bytes may be dropped on arrival only when nothing buffered comes before them
+        // (a skipped body can already be partly buffered when its header is read).
+        let rest = if buf.len() == 0 {
+            framer.absorb(bytes)
+        } else {
+            bytes
+        };
+        if !rest.is_empty() {
+            buf.extend(rest, self.config.max_frame);
+        }
+        let room = self.input_room();
+        while self.buffered_input() > room && self.ahead_has_room() {
+            let before = self.buffered_input();
+            match self.decode_next(false) {
+                Some(event) => {
+                    self.ahead_bytes += before - self.buffered_input();
+                    self.ahead.push_back(event);
+                }
+                None => break,
             }
         }
         Ok(())
@@ -156,6 +234,7 @@ where
                     &frame[..limit + 1],
                 )));
             } else {
+                self.ahead_bytes += frame.len();
                 queue.push_back(Inbound::Frame(frame));
             }
         }
@@ -187,6 +266,7 @@ where
             }
         }
         self.in_flight = 0;
+        self.owed.clear();
         self.end_input(false, Some(DisconnectKind::Write(detail.to_string())));
     }
 
@@ -200,6 +280,7 @@ where
     /// [`poll_transmit_frame`](Self::poll_transmit_frame) have been written.
     pub fn handle_transmitted(&mut self, n: usize) {
         self.in_flight = self.in_flight.saturating_sub(n);
+        self.owed.written(n);
     }
 
     fn end_input(&mut self, flush_partial: bool, kind: Option<DisconnectKind>) {
@@ -232,13 +313,30 @@ where
         &mut self,
         message: &T,
     ) -> Result<(), SendError> {
+        self.queue(message, false)
+    }
+
+    /// Encodes `message` behind everything queued; `owed` bypasses the send budget and counts
+    /// the bytes as owed to the peer.
+    fn queue<T: Serialize + ?Sized>(&mut self, message: &T, owed: bool) -> Result<(), SendError> {
+        let before = self.queued();
+        self.encode(message, owed)?;
+        self.owed.queued(self.queued() - before, owed);
+        Ok(())
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        &mut self,
+        message: &T,
+        bypass_budget: bool,
+    ) -> Result<(), SendError> {
         if self.write_failed || matches!(self.end, End::Done) {
             return Err(SendError::Disconnected);
         }
         if self.closing {
             return Err(SendError::Closed);
         }
-        if !self.can_send() {
+        if !bypass_budget && !self.can_send() {
             return Err(SendError::Full);
         }
         match &mut self.output {
@@ -289,10 +387,7 @@ where
         &mut self,
         message: &T,
     ) -> Result<(), SendError> {
-        let budget = std::mem::replace(&mut self.config.send_budget, usize::MAX);
-        let sent = self.send_value(message);
-        self.config.send_budget = budget;
-        sent
+        self.queue(message, true)
     }
 
     /// Asks for an orderly close: no more sends are accepted, and once everything queued has
@@ -314,6 +409,34 @@ where
             End::Ending { flush_partial, .. } => (*flush_partial, true),
             End::Done => return None,
         };
+        if let Some(event) = self.ahead.pop_front() {
+            if self.ahead.is_empty() {
+                self.ahead_bytes = 0;
+            }
+            return Some(event);
+        }
+        if let Some(event) = self.decode_next(flush_partial) {
+            return Some(event);
+        }
+        if let Input::Stream { buf, .. } = &mut self.input {
+            if ended {
+                buf.clear();
+            }
+        }
+        if !ended {
+            return None;
+        }
+        match std::mem::replace(&mut self.end, End::Done) {
+            End::Ending { reason, .. } => {
+                Tap::see(&self.config.tap, Tapped::End(reason.as_ref()));
+                Some(Event::Disconnected(reason))
+            }
+            _ => None,
+        }
+    }
+
+    /// Decodes the next frame held in the input, if a whole one is there.
+    fn decode_next(&mut self, flush_partial: bool) -> Option<Event<M>> {
         // Each branch builds its event in place: a decoded message is moved as little as
         // possible, which is measurable at a million messages a second.
         let tap = &self.config.tap;
@@ -328,39 +451,32 @@ where
                     Tap::see(tap, Tapped::Frame(Direction::In, frame));
                     let event = decode_event(frame);
                     buf.consume(consume);
-                    return Some(event);
+                    Some(event)
                 }
                 Next::Malformed(m) => {
                     Tap::see(tap, Tapped::Discarded(&m));
-                    return Some(Event::Malformed(m));
+                    Some(Event::Malformed(m))
                 }
-                Next::Pending => {
-                    if ended {
-                        buf.clear();
+                Next::Pending => None,
+            },
+            Input::Frames(queue) => {
+                let inbound = queue.pop_front()?;
+                let event = match inbound {
+                    Inbound::Frame(frame) => {
+                        self.ahead_bytes = self.ahead_bytes.saturating_sub(frame.len());
+                        Tap::see(tap, Tapped::Frame(Direction::In, &frame));
+                        decode_event(&frame)
                     }
+                    Inbound::TooLarge(m) => {
+                        Tap::see(tap, Tapped::Discarded(&m));
+                        Event::Malformed(m)
+                    }
+                };
+                if queue.is_empty() {
+                    self.ahead_bytes = 0;
                 }
-            },
-            Input::Frames(queue) => match queue.pop_front() {
-                Some(Inbound::Frame(frame)) => {
-                    Tap::see(tap, Tapped::Frame(Direction::In, &frame));
-                    return Some(decode_event(&frame));
-                }
-                Some(Inbound::TooLarge(m)) => {
-                    Tap::see(tap, Tapped::Discarded(&m));
-                    return Some(Event::Malformed(m));
-                }
-                None => {}
-            },
-        }
-        if !ended {
-            return None;
-        }
-        match std::mem::replace(&mut self.end, End::Done) {
-            End::Ending { reason, .. } => {
-                Tap::see(&self.config.tap, Tapped::End(reason.as_ref()));
-                Some(Event::Disconnected(reason))
+                Some(event)
             }
-            _ => None,
         }
     }
 
@@ -436,9 +552,61 @@ impl<M> Connection<M> {
         }
     }
 
-    /// Bytes queued or handed to the driver and not yet reported written.
-    pub(crate) fn pending_output(&self) -> usize {
-        self.queued() + self.in_flight
+    /// Bytes of answers owed to the peer (automatic replies) not yet reported written.
+    pub fn owed(&self) -> usize {
+        self.owed.pending
+    }
+
+    /// Whether the driver should read more: the input has not ended and the read-ahead is
+    /// not full (see [`Config::read_ahead`]). For a stream, the input buffer is within one
+    /// frame's worth of bytes, or frames can still be decoded ahead; for a message
+    /// transport, fewer frames wait than the read-ahead holds.
+    pub fn wants_input(&self) -> bool {
+        if !matches!(self.end, End::Open) {
+            return false;
+        }
+        match &self.input {
+            Input::Stream { .. } => {
+                self.buffered_input() <= self.input_room() || self.ahead_has_room()
+            }
+            Input::Frames(queue) => {
+                queue.is_empty()
+                    || queue.len() < self.config.read_ahead_events
+                        && self.ahead_bytes < self.config.read_ahead_bytes
+            }
+        }
+    }
+
+    /// Events decoded ahead of the owner and not yet polled, and the frame bytes they came
+    /// from (for a message transport: frames handed in and not yet polled).
+    pub fn read_ahead(&self) -> (usize, usize) {
+        match &self.input {
+            Input::Stream { .. } => (self.ahead.len(), self.ahead_bytes),
+            Input::Frames(queue) => (queue.len(), self.ahead_bytes),
+        }
+    }
+
+    /// How many bytes a stream's input buffer holds before frames are decoded ahead: one
+    /// frame at the limit (a `Content-Length` header block may need more).
+    fn input_room(&self) -> usize {
+        match self.config.framing {
+            Framing::ContentLength => self.config.max_frame.max(crate::framing::MAX_HEADER),
+            _ => self.config.max_frame,
+        }
+    }
+
+    fn buffered_input(&self) -> usize {
+        match &self.input {
+            Input::Stream { buf, .. } => buf.len(),
+            Input::Frames(_) => 0,
+        }
+    }
+
+    /// Whether one more event may be decoded ahead; the first always may.
+    fn ahead_has_room(&self) -> bool {
+        self.ahead.is_empty()
+            || self.ahead.len() < self.config.read_ahead_events
+                && self.ahead_bytes < self.config.read_ahead_bytes
     }
 
     /// The send budget.

@@ -10,6 +10,9 @@ pub enum ConfigError {
     /// No message could ever be queued.
     #[error("send_budget must be at least 1 byte")]
     ZeroSendBudget,
+    /// Nothing could ever be read ahead of the owner.
+    #[error("read_ahead must allow at least 1 event and 1 byte")]
+    ZeroReadAhead,
 }
 
 /// An input given to a connection whose transport cannot produce it.

@@ -93,7 +93,10 @@ pub mod supervisor;
 pub mod testkit;
 pub mod transcript;
 
-pub use config::{Config, DEFAULT_MAX_FRAME, DEFAULT_SEND_BUDGET};
+pub use config::{
+    Config, DEFAULT_MAX_FRAME, DEFAULT_READ_AHEAD_BYTES, DEFAULT_READ_AHEAD_EVENTS,
+    DEFAULT_SEND_BUDGET,
+};
 pub use connection::Connection;
 pub use correlator::{Completion, Correlator, RpcError};
 pub use endpoint::{

@@ -26,20 +26,15 @@ use crate::runtime::{Io, Runtime};
 use crate::shared::{Child, Shared, Writer};
 use crate::{clock, stream, timer, ws, Error, Options};
 
-/// The read half of a byte-stream transport, and the buffer it reads into.
-struct Reader {
-    /// In a mutex only so that the connection is `Sync`; reached through `get_mut`, never locked.
-    stream: Mutex<Box<dyn AsyncRead + Send + Unpin>>,
-    buf: Vec<u8>,
-}
-
 /// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
 /// websocket or any pair of byte streams.
 ///
 /// Events arrive through [`recv`](Self::recv) (or the [`Stream`] implementation) in order,
-/// ending with exactly one [`Event::Disconnected`]. Reading is driven by the owner: while no
-/// one polls for events, nothing more is read, and the peer is held back by its own full
-/// pipe or socket. Messages go out through [`send`](Self::send) or a cloned [`Sender`].
+/// ending with exactly one [`Event::Disconnected`]. Reading is full duplex: a task of the
+/// connection reads while the owner is busy or waiting to send, into a bounded read-ahead
+/// (the options' frame limit and read-ahead); only a full read-ahead stops reading, and the
+/// peer is then held back by its own full pipe or socket. Messages go out through
+/// [`send`](Self::send) or a cloned [`Sender`].
 ///
 /// For a child process, the connection owns the child: [`shutdown`](Self::shutdown) runs the
 /// ladder and returns the exit status, and dropping the connection starts the same ladder
@@ -51,9 +46,6 @@ where
 {
     shared: Arc<Shared<M>>,
     listener: Option<EventListener>,
-    /// A byte stream's read half, read by the owner itself when the endpoint wants input (a
-    /// websocket has a reader task instead).
-    reader: Option<Reader>,
     process: Option<Process>,
     /// The containment in force for a child.
     containment: Option<Mechanism>,
@@ -98,7 +90,6 @@ where
         let this = Connection {
             shared,
             listener: None,
-            reader: None,
             process: None,
             containment: None,
             label,
@@ -108,7 +99,7 @@ where
     }
 
     fn start_stream(
-        mut self,
+        self,
         span: tracing::Span,
         reader: impl AsyncRead + Send + Unpin + 'static,
         writer: impl AsyncWrite + Send + Unpin + 'static,
@@ -116,11 +107,8 @@ where
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
         shared.set_writer(Writer::new(writer));
-        R::spawn(stream::write(shared).instrument(span));
-        self.reader = Some(Reader {
-            stream: Mutex::new(Box::new(reader)),
-            buf: vec![0; stream::READ_CHUNK],
-        });
+        R::spawn(stream::write(Arc::clone(&shared)).instrument(span.clone()));
+        R::spawn(stream::read(shared, reader).instrument(span));
         self
     }
 
@@ -305,15 +293,14 @@ where
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
         loop {
-            let mut read = false;
             {
                 let mut state = self.shared.lock();
                 let event = state.ep.poll_event();
+                // Taking an event may make room in the read-ahead: the reader is woken then.
                 self.shared.wake(&mut state);
                 if let Some(event) = event {
                     if matches!(event, Event::Disconnected(_)) {
                         // Senders now fail, and the writer may finish.
-                        self.reader = None;
                         self.shared.settle(state);
                     }
                     return Poll::Ready(Some(event));
@@ -321,22 +308,6 @@ where
                 if state.ep.is_closed() {
                     return Poll::Ready(None);
                 }
-                if self.reader.is_some() {
-                    read = state.ep.wants_input();
-                    // Every event is out and the owner goes back to the stream: the exchange
-                    // has moved on (an answer came), so the next send writes at once again
-                    // rather than count as part of a burst.
-                    state.burst &= !read;
-                } else if !state.wants_input {
-                    // A websocket's reader task hands in the next frame.
-                    state.wants_input = true;
-                    drop(state);
-                    self.shared.input.notify(usize::MAX);
-                }
-            }
-            // The endpoint has nothing: read more, here, on the owner's own task.
-            if read && self.poll_read(cx).is_ready() {
-                continue;
             }
             // About to wait, most likely for an answer to what was just sent: whatever is
             // still queued goes out from here if nobody is writing, rather than wait for the
@@ -353,50 +324,6 @@ where
                 }
             }
         }
-    }
-
-    /// Reads one chunk into the endpoint, if there is a byte-stream reader and the input is
-    /// still open. `Ready` means the endpoint's state changed.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(reader) = self.reader.as_mut() else {
-            return Poll::Pending;
-        };
-        let stream = reader
-            .stream
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = match Pin::new(stream).poll_read(cx, &mut reader.buf) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
-        };
-        let mut state = self.shared.lock();
-        if state.ep.is_input_ended() {
-            // The endpoint ended the input meanwhile; these bytes come too late.
-            drop(state);
-            self.reader = None;
-            return Poll::Ready(());
-        }
-        let now = clock::now();
-        match result {
-            Ok(0) => {
-                tracing::debug!(label = %self.label, "end of stream");
-                state.ep.handle_eof(now);
-            }
-            Ok(n) => {
-                // A buffer of the right transport never refuses bytes.
-                let _ = state.ep.handle_input(&reader.buf[..n], now);
-                return Poll::Ready(());
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => return Poll::Ready(()),
-            Err(err) => {
-                tracing::debug!(label = %self.label, %err, "read failed");
-                state.ep.handle_read_error(err, now);
-            }
-        }
-        self.reader = None;
-        // Waiters on `closed()` and blocked senders learn of the end too.
-        self.shared.settle(state);
-        Poll::Ready(())
     }
 
     /// The state shared with the connection's tasks, for the request layer.

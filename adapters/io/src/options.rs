@@ -34,7 +34,8 @@ macro_rules! config_shortcuts {
 }
 
 impl Options {
-    /// Line framing, 16 MiB frames, an 8 MiB send budget, stderr logged, the default ladder
+    /// Line framing, 16 MiB frames, an 8 MiB send budget, a read-ahead of 128 events and
+    /// 16 MiB beyond one frame, stderr logged, the default ladder
     /// (close stdin, 2 s, terminate, 2 s, kill), the strongest containment available, no
     /// keepalive, 2 s to close.
     pub fn new() -> Self {
@@ -56,6 +57,7 @@ impl Options {
         framing(framing: Framing),
         max_frame(bytes: usize),
         send_budget(bytes: usize),
+        read_ahead(events: usize, bytes: usize),
         policy(policy: Policy),
         goodbye(goodbye: Option<Goodbye>),
         grace(grace: Duration),

@@ -28,7 +28,7 @@ pub(crate) struct Shared<M> {
     writer: OnceLock<Writer>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
-    /// The reader: the endpoint wants input, or the reader should stop.
+    /// The reader: the endpoint wants input again, or the reader should stop.
     pub(crate) input: Event,
     /// The writer: output or a transport control is queued, or the writer should stop.
     pub(crate) output: Event,
@@ -111,8 +111,6 @@ impl Child {
 #[derive(Debug)]
 pub(crate) struct State<M> {
     pub(crate) ep: Endpoint<M>,
-    /// The owner has drained every event: a websocket's reader task may hand in a frame.
-    pub(crate) wants_input: bool,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
     /// Who has the turn to write to a byte stream.
@@ -131,7 +129,6 @@ where
         Shared {
             state: Mutex::new(State {
                 ep,
-                wants_input: false,
                 abandoned: false,
                 writing: Writing::Idle,
                 burst: false,
@@ -181,8 +178,8 @@ where
         self.output.notify(usize::MAX);
         self.progress.notify(usize::MAX);
         self.timer.notify(usize::MAX);
+        self.input.notify(usize::MAX);
         if ended {
-            self.input.notify(usize::MAX);
             self.stop.notify(usize::MAX);
         }
     }
@@ -198,6 +195,9 @@ where
         }
         if wake.results {
             self.progress.notify(usize::MAX);
+        }
+        if wake.read {
+            self.input.notify(usize::MAX);
         }
     }
 
@@ -215,18 +215,6 @@ where
         state.abandoned = true;
         state.ep.close(clock::now());
         self.settle(state);
-    }
-
-    /// The reader has handed input to the endpoint (`ended`: the last of it): the owner may
-    /// poll again, and on the end everyone else learns of it too.
-    pub(crate) fn handed_in(&self, mut state: MutexGuard<'_, State<M>>, ended: bool) {
-        state.wants_input = false;
-        if ended {
-            self.settle(state);
-        } else {
-            drop(state);
-            self.events.notify(usize::MAX);
-        }
     }
 
     /// Waits until `done` holds for the state.
@@ -257,6 +245,11 @@ where
     /// Whether the reader has nothing left to do.
     pub(crate) fn reader_done(&self) -> bool {
         self.abandoned || self.ep.is_input_ended()
+    }
+
+    /// Whether the reader may hand in more input now, or must stop.
+    pub(crate) fn reader_may_go(&self) -> bool {
+        self.reader_done() || self.ep.wants_input()
     }
 }
 

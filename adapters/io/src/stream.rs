@@ -1,5 +1,9 @@
-//! Writing a byte-stream connection (pipes, TCP, Unix sockets). Reading is done by the owner
-//! itself, when it polls for events.
+//! The I/O tasks of a byte-stream connection (pipes, TCP, Unix sockets).
+//!
+//! Reading is one task, [`read`]: it hands every chunk to the endpoint for as long as the
+//! endpoint wants input, whether or not the owner is receiving, so that a peer answering while
+//! it reads a large request is never left blocked on a pipe nobody reads; the endpoint's
+//! read-ahead bounds what it holds.
 //!
 //! Whoever has output to move writes it, one at a time: [`Writing`] in the shared state says
 //! who holds that turn. A send that finds no write under way writes its message from its own
@@ -16,8 +20,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use futures_io::AsyncWrite;
-use futures_lite::future;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::{future, AsyncReadExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,7 +31,7 @@ use crate::shared::{Half, Shared, State, Writer, Writing};
 
 /// How much is read at once; the core's input buffer never holds more than the frame limit
 /// plus this.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Where a push of output stands.
 #[derive(Debug, PartialEq, Eq)]
@@ -180,6 +184,10 @@ impl Half {
                     state.ep.handle_transmitted(self.out.len());
                     self.out.clear();
                     self.written = 0;
+                    // Answers owed to the peer are out: input held back for them may go on.
+                    if state.ep.wants_input() {
+                        shared.input.notify(usize::MAX);
+                    }
                     drop(state);
                     shared.progress.notify(usize::MAX);
                     continue;
@@ -307,5 +315,56 @@ where
         }
         // Still the task's turn (woken while full: push, and register, again), or given back:
         // either way the next pass decides.
+    }
+}
+
+/// Reads the stream into the endpoint while it wants input, until the input ends (end of
+/// stream, a read error, or the endpoint ending it) or the owner is gone; then drops the read
+/// half.
+pub(crate) async fn read<M>(shared: Arc<Shared<M>>, mut reader: impl AsyncRead + Unpin)
+where
+    M: Serialize + DeserializeOwned,
+{
+    let mut buf = vec![0; READ_CHUNK];
+    // One watch for the end, kept across reads: it costs nothing until the end comes.
+    let mut stop = std::pin::pin!(shared.wait_for(&shared.stop, |s| s.reader_done()));
+    loop {
+        shared.wait_for(&shared.input, |s| s.reader_may_go()).await;
+        let result = future::or(async { Some(reader.read(&mut buf).await) }, async {
+            stop.as_mut().await;
+            None
+        })
+        .await;
+        let Some(result) = result else {
+            return;
+        };
+        let mut state = shared.lock();
+        if state.reader_done() {
+            // The endpoint ended the input meanwhile; these bytes come too late.
+            return;
+        }
+        let now = crate::clock::now();
+        match result {
+            Ok(0) => {
+                tracing::debug!("end of stream");
+                state.ep.handle_eof(now);
+            }
+            Ok(n) => {
+                // A buffer of the right transport never refuses bytes.
+                let _ = state.ep.handle_input(&buf[..n], now);
+                shared.wake(&mut state);
+                drop(state);
+                shared.events.notify(usize::MAX);
+                continue;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                tracing::debug!(%err, "read failed");
+                state.ep.handle_read_error(err, now);
+            }
+        }
+        // The owner, waiters on `closed()` and blocked senders learn of the end.
+        shared.settle(state);
+        return;
     }
 }

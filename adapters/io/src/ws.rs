@@ -67,16 +67,16 @@ where
             Some(Err(err)) => Read::Failed(err),
         };
         if let Read::Frame(frame) = read {
-            // Backpressure: a frame goes in only once the owner has drained every event.
-            shared
-                .wait_for(&shared.input, |s| s.wants_input || s.reader_done())
-                .await;
+            // Backpressure: a frame goes in only while the read-ahead has room.
+            shared.wait_for(&shared.input, |s| s.reader_may_go()).await;
             let mut state = shared.lock();
             if state.reader_done() {
                 return;
             }
             let _ = state.ep.handle_frame(frame, clock::now());
-            shared.handed_in(state, false);
+            shared.wake(&mut state);
+            drop(state);
+            shared.events.notify(usize::MAX);
             continue;
         }
         let last = !matches!(read, Read::Ping | Read::Pong);
@@ -153,7 +153,11 @@ where
         )
         .await;
         if bytes > 0 {
-            shared.lock().ep.handle_transmitted(bytes);
+            let mut state = shared.lock();
+            state.ep.handle_transmitted(bytes);
+            // Answers owed to the peer are out: input held back for them may go on.
+            shared.wake(&mut state);
+            drop(state);
             shared.progress.notify(usize::MAX);
         }
         match (&control, result) {

@@ -141,6 +141,8 @@ pub struct Wake {
     pub timer: bool,
     /// Results of requests became available to [`Endpoint::take_result`].
     pub results: bool,
+    /// [`Endpoint::wants_input`] turned true again: the reader must look.
+    pub read: bool,
 }
 
 /// How the input is to end once the last word owed to the peer has gone out.
@@ -182,6 +184,9 @@ pub struct Endpoint<M = Message> {
     now: Instant,
     /// The earliest deadline as last told by [`poll_wake`](Endpoint::poll_wake).
     reported_deadline: Option<Instant>,
+    /// [`wants_input`](Endpoint::wants_input) as last told by
+    /// [`poll_wake`](Endpoint::poll_wake).
+    reported_wants_input: bool,
     /// [`Control::Abort`] has been queued: the transport is given up.
     aborted: bool,
 }
@@ -228,6 +233,7 @@ where
             finishing: false,
             now,
             reported_deadline: None,
+            reported_wants_input: true,
             aborted: false,
         };
         endpoint.touch(now);
@@ -248,8 +254,8 @@ where
 
     // ----- inputs -------------------------------------------------------------------------
 
-    /// Bytes read from a stream transport. Call it only when [`poll_event`](Self::poll_event)
-    /// has returned `None` and [`wants_input`](Self::wants_input) holds.
+    /// Bytes read from a stream transport. Call it whenever [`wants_input`](Self::wants_input)
+    /// holds, whether or not the owner has drained its events.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) -> Result<(), UsageError> {
         self.observe(now);
         self.conn.handle_input(bytes)?;
@@ -258,7 +264,8 @@ where
         Ok(())
     }
 
-    /// One whole message from a message transport (a websocket text or binary frame).
+    /// One whole message from a message transport (a websocket text or binary frame), under
+    /// the same condition as [`handle_input`](Self::handle_input).
     pub fn handle_frame(&mut self, frame: Vec<u8>, now: Instant) -> Result<(), UsageError> {
         self.observe(now);
         self.conn.handle_frame(frame)?;
@@ -545,12 +552,15 @@ where
         }
     }
 
-    /// Whether the driver should read more input once `poll_event` returns `None`: the input
-    /// has not ended, and the replies the endpoint owes the peer have not piled up past twice
-    /// the send budget (a peer that sends requests and never reads their answers is held back
-    /// rather than allowed to grow the queue).
+    /// Whether the driver should read more input now, whether or not the owner is receiving:
+    /// the input has not ended, the read-ahead is not full (see
+    /// [`Config::read_ahead`](crate::Config::read_ahead)), and the answers the endpoint owes
+    /// the peer have not piled up past twice the send budget (a peer that sends requests and
+    /// never reads their answers is held back rather than allowed to grow the queue). The
+    /// owner's own sends never hold input back: a peer answering while it reads a large
+    /// request must be read, or neither side could finish.
     pub fn wants_input(&self) -> bool {
-        !self.conn.is_input_ended() && self.conn.pending_output() < 2 * self.conn.send_budget()
+        self.conn.wants_input() && self.conn.owed() < 2 * self.conn.send_budget()
     }
 
     /// See [`Connection::poll_transmit`].
@@ -596,7 +606,11 @@ where
             (None, _) => false,
         };
         self.reported_deadline = next;
+        let wants_input = self.wants_input();
+        let read = wants_input && !self.reported_wants_input;
+        self.reported_wants_input = wants_input;
         Wake {
+            read,
             write: !self.controls.is_empty()
                 || !self.aborted && (self.conn.queued() > 0 || self.conn.is_close_write_due()),
             timer,

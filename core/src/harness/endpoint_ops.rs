@@ -62,8 +62,8 @@ const SETTLE_ROUNDS: usize = 8;
 /// - outputs: 27 one event, 28 every event, 29 what is queued to write (all bytes, or one
 ///   frame), 30 one control, 31 one action.
 ///
-/// Operations a driver must not make at that point (input while events are undrained: the
-/// events are drained first; input while `wants_input` is false, transport inputs after
+/// Operations a driver must not make at that point (input while `wants_input` is false,
+/// transport inputs after
 /// `Abort`, a second exit, a flush nobody asked for) are skipped.
 pub fn endpoint_ops(data: &[u8], base: Instant) {
     let mut r = Reader::new(data);
@@ -75,9 +75,11 @@ pub fn endpoint_ops(data: &[u8], base: Instant) {
     let flags = r.u8();
     let max_frame = usize::from(r.u16() % 512) + 1;
     let budget = usize::from(r.u16() % 1024) + 1;
+    // The read-ahead comes from the limit, so that the layout stays that of older seeds.
     let mut config = Config::new()
         .framing(framing)
         .max_frame(max_frame)
+        .read_ahead(1 + max_frame % 4, max_frame)
         .send_budget(budget)
         .label(LABEL)
         .close_timeout(arbitrary_duration(&mut r))
@@ -141,8 +143,6 @@ struct Ops {
     now: Instant,
     latest: Instant,
     mode: Mode,
-    /// The last `poll_event` returned `None` and no input came since.
-    drained: bool,
     disconnected: bool,
     aborted: bool,
     /// `CloseWrite` or `SendClose` has been polled.
@@ -184,7 +184,6 @@ impl Ops {
             now: base,
             latest: base,
             mode: Mode::Off,
-            drained: true,
             disconnected: false,
             aborted: false,
             write_closed: false,
@@ -373,17 +372,11 @@ impl Ops {
         }
     }
 
-    /// Whether a driver may hand in input now: not after `Abort`, not while `wants_input`
-    /// says no (unless the input has ended, when it is ignored), and only once every event
-    /// is drained, which is done first if it is not.
+    /// Whether a driver may hand in input now: not after `Abort`, and not while
+    /// `wants_input` says no (unless the input has ended, when it is ignored). Events need not
+    /// be drained first: that is the read-ahead.
     fn may_feed(&mut self) -> bool {
-        if self.aborted || (!self.ep.wants_input() && !self.ep.is_input_ended()) {
-            return false;
-        }
-        while !self.drained {
-            self.poll_event();
-        }
-        true
+        !self.aborted && (self.ep.wants_input() || self.ep.is_input_ended())
     }
 
     fn input(&mut self, bytes: &[u8]) {
@@ -398,7 +391,6 @@ impl Ops {
         self.ep
             .handle_input(bytes, self.now)
             .expect("a stream endpoint takes bytes");
-        self.drained = false;
         self.check_buffered(bytes.len());
     }
 
@@ -415,7 +407,6 @@ impl Ops {
         self.ep
             .handle_frame(frame, self.now)
             .expect("a message endpoint takes frames");
-        self.drained = false;
         self.check_buffered(len);
     }
 
@@ -554,7 +545,6 @@ impl Ops {
     fn poll_event(&mut self) -> bool {
         let (_, queued_before) = self.counts();
         let Some(event) = self.ep.poll_event() else {
-            self.drained = true;
             return false;
         };
         assert!(!self.disconnected, "{event:?} after Disconnected");
@@ -691,6 +681,11 @@ impl Ops {
     /// The connection's buffered and queued bytes. The endpoint has no query for them; its
     /// `Debug` output carries its connection's.
     fn counts(&self) -> (usize, usize) {
+        (self.count("buffered: "), self.count("queued: "))
+    }
+
+    /// One byte or event count from the connection's `Debug` output.
+    fn count(&self, name: &str) -> usize {
         let debug = format!("{:?}", self.ep);
         let field = |name: &str| -> usize {
             let start = debug
@@ -703,20 +698,29 @@ impl Ops {
                 .collect();
             digits.parse().expect("a byte count")
         };
-        (field("buffered: "), field("queued: "))
+        field(name)
     }
 
     /// Input held never exceeds the frame limit (the `Content-Length` header limit, if
-    /// larger) plus the chunk just handed in.
+    /// larger) plus the chunk just handed in, and the read-ahead beyond it its own bounds:
+    /// as many events as it holds, and its bytes (here the frame limit) plus one frame.
     fn check_buffered(&self, chunk: usize) {
         let limit = match self.framing {
             Framing::ContentLength => self.max_frame.max(MAX_HEADER),
-            _ => self.max_frame,
+            Framing::Lines => self.max_frame,
+            // Queued frames are the read-ahead itself.
+            Framing::Messages => 2 * self.max_frame,
         };
         let (buffered, _) = self.counts();
         assert!(
             buffered <= limit + chunk,
             "{buffered} bytes buffered, over {limit} plus a {chunk}-byte chunk"
+        );
+        let (ahead, ahead_bytes) = (self.count("ahead: "), self.count("ahead_bytes: "));
+        assert!(ahead <= 1 + self.max_frame % 4, "{ahead} events read ahead");
+        assert!(
+            ahead_bytes <= 2 * self.max_frame + chunk,
+            "{ahead_bytes} bytes read ahead"
         );
     }
 
@@ -752,14 +756,30 @@ impl Ops {
             );
         }
         let (_, queued) = self.counts();
-        let owed = queued + self.in_flight;
-        let open = !self.ep.is_input_ended();
-        assert_eq!(
-            self.ep.wants_input(),
-            open && owed < 2 * self.budget,
-            "wants_input with {owed} bytes owed under a budget of {}",
-            self.budget
+        let owed = self.count("owed: ");
+        assert!(
+            owed <= queued + self.in_flight,
+            "{owed} bytes owed of those pending"
         );
+        let open = !self.ep.is_input_ended();
+        if self.ep.wants_input() {
+            assert!(open, "wants_input after the end of input");
+            assert!(
+                owed < 2 * self.budget,
+                "wants_input with {owed} bytes owed under a budget of {}",
+                self.budget
+            );
+        } else if open && owed < 2 * self.budget {
+            // Only a full read-ahead holds input back then.
+            let ahead = self.count("ahead: ");
+            let full = match self.framing {
+                Framing::Messages => {
+                    ahead > self.max_frame % 4 || self.count("ahead_bytes: ") >= self.max_frame
+                }
+                _ => ahead > 0,
+            };
+            assert!(full, "input held back with room in the read-ahead");
+        }
     }
 
     /// Ends everything as a patient driver would: writes what is queued, answers every

@@ -147,6 +147,8 @@ macro_rules! suite {
             dropping_the_connection_takes_the_tree,
             garbage_invalid_utf8_and_an_overlong_line,
             stalled_consumer_holds_a_flooding_child_back,
+            a_large_send_completes_while_the_peer_echoes,
+            a_peer_streaming_while_it_receives_a_large_request,
             content_length_framing_with_a_child,
             websocket_exchange_and_close_from_the_client,
             websocket_close_from_the_server,

@@ -274,9 +274,10 @@ pub async fn garbage_invalid_utf8_and_an_overlong_line<R: Runtime>(peer: &Peer) 
     conn.shutdown().await;
 }
 
-/// While nobody receives, a child flooding its stdout ends up blocked on the full pipe rather
-/// than buffered into this process; every notification still arrives afterwards. Fails if the
-/// [`PipeReader`](Runtime::PipeReader) reads ahead on its own.
+/// While nobody receives, a child flooding its stdout ends up blocked on the full pipe once the
+/// read-ahead is full (the frame limit, then 128 events), rather than buffered into this
+/// process without bound; every notification still arrives afterwards. 200,000 notifications
+/// of about 130 bytes are far more than the read-ahead holds.
 pub async fn stalled_consumer_holds_a_flooding_child_back<R: Runtime>(peer: &Peer) {
     const N: u64 = 200_000;
     let mut conn = spawn_peer::<R>(peer, options());
@@ -291,6 +292,54 @@ pub async fn stalled_consumer_holds_a_flooding_child_back<R: Runtime>(peer: &Pee
     assert_eq!(result, json!({"sent": N}));
     assert_eq!(ticks.len() as u64, N);
     conn.shutdown().await;
+}
+
+/// Full duplex: a 40 MiB request to `cat`, then a small one, and only then the first receive.
+/// `cat` echoes while it reads, so the first send completes only if the connection reads the
+/// echo while its owner is still sending; both echoes arrive whole and in order.
+pub async fn a_large_send_completes_while_the_peer_echoes<R: Runtime>(_: &Peer) {
+    let options = options().max_frame(64 << 20);
+    let mut conn = Conn::<R>::spawn(std::process::Command::new("cat"), options).unwrap();
+    let big = "x".repeat(40 << 20);
+    conn.send(&request(1, "echo", json!([big]))).await.unwrap();
+    conn.send(&request(2, "echo", json!(["small"])))
+        .await
+        .unwrap();
+    for id in [1, 2] {
+        match conn.recv().await {
+            Some(Event::Message(Message::Request(r))) => {
+                assert_eq!(r.id, Id::from(id));
+                let length = r.params.unwrap()[0].as_str().unwrap().len();
+                assert_eq!(length, if id == 1 { 40 << 20 } else { 5 });
+            }
+            other => panic!("echo {id}: {other:?}"),
+        }
+    }
+    assert_eq!(conn.shutdown().await.unwrap().code, Some(0));
+}
+
+/// Full duplex with a peer that writes before it reads: it streams 3 MB of notifications
+/// while a 20 MB request to it is still being sent, and the owner receives only once both of
+/// its sends have returned. Every notification, then every answer, arrives in order.
+pub async fn a_peer_streaming_while_it_receives_a_large_request<R: Runtime>(peer: &Peer) {
+    const N: u64 = 20_000;
+    let mut conn = spawn_peer::<R>(peer, options().max_frame(64 << 20));
+    conn.send(&request(1, "notify", json!({"count": N, "size": 130})))
+        .await
+        .unwrap();
+    let big = "y".repeat(20 << 20);
+    conn.send(&request(2, "echo", json!([big]))).await.unwrap();
+    conn.send(&request(3, "echo", json!(["after"])))
+        .await
+        .unwrap();
+    let (result, ticks) = response(&mut conn).await;
+    assert_eq!(result, json!({"sent": N}));
+    assert_eq!(ticks.len() as u64, N);
+    let (echo, _) = response(&mut conn).await;
+    assert_eq!(echo[0].as_str().map(str::len), Some(20 << 20));
+    let (echo, _) = response(&mut conn).await;
+    assert_eq!(echo, json!(["after"]));
+    assert_eq!(conn.shutdown().await.unwrap().code, Some(0));
 }
 
 /// `Content-Length` framing through `cat`, which echoes the frames back byte for byte.
@@ -533,14 +582,14 @@ pub fn drop_and_check<R: Runtime>(conn: Connection<Message, R>, grandchildren: V
 }
 
 /// Sending to a child that has exited fails with a typed error once the pipe breaks, and the
-/// connection ends with a write error.
+/// connection ends: cleanly if the end of the child's output was read first (the reader runs
+/// whether or not the owner receives), else with the write error.
 pub async fn sending_to_a_child_that_exited_fails_with_a_typed_error<R: Runtime>(peer: &Peer) {
     let mut conn = spawn_peer::<R>(peer, options());
     conn.send(&request(1, "exit", json!({"code": 0})))
         .await
         .unwrap();
     conn.wait().await;
-    // Nobody polls events, so the end of its stdout is not seen yet: the broken pipe is.
     let big = request(2, "echo", json!(["x".repeat(100_000)]));
     let mut refused = None;
     for _ in 0..10_000 {
@@ -553,11 +602,16 @@ pub async fn sending_to_a_child_that_exited_fails_with_a_typed_error<R: Runtime>
         matches!(refused, Some(tether_io::SendError::Disconnected)),
         "{refused:?}"
     );
-    match conn.recv().await {
-        Some(Event::Disconnected(Some(d))) => {
-            assert!(matches!(d.kind, DisconnectKind::Write(_)), "{d}")
+    loop {
+        match conn.recv().await {
+            Some(Event::Message(_)) => {}
+            Some(Event::Disconnected(None)) => break,
+            Some(Event::Disconnected(Some(d))) => {
+                assert!(matches!(d.kind, DisconnectKind::Write(_)), "{d}");
+                break;
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
     assert_eq!(conn.recv().await, None);
 }
