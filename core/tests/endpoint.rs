@@ -453,6 +453,55 @@ fn an_unanswered_goodbye_goes_on_after_the_grace() {
     assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
 }
 
+/// A child that closed its stdout can never answer the goodbye: a close after that runs the
+/// ladder at once (a timer once cleared by the end of the connection hung it for good).
+#[test]
+fn a_goodbye_after_the_childs_output_ended_goes_straight_to_the_ladder() {
+    let t0 = base();
+    let config = Config::new()
+        .policy(Policy::graceful(2 * SEC))
+        .goodbye(Some(Goodbye::Lsp));
+    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    ep.track_requests();
+    // The end is read but not yet delivered when the owner closes.
+    ep.handle_eof(t0);
+    ep.close(t0);
+    assert!(
+        written(&mut ep).is_empty(),
+        "no goodbye to a child that cannot answer"
+    );
+    assert!(matches!(&events(&mut ep)[..], [Event::Disconnected(None)]));
+    assert_eq!(controls(&mut ep), vec![Control::CloseWrite]);
+    assert_eq!(ep.poll_timeout(), Some(t0 + 2 * SEC));
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
+    ep.handle_timeout(t0 + 4 * SEC);
+    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+}
+
+/// The child's output ends while its goodbye waits for an answer: the goodbye ends there, and
+/// the ladder runs on its own deadlines.
+#[test]
+fn a_goodbye_cut_short_by_the_end_of_output_still_runs_the_ladder() {
+    let t0 = base();
+    let config = Config::new()
+        .policy(Policy::graceful(2 * SEC))
+        .goodbye(Some(Goodbye::Lsp));
+    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    ep.track_requests();
+    ep.close(t0);
+    assert_eq!(written(&mut ep)[0]["method"], "shutdown");
+    ep.handle_eof(t0 + SEC);
+    assert!(matches!(&events(&mut ep)[..], [Event::Disconnected(None)]));
+    assert_eq!(controls(&mut ep), vec![Control::CloseWrite]);
+    let deadline = ep.poll_timeout().expect("the ladder's deadline");
+    assert!(deadline <= t0 + 3 * SEC, "{deadline:?}");
+    ep.handle_timeout(t0 + 3 * SEC);
+    assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
+    ep.handle_timeout(t0 + 5 * SEC);
+    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+}
+
 #[test]
 fn malformed_frames_are_answered_when_asked() {
     let t0 = base();

@@ -534,6 +534,10 @@ where
                 }
                 Event::Disconnected(reason) => {
                     self.dispatch.disconnect();
+                    // A goodbye under way can no longer be answered: it ends, and the ladder
+                    // goes on.
+                    let now = self.now;
+                    self.after_answers(now);
                     if self.dispatch.mode == Mode::Serve {
                         // Nobody can talk to the peer any more: a child is shut down.
                         let now = self.now;
@@ -722,6 +726,10 @@ where
         let Some((request, _)) = methods else {
             return self.start_ladder(now);
         };
+        if self.conn.is_input_ended() {
+            // The child's output has ended: no answer can come, and the ladder goes on alone.
+            return self.start_ladder(now);
+        }
         let grace = self
             .supervisor
             .as_ref()
