@@ -162,6 +162,19 @@ impl Supervisor {
         }
     }
 
+    /// Skips whatever grace is left: the group is killed now (a user who will not wait, say
+    /// with a second interrupt). Counts as a shutdown request; after the kill it changes
+    /// nothing.
+    pub fn request_kill(&mut self, now: Instant) {
+        self.observe(now);
+        self.shutdown_requested = true;
+        if self.stage != Stage::Killed {
+            self.stage = Stage::Killed;
+            self.deadline = None;
+            self.push(Action::KillGroup);
+        }
+    }
+
     /// The child has exited (detected, ideally not yet reaped). The remaining waits are
     /// skipped and the group is killed at once, unless it already was. Only the first exit
     /// reported counts.

@@ -502,6 +502,33 @@ fn a_goodbye_cut_short_by_the_end_of_output_still_runs_the_ladder() {
     assert_eq!(ep.poll_action(), Some(Action::KillGroup));
 }
 
+/// A kill after a close skips what is left of the goodbye and the ladder; a second changes
+/// nothing.
+#[test]
+fn a_kill_skips_the_remaining_graces() {
+    let t0 = base();
+    let config = Config::new()
+        .policy(Policy::graceful(10 * SEC))
+        .goodbye(Some(Goodbye::Lsp));
+    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    ep.close(t0);
+    assert_eq!(written(&mut ep)[0]["method"], "shutdown");
+    ep.kill(t0 + SEC);
+    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+    ep.kill(t0 + SEC);
+    assert_eq!(ep.poll_action(), None);
+    let killed = ExitStatus {
+        code: None,
+        signal: Some(9),
+    };
+    ep.handle_exit(killed, t0 + SEC);
+    assert!(matches!(
+        ep.poll_action(),
+        Some(Action::KillDescendants { .. })
+    ));
+    assert_eq!(ep.poll_action(), None, "one group kill only");
+}
+
 #[test]
 fn malformed_frames_are_answered_when_asked() {
     let t0 = base();

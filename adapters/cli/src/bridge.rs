@@ -18,8 +18,8 @@ use tether_io::{Connection, Event, Io, Recorder, Runtime};
 use crate::args::{self, Auth, Bridge};
 use crate::gate::Gate;
 use crate::http::{self, Head, Replay};
-use crate::input::{self, Input};
-use crate::output::{Mode, Output};
+use crate::input;
+use crate::output;
 use crate::{mcp, reap, record, Failure};
 
 /// The variable that tells each child its client's address (`IP:PORT`).
@@ -98,7 +98,7 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     reap::become_subreaper();
     let gate = Arc::new(Gate::new(args).map_err(Failure::io)?);
     record::prepare_folder(args.record.as_deref())?;
-    let signals = input::start(false).map_err(Failure::io)?;
+    let inputs = input::start(false, args.common.max_frame).map_err(Failure::io)?;
     let listener = R::bind_tcp(&args.listen)
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -109,7 +109,7 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
              address can run the program"
         );
     }
-    Output::new(Mode::Events).notice(&Listening {
+    output::notice(&Listening {
         event: "listening",
         addr: addr.to_string(),
         url: gate.url(addr),
@@ -120,7 +120,7 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     let args = Arc::new(args.clone());
     loop {
         let accepted = future::or(async { Some(R::accept_tcp(&listener).await) }, async {
-            while !matches!(signals.recv().await, Ok(Input::Signal) | Err(_)) {}
+            let _ = inputs.signals.recv().await;
             None
         })
         .await;
@@ -243,16 +243,12 @@ async fn refuse(stream: impl Io) {
     let _ = tether_io::async_tungstenite::accept_hdr_async(stream, callback).await;
 }
 
-enum Side {
-    Ws(Option<Event<Message>>),
-    Child(Option<Event<Message>>),
-    Stop,
-}
-
 /// Relays one websocket client and its own child (which finds the client's address in
-/// `TETHER_CLIENT_ADDR`) until both have ended. The endpoints decide the rest: malformed
-/// frames from the client are answered with JSON-RPC errors, an idle session is closed, the
-/// Close code says why the session ended, and every close is bounded in time.
+/// `TETHER_CLIENT_ADDR`) until both have ended, each direction on its own, so that neither a
+/// client that does not read nor a program that does not read holds the other direction
+/// back. The endpoints decide the rest: malformed frames from the client are answered with
+/// JSON-RPC errors, an idle session is closed, the Close code says why the session ended, and
+/// every close is bounded in time.
 async fn session<R: Runtime>(
     mut ws: Connection<Message, R>,
     peer: SocketAddr,
@@ -268,66 +264,55 @@ async fn session<R: Runtime>(
             return;
         }
     };
-    let (mut ws_done, mut child_done, mut stopping) = (false, false, false);
-    while !(ws_done && child_done) {
-        let side = future::or(
-            async {
-                if ws_done {
-                    pending::<()>().await;
+    let (to_client, to_program) = (ws.sender(), child.sender());
+    let from_client = async {
+        while let Some(event) = ws.recv().await {
+            match event {
+                // A client that has left no longer waits on a program that does not read.
+                Event::Message(message) => {
+                    future::or(
+                        async {
+                            let _ = to_program.send(&message).await;
+                        },
+                        to_client.closed(),
+                    )
+                    .await;
                 }
-                Side::Ws(ws.recv().await)
-            },
-            future::or(
-                async {
-                    if child_done {
-                        pending::<()>().await;
-                    }
-                    Side::Child(child.recv().await)
-                },
-                async {
-                    if stopping {
-                        pending::<()>().await;
-                    }
-                    hub.until(|h| h.stopping.load(Ordering::Acquire)).await;
-                    Side::Stop
-                },
-            ),
-        )
-        .await;
-        match side {
-            Side::Ws(Some(Event::Message(message))) => {
-                let _ = child.send(&message).await;
-            }
-            // Answered by the endpoint.
-            Side::Ws(Some(Event::Malformed(malformed))) => {
-                tracing::debug!(%malformed, "the client sent a malformed message");
-            }
-            Side::Ws(Some(Event::Disconnected(_)) | None) => {
-                ws_done = true;
-                child.close();
-            }
-            Side::Child(Some(Event::Message(message))) => {
-                if !ws_done {
-                    let _ = ws.send(&message).await;
+                // Answered by the endpoint.
+                Event::Malformed(malformed) => {
+                    tracing::debug!(%malformed, "the client sent a malformed message");
                 }
-            }
-            Side::Child(Some(Event::Malformed(malformed))) => {
-                tracing::warn!(%malformed, "the program wrote a malformed message");
-            }
-            Side::Child(Some(Event::Disconnected(_)) | None) => {
-                child_done = true;
-                let status = Program::end(&child, recorder.as_ref()).await;
-                if let Some(status) = status {
-                    ws.close_because(CloseReason::ProgramEnded(status));
-                }
-            }
-            Side::Stop => {
-                stopping = true;
-                ws.close_because(CloseReason::GoingAway);
-                child.close();
+                Event::Disconnected(_) => break,
             }
         }
-    }
+        to_program.close();
+    };
+    let from_program = async {
+        while let Some(event) = child.recv().await {
+            match event {
+                // Refused once the client has gone: nobody is left to read it.
+                Event::Message(message) => drop(to_client.send(&message).await),
+                Event::Malformed(malformed) => {
+                    tracing::warn!(%malformed, "the program wrote a malformed message");
+                }
+                Event::Disconnected(_) => break,
+            }
+        }
+        if let Some(status) = Program::end(&child, recorder.as_ref()).await {
+            to_client.close_because(CloseReason::ProgramEnded(status));
+        }
+    };
+    let stop = async {
+        hub.until(|h| h.stopping.load(Ordering::Acquire)).await;
+        to_client.close_because(CloseReason::GoingAway);
+        to_program.close();
+        pending::<()>().await
+    };
+    future::or(future::zip(from_client, from_program), async {
+        stop.await;
+        ((), ())
+    })
+    .await;
 }
 
 /// A session's program: started with the flags' options, the client's address in

@@ -1,30 +1,30 @@
-//! Standard input and signals, turned into one ordered stream for the session loop.
+//! Standard input and signals, each on a channel of its own.
 //!
 //! Both are read on threads of their own with plain blocking calls, so the same code serves
-//! every runtime; the bounded channel holds stdin back while the connection cannot take more.
-//! Standard input is read in large chunks and every chunk's complete lines go over as one
-//! batch, decoded on the reading thread: a burst reaches the session (and the child) in a few
-//! hand-overs, while a line typed alone still goes at once.
+//! every runtime. Standard input is read in large chunks and framed by the core's own line
+//! framer, under the same frame limit as the peer's messages: a line over it becomes one
+//! invalid line and its bytes are dropped as they arrive, so a gigabyte line costs no more
+//! memory than the limit. Every chunk's complete lines go over as one batch; the bounded
+//! channel holds standard input back while the connection cannot take more. Signals never
+//! wait behind standard input: their channel is apart, and the signal thread never blocks.
 
 use std::io::{self, Read};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smol::channel::{bounded, Receiver, Sender};
-use tether_core::{decode, Message};
+use tether_core::{Config, Connection, Event, Message};
 
 /// How much of standard input is read at once.
 const CHUNK: usize = 64 * 1024;
 
-/// One thing from outside the connection.
+/// One thing from standard input.
 #[derive(Debug)]
 pub enum Input {
     /// The lines of standard input read together, in order; blank lines are left out.
     Lines(Vec<Line>),
     /// Standard input ended.
     End,
-    /// `SIGINT` or `SIGTERM` arrived.
-    Signal,
 }
 
 /// One non-blank line of standard input.
@@ -32,39 +32,66 @@ pub enum Input {
 pub enum Line {
     /// A message to send.
     Message(Message),
-    /// A line that is not a message, and why.
+    /// A line that is not a message (or is over the frame limit), and why.
     Invalid(String),
 }
 
-/// Starts catching `SIGINT`/`SIGTERM` and, if `stdin`, reading standard input; both arrive on
-/// the returned channel.
-pub fn start(stdin: bool) -> io::Result<Receiver<Input>> {
-    let (tx, rx) = bounded(8);
-    let signals = Signals::new([SIGINT, SIGTERM])?;
-    let signal_tx = tx.clone();
+/// A signal that asks tether to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `SIGINT`: a second one skips the remaining grace periods.
+    Interrupt,
+    /// `SIGTERM`.
+    Terminate,
+    /// `SIGHUP`.
+    Hangup,
+}
+
+/// Where standard input's lines and the signals arrive.
+#[derive(Debug)]
+pub struct Inputs {
+    /// Standard input, when it is read.
+    pub lines: Receiver<Input>,
+    /// `SIGINT`, `SIGTERM` and `SIGHUP`, as they come.
+    pub signals: Receiver<Signal>,
+}
+
+/// Starts catching `SIGINT`, `SIGTERM` and `SIGHUP` and, if `stdin`, reading standard input
+/// with lines of at most `max_frame` bytes.
+pub fn start(stdin: bool, max_frame: usize) -> io::Result<Inputs> {
+    let (signal_tx, signals) = bounded(16);
+    let caught = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("tether-signals".into())
-        .spawn(move || forward_signals(signals, &signal_tx))?;
+        .spawn(move || forward_signals(caught, &signal_tx))?;
+    let (tx, lines) = bounded(8);
     if stdin {
         std::thread::Builder::new()
             .name("tether-stdin".into())
-            .spawn(move || forward_stdin(&mut io::stdin().lock(), &tx))?;
+            .spawn(move || forward_stdin(&mut io::stdin().lock(), max_frame, &tx))?;
     }
-    Ok(rx)
+    Ok(Inputs { lines, signals })
 }
 
-fn forward_signals(mut signals: Signals, tx: &Sender<Input>) {
-    for _ in signals.forever() {
-        if tx.send_blocking(Input::Signal).is_err() {
-            return;
-        }
+fn forward_signals(mut caught: Signals, tx: &Sender<Signal>) {
+    for number in caught.forever() {
+        let signal = match number {
+            SIGINT => Signal::Interrupt,
+            SIGHUP => Signal::Hangup,
+            _ => Signal::Terminate,
+        };
+        // Never waits: a session that has not taken sixteen signals yet needs no more.
+        let _ = tx.try_send(signal);
     }
 }
 
-fn forward_stdin(stdin: &mut impl Read, tx: &Sender<Input>) {
+fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
     let mut buf = vec![0; CHUNK];
-    // The start of a line whose newline has not been read yet.
-    let mut partial = Vec::new();
+    // The core's framer: blank lines and `\r\n` as for the peer, and the frame limit.
+    let Ok(mut framer) = Connection::<Message>::new(Config::new().max_frame(max_frame.max(1)))
+    else {
+        return;
+    };
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -72,46 +99,30 @@ fn forward_stdin(stdin: &mut impl Read, tx: &Sender<Input>) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let chunk = &buf[..n];
-        let Some(last) = chunk.iter().rposition(|&b| b == b'\n') else {
-            partial.extend_from_slice(chunk);
-            continue;
-        };
-        let complete = match partial.is_empty() {
-            true => &chunk[..last],
-            false => {
-                partial.extend_from_slice(&chunk[..last]);
-                &partial[..]
-            }
-        };
-        let mut lines = Vec::new();
-        for line in complete.split(|&b| b == b'\n') {
-            push_line(&mut lines, line);
-        }
-        partial.clear();
-        partial.extend_from_slice(&chunk[last + 1..]);
+        // A byte-stream connection always takes bytes.
+        let _ = framer.handle_input(&buf[..n]);
+        let lines = drain(&mut framer);
         if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
             return;
         }
     }
-    let mut lines = Vec::new();
-    push_line(&mut lines, &partial);
+    framer.handle_eof();
+    let lines = drain(&mut framer);
     if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
         return;
     }
     let _ = tx.send_blocking(Input::End);
 }
 
-/// Decodes `line` (its `\r` and newline left off) into `lines`, unless it is blank.
-fn push_line(lines: &mut Vec<Line>, line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
-    lines.push(match decode::<Message>(line) {
-        Ok(message) => Line::Message(message),
-        Err(malformed) => Line::Invalid(malformed.to_string()),
-    });
+/// Every line the framer has whole.
+fn drain(framer: &mut Connection<Message>) -> Vec<Line> {
+    std::iter::from_fn(|| framer.poll_event())
+        .filter_map(|event| match event {
+            Event::Message(message) => Some(Line::Message(message)),
+            Event::Malformed(malformed) => Some(Line::Invalid(malformed.to_string())),
+            Event::Disconnected(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -132,8 +143,12 @@ mod tests {
 
     /// What `forward_stdin` sends for `input`: each line as `Ok(method)` or `Err(())`.
     fn lines(input: &[u8]) -> Vec<Result<String, ()>> {
+        lines_within(input, 1 << 20)
+    }
+
+    fn lines_within(input: &[u8], max_frame: usize) -> Vec<Result<String, ()>> {
         let (tx, rx) = bounded(1024);
-        forward_stdin(&mut Trickle(input), &tx);
+        forward_stdin(&mut Trickle(input), max_frame, &tx);
         let mut out = Vec::new();
         while let Ok(item) = rx.try_recv() {
             match item {
@@ -143,7 +158,6 @@ mod tests {
                     Line::Invalid(_) => Err(()),
                 })),
                 Input::End => out.push(Ok("END".to_owned())),
-                Input::Signal => unreachable!("no signals here"),
             }
         }
         out
@@ -159,6 +173,22 @@ mod tests {
                 Err(()),
                 Ok("second".to_owned()),
                 Ok("last".to_owned()),
+                Ok("END".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_over_the_frame_limit_is_one_invalid_line_and_the_next_one_goes() {
+        let mut input = b"{\"jsonrpc\":\"2.0\",\"method\":\"before\"}\n".to_vec();
+        input.extend(std::iter::repeat_n(b'z', 10_000));
+        input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"after\"}\n");
+        assert_eq!(
+            lines_within(&input, 100),
+            vec![
+                Ok("before".to_owned()),
+                Err(()),
+                Ok("after".to_owned()),
                 Ok("END".to_owned()),
             ]
         );

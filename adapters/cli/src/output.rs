@@ -1,6 +1,9 @@
 //! Standard output: one JSON object per line per event, or one summary line at the end.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::cell::RefCell;
+use std::io::{self, Write};
+
+use smol::channel::{bounded, Sender};
 
 use serde::Serialize;
 use serde_json::json;
@@ -37,105 +40,169 @@ struct Summary<'a> {
     malformed: u64,
     disconnected: Option<&'a str>,
     exit: Option<Exit>,
+    /// Lines of standard input that were not sent; last, so that the older fields keep
+    /// their places.
+    invalid_input: u64,
 }
 
+/// How much output is gathered before it is handed to the writing thread.
+const BATCH: usize = 64 * 1024;
+
 /// Writes events in order, and counts them for the summary.
+///
+/// Lines are gathered on the session's task and written to standard output by a thread of
+/// their own, through a short bounded queue: a slow or stalled reader of tether's output holds
+/// back only the printing of events (and, once the queue is full, the reading of the peer),
+/// never the session's task, its timers, its signals or its standard input.
 #[derive(Debug)]
 pub struct Output {
     mode: Mode,
-    out: BufWriter<Stdout>,
+    state: RefCell<State>,
+    queue: Sender<Vec<u8>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Lines not yet handed to the writing thread.
+    buf: Vec<u8>,
     messages: u64,
     malformed: u64,
+    invalid_input: u64,
     disconnected: Option<String>,
 }
 
 impl Output {
-    /// Output in the given mode.
-    pub fn new(mode: Mode) -> Self {
-        Output {
+    /// Output in the given mode, written by a thread started here.
+    pub fn new(mode: Mode) -> io::Result<Self> {
+        let (queue, batches) = bounded::<Vec<u8>>(4);
+        let writer = std::thread::Builder::new()
+            .name("tether-stdout".into())
+            .spawn(move || {
+                let mut out = io::stdout().lock();
+                while let Ok(batch) = batches.recv_blocking() {
+                    if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                        // Nobody reads any more: the session goes on, its output dropped.
+                        while batches.recv_blocking().is_ok() {}
+                        return;
+                    }
+                }
+            })?;
+        Ok(Output {
             mode,
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
-            messages: 0,
-            malformed: 0,
-            disconnected: None,
-        }
+            state: RefCell::new(State::default()),
+            queue,
+            writer: Some(writer),
+        })
     }
 
-    fn line(&mut self, value: &serde_json::Value) {
+    fn line(&self, value: &serde_json::Value) {
         if self.mode == Mode::Events {
-            let _ = serde_json::to_writer(&mut self.out, value);
-            let _ = self.out.write_all(b"\n");
+            let buf = &mut self.state.borrow_mut().buf;
+            let _ = serde_json::to_writer(&mut *buf, value);
+            buf.push(b'\n');
         }
     }
 
     /// A message from the peer.
-    pub fn message(&mut self, message: &Message) {
-        self.messages += 1;
-        if self.mode == Mode::Events {
-            // Written around the message rather than through a `Value`, which would copy it.
-            let _ = self.out.write_all(b"{\"event\":\"message\",\"message\":");
-            let _ = serde_json::to_writer(&mut self.out, message);
-            let _ = self.out.write_all(b"}\n");
+    pub async fn message(&self, message: &Message) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.messages += 1;
+            if self.mode == Mode::Events {
+                // Written around the message rather than through a `Value`, which would copy it.
+                let buf = &mut state.buf;
+                buf.extend_from_slice(b"{\"event\":\"message\",\"message\":");
+                let _ = serde_json::to_writer(&mut *buf, message);
+                buf.extend_from_slice(b"}\n");
+            }
         }
+        self.maybe_flush().await;
     }
 
     /// A frame from the peer that is not a message.
-    pub fn malformed(&mut self, reason: &str) {
-        self.malformed += 1;
+    pub async fn malformed(&self, reason: &str) {
+        self.state.borrow_mut().malformed += 1;
         self.line(&json!({"event": "malformed", "reason": reason}));
+        self.maybe_flush().await;
     }
 
     /// The connection ended: `None` cleanly, or why not.
-    pub fn disconnected(&mut self, reason: Option<String>) {
+    pub async fn disconnected(&self, reason: Option<String>) {
         self.line(&json!({"event": "disconnected", "reason": reason}));
-        self.disconnected = reason;
+        self.state.borrow_mut().disconnected = reason;
+        self.maybe_flush().await;
     }
 
     /// A line of our own input that is not a JSON-RPC message; it was not sent.
-    pub fn invalid_input(&mut self, reason: &str) {
+    pub async fn invalid_input(&self, reason: &str) {
+        self.state.borrow_mut().invalid_input += 1;
         self.line(&json!({"event": "invalid_input", "reason": reason}));
+        self.maybe_flush().await;
     }
 
-    /// A line that is not an event of the connection (the bridge's `listening`), written at
-    /// once; its fields keep their declared order.
-    pub fn notice(&mut self, value: &impl Serialize) {
-        let _ = serde_json::to_writer(&mut self.out, value);
-        let _ = self.out.write_all(b"\n");
-        self.flush();
-    }
-
-    /// The child was reaped and its group is gone; in summary mode, the summary line.
-    pub fn exit(&mut self, status: Option<ExitStatus>) {
+    /// The child was reaped and its group is gone; in summary mode, the summary line. Then
+    /// everything is written out, and the writing thread ends.
+    pub async fn exit(mut self, status: Option<ExitStatus>) {
         let exit = status.map(|s| Exit {
             code: s.code,
             signal: s.signal,
         });
-        match (self.mode, exit) {
-            (Mode::Events, Some(exit)) => {
-                let line = ExitLine {
-                    event: "exit",
-                    exit,
-                };
-                let _ = serde_json::to_writer(&mut self.out, &line);
-                let _ = self.out.write_all(b"\n");
-            }
-            (Mode::Events, None) => {}
-            (Mode::Summary, exit) => {
-                let summary = Summary {
-                    messages: self.messages,
-                    malformed: self.malformed,
-                    disconnected: self.disconnected.as_deref(),
-                    exit,
-                };
-                let _ = serde_json::to_writer(&mut self.out, &summary);
-                let _ = self.out.write_all(b"\n");
+        {
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            match (self.mode, exit) {
+                (Mode::Events, Some(exit)) => {
+                    let line = ExitLine {
+                        event: "exit",
+                        exit,
+                    };
+                    let _ = serde_json::to_writer(&mut state.buf, &line);
+                    state.buf.push(b'\n');
+                }
+                (Mode::Events, None) => {}
+                (Mode::Summary, exit) => {
+                    let summary = Summary {
+                        messages: state.messages,
+                        malformed: state.malformed,
+                        invalid_input: state.invalid_input,
+                        disconnected: state.disconnected.as_deref(),
+                        exit,
+                    };
+                    let _ = serde_json::to_writer(&mut state.buf, &summary);
+                    state.buf.push(b'\n');
+                }
             }
         }
-        self.flush();
+        self.flush().await;
+        self.queue.close();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 
-    /// Pushes buffered lines out.
-    pub fn flush(&mut self) {
-        let _ = self.out.flush();
+    /// Hands a full batch to the writing thread.
+    async fn maybe_flush(&self) {
+        if self.state.borrow().buf.len() >= BATCH {
+            self.flush().await;
+        }
     }
+
+    /// Hands what is gathered to the writing thread, waiting while its queue is full.
+    pub async fn flush(&self) {
+        let batch = std::mem::take(&mut self.state.borrow_mut().buf);
+        if !batch.is_empty() {
+            // The thread ends only once the queue is closed, which `exit` does last.
+            let _ = self.queue.send(batch).await;
+        }
+    }
+}
+
+/// A line that is not an event of a session (the bridge's `listening`), written at once; its
+/// fields keep their declared order.
+pub fn notice(value: &impl Serialize) {
+    let mut out = io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, value);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }

@@ -15,29 +15,29 @@ use crate::{input, reap, record, Failure};
 /// Runs PROGRAM (or the built-in peer) until the session ends and the child is reaped.
 pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     reap::become_subreaper();
-    let input = input::start(true).map_err(Failure::io)?;
+    let inputs = input::start(true, args.common.max_frame).map_err(Failure::io)?;
     let command = args::program(&args.program).map_err(Failure::io)?;
     let recorder = record::open(args.record.as_deref())?;
     let options = args.spawning.apply(args.common.options());
     let options = record::options(options, recorder.as_ref());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
-    let mut output = Output::new(args.output);
-    session::run(
+    let output = Output::new(args.output).map_err(Failure::io)?;
+    let signalled = session::run(
         &mut conn,
-        &input,
-        &mut output,
+        &inputs,
+        &output,
         Duration::from_millis(args.linger),
     )
     .await;
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
-    output.exit(status);
+    finish_output(&inputs, output, status, signalled).await;
     record::finish(recorder.as_ref(), status)
 }
 
 /// Speaks to URL until the session ends.
 pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
-    let input = input::start(true).map_err(Failure::io)?;
+    let inputs = input::start(true, args.common.max_frame).map_err(Failure::io)?;
     let recorder = record::open(args.record.as_deref())?;
     let options = record::options(args.common.options(), recorder.as_ref());
     let url = args.url.as_str();
@@ -73,14 +73,27 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
              tcp://HOST:PORT or unix:PATH"
         )))
     }?;
-    let mut output = Output::new(args.output);
-    session::run(
+    let output = Output::new(args.output).map_err(Failure::io)?;
+    let signalled = session::run(
         &mut conn,
-        &input,
-        &mut output,
+        &inputs,
+        &output,
         Duration::from_millis(args.linger),
     )
     .await;
-    output.exit(None);
+    finish_output(&inputs, output, None, signalled).await;
     record::finish(recorder.as_ref(), None)
+}
+
+/// Writes the last lines. After a signal, another one ends tether even if nobody reads them.
+async fn finish_output(
+    inputs: &input::Inputs,
+    output: Output,
+    status: Option<tether_core::ExitStatus>,
+    signalled: bool,
+) {
+    match signalled {
+        true => session::until_signal(inputs, output.exit(status)).await,
+        false => output.exit(status).await,
+    }
 }

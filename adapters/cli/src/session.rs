@@ -1,98 +1,150 @@
-//! The loop shared by `tether run` and `tether connect`: standard input to the peer, the
-//! peer's events to standard output. When to close, how long to linger for answers and how
-//! long to wait for the peer's end are the endpoint's decisions.
+//! The session shared by `tether run` and `tether connect`: standard input to the peer, the
+//! peer's events to standard output, and signals, each moving on its own. When to close, how
+//! long to linger for answers and how long to wait for the peer's end are the endpoint's
+//! decisions.
+//!
+//! The three go side by side on one task, so none waits on another: a request that takes
+//! minutes to write never stops events from being printed, a slow reader of the output never
+//! stops standard input from being sent, and a signal is acted on at once in every state.
 
-use std::collections::VecDeque;
 use std::future::pending;
-use std::pin::pin;
 use std::time::Duration;
 
 use futures_lite::future;
-use smol::channel::Receiver;
 use tether_core::Message;
-use tether_io::{Connection, Event, Runtime};
+use tether_io::{Connection, Event, Runtime, Sender};
 
-use crate::input::{Input, Line};
+use crate::input::{Input, Inputs, Line, Signal};
 use crate::output::Output;
-
-enum Step {
-    Event(Option<Event<Message>>),
-    Input(Option<Input>),
-    Sent,
-}
 
 /// Runs until the connection has ended (its `disconnected` event is written). After standard
 /// input ends, the session closes once every request sent has been answered, or after
-/// `linger`.
+/// `linger`. The first signal closes it (the goodbye and ladder, for a child); a second
+/// `SIGINT` skips the grace periods left. Once a signal has come and the peer's output has
+/// ended, what the peer said that is not printed yet is dropped rather than left to wait for a
+/// slow reader of ours. Returns whether a signal ended the session.
 pub async fn run<R: Runtime>(
     conn: &mut Connection<Message, R>,
-    input: &Receiver<Input>,
-    output: &mut Output,
+    inputs: &Inputs,
+    output: &Output,
     linger: Duration,
-) {
+) -> bool {
     conn.track_requests();
     let sender = conn.sender();
-    // Standard input's lines still to send, in order.
-    let mut outgoing = VecDeque::new();
-    loop {
-        let step = {
-            let sending = !outgoing.is_empty();
-            let read = async {
-                if sending || input.is_closed() && input.is_empty() {
-                    pending::<()>().await;
-                }
-                Step::Input(input.recv().await.ok())
-            };
-            let send = async {
-                if !sending {
-                    pending::<()>().await;
-                }
-                // Taken off only once sent, should an event interrupt the batch.
-                while let Some(message) = outgoing.front() {
-                    // A message refused because the connection has ended is dropped: the
-                    // `disconnected` event says why.
-                    drop(sender.send_tracked(message).await);
-                    outgoing.pop_front();
-                }
-                Step::Sent
-            };
-            let events = async { Step::Event(conn.recv().await) };
-            let mut next = pin!(future::or(events, future::or(read, send)));
-            // Output is flushed once nothing more is ready, not once per line.
-            match future::poll_once(next.as_mut()).await {
-                Some(step) => step,
-                None => {
-                    output.flush();
-                    next.await
+    let events = async {
+        while let Some(event) = next_event(conn, output).await {
+            match event {
+                Event::Message(message) => output.message(&message).await,
+                Event::Malformed(malformed) => output.malformed(&malformed.to_string()).await,
+                Event::Disconnected(reason) => {
+                    output.disconnected(reason.map(|r| r.to_string())).await;
+                    return false;
                 }
             }
-        };
-        match step {
-            Step::Event(Some(Event::Message(message))) => output.message(&message),
-            Step::Event(Some(Event::Malformed(malformed))) => {
-                output.malformed(&malformed.to_string())
-            }
-            Step::Event(Some(Event::Disconnected(reason))) => {
-                output.disconnected(reason.map(|r| r.to_string()));
-                // A child whose output ended is shut down; a socket is closed.
-                conn.close();
-                return;
-            }
-            Step::Event(None) => return,
-            Step::Input(Some(Input::Lines(lines))) => {
-                for line in lines {
-                    match line {
-                        Line::Message(_) if conn.is_closing() => {
-                            output.invalid_input("the connection is closing")
-                        }
-                        Line::Message(message) => outgoing.push_back(message),
-                        Line::Invalid(reason) => output.invalid_input(&reason),
-                    }
+        }
+        false
+    };
+    let forward = forward(&sender, inputs, output, linger);
+    let stopped = async {
+        stopped(&sender, inputs).await;
+        true
+    };
+    let signalled = future::or(events, future::or(forward, stopped)).await;
+    if signalled {
+        let mut dropped = 0_u64;
+        while let Some(event) = conn.recv().await {
+            match event {
+                Event::Disconnected(reason) => {
+                    let line = output.disconnected(reason.map(|r| r.to_string()));
+                    until_signal(inputs, line).await;
                 }
+                _ => dropped += 1,
             }
-            Step::Input(Some(Input::End) | None) => conn.finish(linger),
-            Step::Input(Some(Input::Signal)) => conn.close(),
-            Step::Sent => {}
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "messages not printed: tether was stopped by a signal"
+            );
         }
     }
+    // A child whose output ended is shut down; a socket is closed.
+    conn.close();
+    until_signal(inputs, output.flush()).await;
+    signalled
+}
+
+/// Runs `work` unless a signal comes first (after the first one, which stopped the session):
+/// a reader of our output that never reads cannot keep tether from ending.
+pub async fn until_signal(inputs: &Inputs, work: impl std::future::Future<Output = ()>) {
+    future::or(work, async {
+        let _ = inputs.signals.recv().await;
+    })
+    .await;
+}
+
+/// The next event; what is gathered for standard output is handed over first whenever none
+/// is ready at once, so that output goes out in batches yet never waits behind a quiet peer.
+async fn next_event<R: Runtime>(
+    conn: &mut Connection<Message, R>,
+    output: &Output,
+) -> Option<Event<Message>> {
+    if let Some(event) = future::poll_once(conn.recv()).await {
+        return event;
+    }
+    output.flush().await;
+    conn.recv().await
+}
+
+/// Standard input to the peer, in order, until it ends; then the session finishes. Never
+/// completes: the session ends with the connection.
+async fn forward(
+    sender: &Sender<Message>,
+    inputs: &Inputs,
+    output: &Output,
+    linger: Duration,
+) -> bool {
+    while let Ok(input) = inputs.lines.recv().await {
+        match input {
+            Input::Lines(lines) => {
+                for line in lines {
+                    match line {
+                        Line::Message(_) if sender.is_closing() => {
+                            output.invalid_input("the connection is closing").await;
+                        }
+                        // A message refused because the connection has ended is dropped:
+                        // the `disconnected` event says why.
+                        Line::Message(message) => drop(sender.send_tracked(&message).await),
+                        Line::Invalid(reason) => output.invalid_input(&reason).await,
+                    }
+                }
+                output.flush().await;
+            }
+            Input::End => {
+                sender.finish(linger);
+                break;
+            }
+        }
+    }
+    pending().await
+}
+
+/// Completes once a signal has come and the peer's output has ended. The first signal
+/// closes the connection; a later `SIGINT` skips the grace periods left.
+async fn stopped(sender: &Sender<Message>, inputs: &Inputs) {
+    let Ok(signal) = inputs.signals.recv().await else {
+        return pending().await;
+    };
+    tracing::debug!(?signal, "closing on a signal");
+    sender.close();
+    let more = async {
+        while let Ok(signal) = inputs.signals.recv().await {
+            tracing::debug!(?signal, "another signal");
+            if signal == Signal::Interrupt {
+                sender.kill();
+            }
+        }
+        pending().await
+    };
+    future::or(sender.closed(), more).await;
 }

@@ -171,7 +171,7 @@ fn summary_output_is_one_line() {
         );
         assert_eq!(
             text(&output),
-            "{\"messages\":1002,\"malformed\":1,\"disconnected\":null,\"exit\":{\"code\":0,\"signal\":null}}\n",
+            "{\"messages\":1002,\"malformed\":1,\"disconnected\":null,\"exit\":{\"code\":0,\"signal\":null},\"invalid_input\":0}\n",
             "{runtime}"
         );
     }

@@ -414,6 +414,12 @@ where
         self.shared.lock().ep.is_closing()
     }
 
+    /// Skips the remaining grace periods of a close: a child's group is killed now; any
+    /// other peer is closed as with [`close`](Self::close).
+    pub fn kill(&self) {
+        self.shared.handle(|ep, now| ep.kill(now));
+    }
+
     /// The connection's label.
     pub fn label(&self) -> &str {
         &self.label
@@ -484,6 +490,11 @@ impl<M> std::fmt::Debug for Sender<M> {
 }
 
 impl Sender<Message> {
+    /// [`Connection::finish`], from any task.
+    pub fn finish(&self, linger: std::time::Duration) {
+        self.shared.handle(|ep, now| ep.finish(linger, now));
+    }
+
     /// Sends `message` (waiting while the send budget is used up) and tracks its requests,
     /// for [`Connection::finish`].
     pub async fn send_tracked(&self, message: &Message) -> Result<(), SendError> {
@@ -515,6 +526,26 @@ where
     /// Completes once the connection has ended.
     pub async fn closed(&self) {
         closed(&self.shared).await;
+    }
+
+    /// [`Connection::close`], from any task.
+    pub fn close(&self) {
+        self.close_because(CloseReason::Normal);
+    }
+
+    /// [`Connection::close_because`], from any task.
+    pub fn close_because(&self, reason: CloseReason) {
+        self.shared.handle(|ep, now| ep.close_with(reason, now));
+    }
+
+    /// [`Connection::kill`], from any task.
+    pub fn kill(&self) {
+        self.shared.handle(|ep, now| ep.kill(now));
+    }
+
+    /// [`Connection::is_closing`], from any task.
+    pub fn is_closing(&self) -> bool {
+        self.shared.lock().ep.is_closing()
     }
 }
 

@@ -495,6 +495,24 @@ where
         self.sync_timers();
     }
 
+    /// Skips the remaining grace periods: for a child, no more sends, and its group is
+    /// killed now, whatever stage of the goodbye or the ladder it was at. For any other peer,
+    /// the same as [`close`](Self::close).
+    pub fn kill(&mut self, now: Instant) {
+        self.observe(now);
+        match self.supervisor.as_mut() {
+            Some(supervisor) => {
+                self.close_reason.get_or_insert(CloseReason::Normal);
+                supervisor.request_kill(now);
+                self.conn.close();
+                self.take_supervisor_actions();
+            }
+            None => self.close(now),
+        }
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
     /// The owner has nothing more to send: close once every request it sent has been
     /// answered, or after `linger`, whichever comes first. Requests are known to the
     /// endpoint when sent through [`send_tracked`](Endpoint::send_tracked) or

@@ -1,6 +1,6 @@
 //! The sessions alive, and the task that joins each one to its program.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::pending;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -78,6 +78,7 @@ impl Shared {
 
 enum Step {
     Child(Option<Event<Message>>),
+    Sent,
     Changed,
     Timer,
     Stop,
@@ -85,7 +86,8 @@ enum Step {
 
 /// Joins a session to its program until the program has ended: the client's messages go to
 /// it, its messages into the session, and the session's decisions (close, idle) are carried
-/// out. Holds the session's place in the hub until then.
+/// out. Holds the session's place in the hub until then. Sending to the program goes on beside
+/// reading it, so that a program that answers while it reads is never left blocked.
 pub(super) async fn run<R: Runtime>(
     shared: Arc<Shared>,
     mut child: Connection<Message, R>,
@@ -95,24 +97,19 @@ pub(super) async fn run<R: Runtime>(
     sessions: Arc<Sessions>,
 ) {
     let mut stopping = false;
+    let to_child = child.sender();
+    // What the session gave for the program and is not sent yet, in order.
+    let mut outgoing: VecDeque<ToChild> = VecDeque::new();
     loop {
         // Listening before looking: a change made after this is not missed.
         let changed = shared.listen();
-        let work: Vec<ToChild> = std::iter::from_fn(|| shared.lock().poll_child()).collect();
-        for work in work {
-            match work {
-                ToChild::Message(message) => {
-                    // Refused only once the program's input is closed; its end follows.
-                    let _ = child.send(&message).await;
-                }
-                ToChild::Close => child.close(),
-            }
-        }
+        outgoing.extend(std::iter::from_fn(|| shared.lock().poll_child()));
         sessions.prune(&shared);
         let (reading, deadline) = {
             let session = shared.lock();
             (session.wants_child_output(), session.poll_timeout())
         };
+        let sending = !outgoing.is_empty();
         let step = future::or(
             async {
                 if !reading {
@@ -121,10 +118,28 @@ pub(super) async fn run<R: Runtime>(
                 Step::Child(child.recv().await)
             },
             future::or(
-                async {
-                    changed.await;
-                    Step::Changed
-                },
+                future::or(
+                    async {
+                        changed.await;
+                        Step::Changed
+                    },
+                    async {
+                        if !sending {
+                            pending::<()>().await;
+                        }
+                        // Taken off only once sent, should another step come first.
+                        while let Some(work) = outgoing.front() {
+                            match work {
+                                // Refused only once the program's input is closed; its end
+                                // follows.
+                                ToChild::Message(message) => drop(to_child.send(message).await),
+                                ToChild::Close => to_child.close(),
+                            }
+                            outgoing.pop_front();
+                        }
+                        Step::Sent
+                    },
+                ),
                 future::or(
                     async {
                         match deadline {
@@ -162,7 +177,7 @@ pub(super) async fn run<R: Runtime>(
                 tracing::debug!(session = %shared.id, ?status, dropped, "the session's program ended");
                 break;
             }
-            Step::Changed => continue,
+            Step::Changed | Step::Sent => continue,
             Step::Timer => shared.lock().handle_timeout(now),
             Step::Stop => {
                 stopping = true;
