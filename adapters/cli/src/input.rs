@@ -8,6 +8,7 @@
 //! channel holds standard input back while the connection cannot take more. Signals never
 //! wait behind standard input: their channel is apart, and the signal thread never blocks.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -54,6 +55,9 @@ pub struct Inputs {
     pub lines: Receiver<Input>,
     /// `SIGINT`, `SIGTERM` and `SIGHUP`, as they come.
     pub signals: Receiver<Signal>,
+    /// A signal has come after the one that stopped the session: what is left to print is
+    /// given up.
+    pub hurried: Cell<bool>,
 }
 
 /// Starts catching `SIGINT`, `SIGTERM` and `SIGHUP` and, if `stdin`, reading standard input
@@ -70,7 +74,11 @@ pub fn start(stdin: bool, max_frame: usize) -> io::Result<Inputs> {
             .name("tether-stdin".into())
             .spawn(move || forward_stdin(&mut io::stdin().lock(), max_frame, &tx))?;
     }
-    Ok(Inputs { lines, signals })
+    Ok(Inputs {
+        lines,
+        signals,
+        hurried: Cell::new(false),
+    })
 }
 
 fn forward_signals(mut caught: Signals, tx: &Sender<Signal>) {

@@ -75,10 +75,15 @@ pub async fn run<R: Runtime>(
 }
 
 /// Runs `work` unless a signal comes first (after the first one, which stopped the session):
-/// a reader of our output that never reads cannot keep tether from ending.
+/// a reader of our output that never reads cannot keep tether from ending. Once such a signal
+/// has come, later work is not even started.
 pub async fn until_signal(inputs: &Inputs, work: impl std::future::Future<Output = ()>) {
+    if inputs.hurried.get() {
+        return;
+    }
     future::or(work, async {
         let _ = inputs.signals.recv().await;
+        inputs.hurried.set(true);
     })
     .await;
 }
