@@ -184,6 +184,25 @@ fn websocket_frames_are_read_ahead_up_to_the_bound() {
     assert!(ep.wants_input());
 }
 
+/// The input buffer's bytes, and the events and bytes read ahead, from the endpoint's `Debug`
+/// output (its connection's counts).
+fn held(ep: &Endpoint) -> (usize, usize, usize) {
+    let debug = format!("{ep:?}");
+    let count = |name: &str| -> usize {
+        debug
+            .split(name)
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {debug}"))
+    };
+    (
+        count("buffered: "),
+        count("ahead: "),
+        count("ahead_bytes: "),
+    )
+}
+
 proptest! {
     /// Whatever the interleaving of reading ahead and receiving, the events are those of the
     /// input in order, and the read-ahead never holds more than its bounds.
@@ -211,6 +230,12 @@ proptest! {
                 let n = rest.len().min(37);
                 ep.handle_input(&rest[..n], now).unwrap();
                 rest = &rest[n..];
+                // The memory bound: the buffer within the limit plus the chunk, the read-ahead
+                // within its events and its bytes plus one frame.
+                let (buffered, ahead, ahead_bytes) = held(&ep);
+                prop_assert!(buffered <= limit + 37, "{} bytes buffered", buffered);
+                prop_assert!(ahead <= events, "{} events ahead", ahead);
+                prop_assert!(ahead_bytes <= 2 * limit + 37, "{} bytes ahead", ahead_bytes);
             }
             for _ in 0..polls[step % polls.len()] {
                 if let Some(event) = ep.poll_event() {
