@@ -58,13 +58,12 @@ async fn escaped<R: Runtime>(
     scenario: &str,
     reports: usize,
     contain: Containment,
+    grace: Duration,
     tag: &str,
 ) -> (Connection<Message, R>, Vec<u32>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tether-escape"));
     command.arg(scenario).env("TETHER_TEST_TAG", tag);
-    let options = Options::new()
-        .grace(Duration::from_millis(200))
-        .contain(contain);
+    let options = Options::new().grace(grace).contain(contain);
     let mut conn = Connection::<Message, R>::spawn(command, options).expect("spawn");
     let mut pids = Vec::new();
     while pids.len() < reports {
@@ -75,7 +74,8 @@ async fn escaped<R: Runtime>(
                     .and_then(|p| p.trim().parse().ok())
                     .unwrap_or_else(|| panic!("not a pid line: {m}")),
             ),
-            Some(Event::Disconnected(None)) if scenario == "leader_exits" => break,
+            // With no grace, the wait for the output to end may time out instead.
+            Some(Event::Disconnected(_)) if scenario == "leader_exits" => break,
             other => panic!("{scenario}: expected a pid line, got {other:?}"),
         }
     }
@@ -97,15 +97,33 @@ fn assert_gone(scenario: &str, tag: &str, pids: &[u32]) {
     }
 }
 
-async fn shutdown_contains_every_escape<R: Runtime>(runtime: &str) {
-    let test = format!("{runtime}_shutdown_contains_every_escape");
+/// Kills what is left of a tree when dropped: after a failure, so that the test does not
+/// leave processes behind (found by the tree's tag, so only processes this test started).
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in tagged(&self.0) {
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+async fn shutdown_contains_every_escape<R: Runtime>(runtime: &str, grace: Duration) {
+    let test = format!("{runtime}_shutdown_contains_every_escape with grace {grace:?}");
     // A runtime's reactor opens its descriptors on first use: before the baseline.
     R::sleep(Duration::from_millis(1)).await;
     for (contain, mechanism) in mechanisms(&test) {
         for (scenario, reports) in ESCAPES {
             let fds = fd_count();
-            let tag = format!("{scenario}-{mechanism}-{runtime}-{}", std::process::id());
-            let (conn, pids) = escaped::<R>(scenario, reports, contain, &tag).await;
+            let tag = format!(
+                "{scenario}-{mechanism}-{runtime}-{}-{}",
+                grace.as_millis(),
+                std::process::id()
+            );
+            let _leftovers = Leftovers(tag.clone());
+            let (conn, pids) = escaped::<R>(scenario, reports, contain, grace, &tag).await;
             assert_eq!(conn.containment(), Some(mechanism), "{scenario}");
             let status = conn.shutdown().await.expect("a child");
             assert!(status.code.is_some() || status.signal.is_some(), "{status}");
@@ -131,13 +149,44 @@ fn tokio_shutdown_contains_every_escape() {
         .unwrap()
         .block_on(shutdown_contains_every_escape::<tether_tokio::Tokio>(
             "tokio",
+            Duration::from_millis(200),
         ));
 }
 
 #[test]
 fn smol_shutdown_contains_every_escape() {
     let _turn = serial();
-    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>("smol"));
+    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>(
+        "smol",
+        Duration::from_millis(200),
+    ));
+}
+
+/// `--grace 0`: the kill of what left the group is asked for with no time to wait. It must
+/// still kill every escapee once, and wait for the kernel to deliver, so that each is reaped
+/// here (the subreaper sweep used to look at its deadline before its first kill, and killed
+/// nothing).
+#[test]
+fn tokio_zero_grace_contains_every_escape() {
+    let _turn = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(shutdown_contains_every_escape::<tether_tokio::Tokio>(
+            "tokio",
+            Duration::ZERO,
+        ));
+}
+
+#[test]
+fn smol_zero_grace_contains_every_escape() {
+    let _turn = serial();
+    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>(
+        "smol",
+        Duration::ZERO,
+    ));
 }
 
 /// Dropping the connection after its runtime is gone: the process layer's own threads run
@@ -156,6 +205,7 @@ fn dropping_after_the_runtime_is_gone_contains_every_escape() {
             "leader_exits",
             3,
             contain,
+            Duration::from_millis(200),
             &tag,
         ));
         drop(runtime);

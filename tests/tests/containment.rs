@@ -60,7 +60,7 @@ fn cgroup_contains_every_escape() {
         available.cgroup_kill()
     );
     for (scenario, reports) in ESCAPES {
-        contain(scenario, reports, mechanism, &available);
+        contain(scenario, reports, mechanism, &available, KILL_BUDGET);
     }
     let parent = available
         .cgroup()
@@ -78,7 +78,36 @@ fn subreaper_sweeps_every_escape() {
     let mechanism = available.resolve(Containment::Subreaper).unwrap();
     assert_eq!(mechanism, Mechanism::Subreaper);
     for (scenario, reports) in ESCAPES {
-        contain(scenario, reports, mechanism, &available);
+        contain(scenario, reports, mechanism, &available, KILL_BUDGET);
+    }
+}
+
+/// A kill whose deadline has passed (`--grace 0` comes to that) still kills everything once
+/// and waits a moment for the deaths, so that everything is reaped here: the sweep used to
+/// look at the deadline before its first kill, and killed nothing.
+#[test]
+fn a_past_deadline_still_contains_every_escape() {
+    let _turn = serial();
+    become_subreaper();
+    let available = Availability::detect();
+    let mut mechanisms = vec![Mechanism::Subreaper];
+    match available.resolve(Containment::Cgroup) {
+        Ok(mechanism) => mechanisms.push(mechanism),
+        Err(err) if std::env::var_os("TETHER_REQUIRE_CGROUP").is_some_and(|v| v == "1") => {
+            panic!("cgroup v2 not writable here: {err}")
+        }
+        Err(err) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED a_past_deadline_still_contains_every_escape under cgroup: cgroup v2 \
+                 not writable here: {err}"
+            );
+        }
+    }
+    for mechanism in mechanisms {
+        for (scenario, reports) in ESCAPES {
+            contain(scenario, reports, mechanism, &available, Duration::ZERO);
+        }
     }
 }
 
@@ -208,11 +237,18 @@ fn pid_of(line: &str) -> u32 {
         .unwrap_or_else(|| panic!("not a pid line: {line:?}"))
 }
 
-/// Runs one scenario under `mechanism`, kills it, and checks that nothing is left.
-fn contain(scenario: &str, reports: usize, mechanism: Mechanism, available: &Availability) {
+/// Runs one scenario under `mechanism`, kills it with `budget` to wait, and checks that nothing
+/// is left.
+fn contain(
+    scenario: &str,
+    reports: usize,
+    mechanism: Mechanism,
+    available: &Availability,
+    budget: Duration,
+) {
     let fds = fd_count();
     let mut tree = Tree::spawn(scenario, reports, mechanism, available);
-    let outcome = tree.container.kill(Instant::now() + KILL_BUDGET);
+    let outcome = tree.container.kill(Instant::now() + budget);
     eprintln!(
         "{mechanism}: {scenario}: {} processes reached in {:?}",
         outcome.reached.unwrap_or_default(),

@@ -121,6 +121,72 @@ fn run_contains_a_setsid_escapee() {
     }
 }
 
+/// One escapee in a session of its own and one double-forked daemon (its parent calls
+/// `setsid`, starts it, and exits), each saying `pid N` (`$HOLD`, set by the test); the leader
+/// waits to be killed.
+const TWO_ESCAPES: &str =
+    "setsid sh -c \"$HOLD\" & setsid sh -c 'sh -c \"$HOLD\" & exit 0'; exec sleep 300";
+
+/// What each escapee of [`TWO_ESCAPES`] runs.
+const HOLD: &str = "echo pid $$; exec sleep 300";
+
+/// The pid in a line that reports `pid N`.
+fn pid_in(line: &str) -> u32 {
+    let digits = &line[line.find("pid ").expect("a pid report") + 4..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().expect("a pid")
+}
+
+/// `--grace 0` asks for the kill of what left the group with no time to wait for it: every
+/// escapee must be killed all the same (the subreaper sweep used to look at its deadline
+/// before its first kill, and killed nothing).
+#[test]
+fn run_with_no_grace_contains_a_setsid_grandchild_and_a_daemon() {
+    let mut modes = vec!["subreaper", "auto"];
+    if cgroup_usable() {
+        modes.push("cgroup");
+    }
+    for runtime in RUNTIMES {
+        for mode in &modes {
+            let tag = format!("nograce-{runtime}-{mode}-{}", std::process::id());
+            let mut child = tether(&tag)
+                .args(["run", "--runtime", runtime, "--contain", mode])
+                .args(["--grace", "0", "--", "sh", "-c", TWO_ESCAPES])
+                .env("HOLD", HOLD)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut pids = Vec::new();
+            let mut line = String::new();
+            while pids.len() < 2 {
+                line.clear();
+                assert!(
+                    stdout.read_line(&mut line).unwrap() > 0,
+                    "tether ended first"
+                );
+                if line.contains("pid ") {
+                    pids.push(pid_in(&line));
+                }
+            }
+            // Both escaped: the input ends, and the ladder runs with no grace at all.
+            drop(child.stdin.take());
+            let status = child.wait().unwrap();
+            let left = alive(&tag);
+            kill(&left);
+            assert!(status.success(), "{runtime} {mode}: {status}");
+            assert_eq!(
+                left,
+                Vec::<u32>::new(),
+                "{runtime} {mode}: {pids:?} escaped"
+            );
+        }
+    }
+}
+
 #[test]
 fn run_with_the_group_alone_leaves_the_escapee() {
     let tag = format!("run-group-{}", std::process::id());

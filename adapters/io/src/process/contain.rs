@@ -246,6 +246,18 @@ fn is_subreaper() -> bool {
     false
 }
 
+/// How long a [`Container::kill`] may wait for the tree to die even when its deadline leaves
+/// less (the endpoint asks for `--grace`, which may be zero).
+///
+/// `SIGKILL` cannot be refused, but it is not death at once: the kernel delivers it when each
+/// process is next scheduled, and only a dead process can be reaped. Without any wait, a
+/// descendant killed a moment before the kill returns dies afterwards, as a zombie nobody
+/// reaps: this process's, handed on to its parent when it exits. The wait ends as soon as the
+/// tree is gone, which takes a few milliseconds, so the floor costs nothing in the usual case;
+/// it only bounds how long a process that does not die (one stuck in the kernel) holds up the
+/// end, and such a process is then reported in [`Outcome::left`].
+pub const KILL_FLOOR: Duration = Duration::from_millis(100);
+
 /// What a [`Container::kill`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -345,11 +357,14 @@ impl Container {
         self.lineage.started(pid);
     }
 
-    /// Kills the child's whole tree and waits (until `deadline` at most) for it to be gone,
-    /// reaping the descendants that came to this process; the child itself is left for its
-    /// watcher to reap. Safe to call more than once (a later call finds less or nothing).
+    /// Kills the child's whole tree and waits (until `deadline`, but at least [`KILL_FLOOR`]
+    /// if need be) for it to be gone, reaping the descendants that came to this process; the
+    /// child itself is left for its watcher to reap. Everything is killed at least once
+    /// whatever the deadline, one already past included. Safe to call more than once (a later
+    /// call finds less or nothing).
     pub fn kill(&mut self, deadline: Instant) -> Outcome {
         let start = crate::clock::now();
+        let deadline = deadline.max(start + KILL_FLOOR);
         let mut outcome = Outcome {
             mechanism: self.mechanism,
             reached: None,

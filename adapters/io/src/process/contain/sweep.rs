@@ -85,8 +85,11 @@ impl Lineage {
         }
     }
 
-    /// Kills and reaps, until `deadline` at most, every process the claim rule gives to this
-    /// child, the child itself excepted.
+    /// Kills and reaps every process the claim rule gives to this child, the child itself
+    /// excepted. Each scan kills everything it claims and reaps the zombies of this process
+    /// before it looks at the clock: `deadline` bounds the waiting for deaths and the scans
+    /// that follow them, never the first kill, so a deadline already past still kills (and
+    /// reaps what has died) once.
     pub(super) fn sweep(&self, deadline: Instant) -> Swept {
         let me = std::process::id();
         let leader = self.leader;
@@ -151,12 +154,6 @@ impl Lineage {
                     left: Vec::new(),
                 };
             }
-            if crate::clock::now() >= deadline {
-                return Swept {
-                    reached: reached.len(),
-                    left: now.iter().map(|s| s.pid).collect(),
-                };
-            }
             claimed.extend(now.iter().map(|s| (s.pid, s.start)));
             let held: Vec<Held> = now.into_iter().filter_map(Held::open).collect();
             for h in &held {
@@ -165,12 +162,23 @@ impl Lineage {
                 }
                 reached.insert(h.stat.pid);
             }
-            // A process whose parent dies is handed to this one before that parent's exit is
-            // reported: the next scan finds it here.
+            // Each is waited for while there is time (with none, what has already died is
+            // still reaped), then scanned for again: a process whose parent dies is handed to
+            // this one before that parent's exit is reported, so the next scan finds it here.
+            // A deadline that passes during the waits leaves one more scan, which kills what
+            // came meanwhile.
+            let waiting = crate::clock::now() < deadline;
+            let mut left = Vec::new();
             for h in &held {
-                if h.wait_exit(deadline) && h.stat.ppid == me {
-                    proc::reap(h.stat.pid);
+                if !(h.wait_exit(deadline) && h.stat.ppid == me && proc::reap(h.stat.pid)) {
+                    left.push(h.stat.pid);
                 }
+            }
+            if !waiting {
+                return Swept {
+                    reached: reached.len(),
+                    left,
+                };
             }
         }
     }
