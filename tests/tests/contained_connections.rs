@@ -189,6 +189,68 @@ fn smol_zero_grace_contains_every_escape() {
     ));
 }
 
+/// A child that dies on its own (`abort`) with a grandchild in a session of its own, under
+/// `--grace 0`: the grandchild is killed with no time asked for, and comes to this process (a
+/// subreaper) as it dies. The kill must wait for that death and reap it, whatever the
+/// mechanism: a cgroup's kill used to return as soon as it had written `cgroup.kill`, and the
+/// grandchild's zombie, once it came, was reaped by no one. A race, so each is run ten times.
+async fn zero_grace_reaps_what_an_aborting_child_left<R: Runtime>(runtime: &str) {
+    let test = format!("{runtime}_zero_grace_reaps_what_an_aborting_child_left");
+    R::sleep(Duration::from_millis(1)).await;
+    for (contain, mechanism) in mechanisms(&test) {
+        for run in 0..10 {
+            let fds = fd_count();
+            let tag = format!("abort-{mechanism}-{runtime}-{run}-{}", std::process::id());
+            let _leftovers = Leftovers(tag.clone());
+            let (mut conn, pids) =
+                escaped::<R>("abort_after_setsid", 1, contain, Duration::ZERO, &tag).await;
+            while let Some(event) = conn.recv().await {
+                assert!(matches!(event, Event::Disconnected(_)), "{event:?}");
+            }
+            let status = conn.wait().await.expect("a child");
+            assert_eq!(status.signal, Some(6), "{mechanism}: the leader aborted");
+            // A zombie left here would stay: this process is the subreaper, and only the
+            // kill reaps.
+            assert_gone("abort_after_setsid", &tag, &pids);
+            let start = Instant::now();
+            while !children().is_empty() {
+                assert!(
+                    start.elapsed() < GUARD,
+                    "{mechanism} run {run}: children left: {:?}",
+                    children()
+                        .into_iter()
+                        .map(|p| (p, state(p)))
+                        .collect::<Vec<_>>()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(conn);
+            assert_back_to(fds);
+        }
+    }
+}
+
+#[test]
+fn tokio_zero_grace_reaps_what_an_aborting_child_left() {
+    let _turn = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(zero_grace_reaps_what_an_aborting_child_left::<
+            tether_tokio::Tokio,
+        >("tokio"));
+}
+
+#[test]
+fn smol_zero_grace_reaps_what_an_aborting_child_left() {
+    let _turn = serial();
+    smol::block_on(zero_grace_reaps_what_an_aborting_child_left::<
+        tether_smol::Smol,
+    >("smol"));
+}
+
 /// Dropping the connection after its runtime is gone: the process layer's own threads run
 /// the ladder and the kill of what left the group.
 #[test]

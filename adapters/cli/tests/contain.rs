@@ -55,10 +55,13 @@ fn escaped(child: &mut std::process::Child) -> String {
     line
 }
 
+/// Kills each of `pids`, and reaps those that are this process's children (one test makes
+/// this process a subreaper, so what tether leaves may come here).
 fn kill(pids: &[u32]) {
     for &pid in pids {
         let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
     }
 }
 
@@ -185,6 +188,57 @@ fn run_with_no_grace_contains_a_setsid_grandchild_and_a_daemon() {
             );
         }
     }
+}
+
+/// A child that aborts with a grandchild in a session of its own, under `--grace 0`: the
+/// grandchild is killed and comes to tether (a subreaper) as it dies, and tether must reap it
+/// before it exits. Otherwise its zombie is handed on to tether's parent — this test, made a
+/// subreaper for the purpose, where it would stay. A cgroup's kill used to return at once and
+/// leave it; a race, so each mode runs ten times.
+#[test]
+fn run_with_no_grace_hands_no_zombie_to_its_parent() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    // The grandchild reports, then kills the leader (no core dump): the leader dies on its own.
+    const ABORTING: &str = "ulimit -c 0; \
+        setsid sh -c 'echo pid $$; kill -ABRT $PPID; exec sleep 300' & exec sleep 300";
+    let mut modes = vec!["subreaper"];
+    if cgroup_usable() {
+        modes.push("cgroup");
+    }
+    for runtime in RUNTIMES {
+        for mode in &modes {
+            for run in 0..10 {
+                let tag = format!("abort-{runtime}-{mode}-{run}-{}", std::process::id());
+                let mut child = tether(&tag)
+                    .args(["run", "--runtime", runtime, "--contain", mode])
+                    .args(["--grace", "0", "--", "sh", "-c", ABORTING])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let report = escaped(&mut child);
+                let grandchild = pid_in(&report);
+                // Standard input stays open: the session ends with the child.
+                let status = child.wait().unwrap();
+                drop(child.stdin.take());
+                let state = state(grandchild);
+                if state.is_some() {
+                    kill(&[grandchild]);
+                }
+                assert!(status.success(), "{runtime} {mode}: {status}");
+                assert_eq!(
+                    state, None,
+                    "{runtime} {mode} run {run}: the grandchild {grandchild} outlived tether"
+                );
+            }
+        }
+    }
+}
+
+/// A process's state letter (`Z` for a zombie), or `None` once it is gone altogether.
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 #[test]

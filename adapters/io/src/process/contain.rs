@@ -354,6 +354,10 @@ impl Container {
     pub fn started(&mut self, pid: u32) {
         self.leader = Some(pid);
         #[cfg(target_os = "linux")]
+        if let Some(cgroup) = &mut self.cgroup {
+            cgroup.started(pid);
+        }
+        #[cfg(target_os = "linux")]
         self.lineage.started(pid);
     }
 
@@ -380,7 +384,7 @@ impl Container {
         }
         #[cfg(target_os = "linux")]
         if let Some(cgroup) = &self.cgroup {
-            let killed = cgroup.kill(self.leader, deadline);
+            let killed = cgroup.kill(deadline);
             outcome.reached = Some(killed.reached);
             outcome.left = killed.left;
         }

@@ -188,6 +188,8 @@ pub(super) struct ChildCgroup {
     path: String,
     /// Whether `cgroup.kill` exists.
     kill_file: bool,
+    /// The child, once spawned: never reaped here.
+    leader: Option<u32>,
     /// Held, never read: the parent directory lives as long as any child cgroup. Declared
     /// last, so dropped after this one's directory is removed.
     _parent: Arc<Parent>,
@@ -223,6 +225,7 @@ impl ChildCgroup {
                 events,
                 path,
                 kill_file: hierarchy.kill,
+                leader: None,
                 _parent: parent,
             }),
             Err(err) => {
@@ -250,30 +253,78 @@ impl ChildCgroup {
         }
     }
 
-    /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be
-    /// empty; then reaps the processes of the cgroup that came to this process, all but
-    /// `spare` (the child, reaped by its watcher).
-    pub(super) fn kill(&self, spare: Option<u32>, deadline: Instant) -> Killed {
-        let killed = self.end(deadline);
-        // Every process of the cgroup has exited, so each one that was to be re-parented to
-        // this process has been (children are handed on before their parent's exit is
-        // reported). A zombie stays in its cgroup (`/proc/PID/cgroup` still names it): that is
-        // how this process's zombies from this cgroup are told from its others.
-        let me = std::process::id();
-        for stat in proc::all().unwrap_or_default() {
-            if stat.ppid == me && stat.zombie && Some(stat.pid) != spare && self.holds(stat.pid) {
-                proc::reap(stat.pid);
-            }
-        }
-        killed
+    /// Records the child, once spawned: its watcher reaps it, so nothing here ever does.
+    pub(super) fn started(&mut self, pid: u32) {
+        self.leader = Some(pid);
     }
 
-    /// Kills everything in the cgroup and waits, until `deadline` at most, for it to be empty.
-    /// With `cgroup.kill` (Linux 5.14 and later) the kernel kills every process at once,
-    /// forks racing with it included. Without it: freeze (nothing forks in a frozen cgroup),
-    /// `SIGKILL` every process listed (a frozen process dies of it all the same), thaw.
-    fn end(&self, deadline: Instant) -> Killed {
+    /// Kills everything in the cgroup, and reaps every process of it that comes to this
+    /// process (all but the child, which its watcher reaps), waiting until `deadline` at most
+    /// for them to die. The kill goes out before the clock is looked at, so a deadline already
+    /// past still kills once and reaps what has died.
+    ///
+    /// The wait is for each process, not only for the cgroup to empty: a process leaves the
+    /// cgroup's count (`populated 0`) early in its exit, before it is a zombie and before its
+    /// children are handed on, so the emptiness alone can come a moment before there is
+    /// anything to reap. What comes here is found by its cgroup: a zombie, or a process that
+    /// is still exiting, stays in its cgroup (`/proc/PID/cgroup` still names it), which is how
+    /// this process's children from this cgroup are told from its others.
+    pub(super) fn kill(&self, deadline: Instant) -> Killed {
         let reached = self.pids().len();
+        let me = std::process::id();
+        let mut first = true;
+        loop {
+            // Once whatever the deadline; again if something is still there (a process forked
+            // as the freeze fallback listed the others, say).
+            if first || self.populated() {
+                self.end(deadline);
+                first = false;
+            }
+            let mut exiting = Vec::new();
+            for stat in proc::all().unwrap_or_default() {
+                let leader = Some(stat.pid) == self.leader;
+                if !(stat.ppid == me || leader) || !self.holds(stat.pid) {
+                    continue;
+                }
+                if !stat.zombie {
+                    // The child too, while it dies: its children come here only once it has.
+                    exiting.push(stat);
+                } else if !leader {
+                    proc::reap(stat.pid);
+                }
+            }
+            let populated = self.populated();
+            if !populated && exiting.is_empty() {
+                return Killed {
+                    reached,
+                    left: Vec::new(),
+                };
+            }
+            if crate::clock::now() >= deadline {
+                let mut left = self.pids();
+                for stat in exiting {
+                    if !left.contains(&stat.pid) && Some(stat.pid) != self.leader {
+                        left.push(stat.pid);
+                    }
+                }
+                return Killed { reached, left };
+            }
+            if exiting.is_empty() {
+                // What is left is not this process's yet: its parents are still in the
+                // cgroup.
+                self.wait_events("populated 0", deadline);
+            }
+            for held in exiting.into_iter().filter_map(Held::open) {
+                held.wait_exit(deadline);
+            }
+        }
+    }
+
+    /// Kills everything in the cgroup. With `cgroup.kill` (Linux 5.14 and later) the kernel
+    /// kills every process at once, forks racing with it included. Without it: freeze
+    /// (nothing forks in a frozen cgroup), `SIGKILL` every process listed (a frozen process
+    /// dies of it all the same), thaw; the wait for the freeze is bounded by `deadline`.
+    fn end(&self, deadline: Instant) {
         let killed = if self.kill_file {
             self.write("cgroup.kill", b"1")
         } else {
@@ -281,11 +332,6 @@ impl ChildCgroup {
         };
         if let Err(err) = killed {
             tracing::warn!(dir = %self.dir.display(), %err, "cannot kill the cgroup");
-        }
-        let empty = self.wait_events("populated 0", deadline);
-        Killed {
-            reached,
-            left: if empty { Vec::new() } else { self.pids() },
         }
     }
 
@@ -298,6 +344,17 @@ impl ChildCgroup {
             held.kill();
         }
         self.write("cgroup.freeze", b"0")
+    }
+
+    /// Whether a process is in the cgroup (one that has begun to exit no longer counts).
+    fn populated(&self) -> bool {
+        match self.read_events() {
+            Ok(text) => !text.lines().any(|l| l == "populated 0"),
+            Err(err) => {
+                tracing::warn!(dir = %self.dir.display(), %err, "cannot read cgroup.events");
+                false
+            }
+        }
     }
 
     /// Whether process `pid` is (or, a zombie, was) in this cgroup.
@@ -331,22 +388,25 @@ impl ChildCgroup {
             .write_all(value)
     }
 
+    fn read_events(&self) -> io::Result<String> {
+        let mut text = String::new();
+        (&self.events).seek(SeekFrom::Start(0))?;
+        (&self.events).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
     /// Waits until `cgroup.events` has the line `line`, or until `deadline`; says whether it
     /// came. The kernel signals every change of that file as `POLLPRI` to a reader that has
     /// read it since the last change, so this waits on an event, without polling.
     fn wait_events(&self, line: &str, deadline: Instant) -> bool {
-        let mut text = String::new();
         loop {
-            text.clear();
-            let read = (&self.events)
-                .seek(SeekFrom::Start(0))
-                .and_then(|_| (&self.events).read_to_string(&mut text));
-            if let Err(err) = read {
-                tracing::warn!(dir = %self.dir.display(), %err, "cannot read cgroup.events");
-                return false;
-            }
-            if text.lines().any(|l| l == line) {
-                return true;
+            match self.read_events() {
+                Ok(text) if text.lines().any(|l| l == line) => return true,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(dir = %self.dir.display(), %err, "cannot read cgroup.events");
+                    return false;
+                }
             }
             let left = deadline.saturating_duration_since(crate::clock::now());
             let Ok(timeout) = Timespec::try_from(left) else {
@@ -367,13 +427,11 @@ impl ChildCgroup {
 
 impl Drop for ChildCgroup {
     /// Removes the cgroup. One still holding processes cannot be removed: they are killed
-    /// first, with a short bound on the wait.
+    /// first, with a short bound on the wait. Either way, the zombies of the cgroup that came
+    /// here are reaped first: once the cgroup is gone they no longer name it, and could not be
+    /// told from this process's other children.
     fn drop(&mut self) {
-        if fs::remove_dir(&self.dir).is_ok() {
-            return;
-        }
-        // Nothing is reaped here: the child may still await its watcher.
-        let killed = self.end(crate::clock::now() + std::time::Duration::from_secs(1));
+        let killed = self.kill(crate::clock::now() + std::time::Duration::from_secs(1));
         if let Err(err) = fs::remove_dir(&self.dir) {
             tracing::warn!(
                 dir = %self.dir.display(), %err, left = ?killed.left,
@@ -432,15 +490,14 @@ mod tests {
         assert!(err.contains("no 0:: line"), "{err}");
     }
 
-    /// The path for kernels before 5.14, forced on: freeze, `SIGKILL` each, thaw; then the
-    /// escaped grandchild, re-parented to this process, is reaped and the leader is not.
-    #[test]
-    fn freeze_and_kill_without_cgroup_kill() {
-        let hierarchy = match Hierarchy::find().and_then(Hierarchy::probe) {
-            Ok(hierarchy) => Hierarchy {
-                kill: false,
-                ..hierarchy
-            },
+    /// The tests that create cgroups take turns: each checks that `tether-<pid>` is gone at
+    /// its end.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    /// The hierarchy, or `None` (with a `SKIPPED` line) if no cgroup v2 is writable here.
+    fn writable(test: &str) -> Option<Hierarchy> {
+        match Hierarchy::find().and_then(Hierarchy::probe) {
+            Ok(hierarchy) => Some(hierarchy),
             Err(reason) if std::env::var_os("TETHER_REQUIRE_CGROUP").is_some_and(|v| v == "1") => {
                 panic!("cgroup v2 not writable here: {reason}")
             }
@@ -448,14 +505,18 @@ mod tests {
                 // Straight to the standard error, past the harness's capture.
                 let _ = writeln!(
                     io::stderr(),
-                    "SKIPPED freeze_and_kill_without_cgroup_kill: cgroup v2 not writable \
-                     here: {reason} (TETHER_REQUIRE_CGROUP=1 makes this a failure)"
+                    "SKIPPED {test}: cgroup v2 not writable here: {reason} \
+                     (TETHER_REQUIRE_CGROUP=1 makes this a failure)"
                 );
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// A leader and a grandchild in a session of its own, in `cgroup`; with the grandchild's
+    /// pid.
+    fn tree(cgroup: &mut ChildCgroup) -> (std::process::Child, u32) {
         rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-        let cgroup = ChildCgroup::create(&hierarchy).unwrap();
         let mut command = Command::new("sh");
         command
             .args(["-c", "setsid sleep 300 & echo $!; exec sleep 300"])
@@ -467,11 +528,26 @@ mod tests {
             .read_line(&mut line)
             .unwrap();
         let escaped: u32 = line.trim().parse().unwrap();
+        cgroup.started(child.id());
         assert!(cgroup.holds(child.id()) && cgroup.holds(escaped));
-        let killed = cgroup.kill(
-            Some(child.id()),
-            crate::clock::now() + Duration::from_secs(10),
-        );
+        (child, escaped)
+    }
+
+    /// The path for kernels before 5.14, forced on: freeze, `SIGKILL` each, thaw; then the
+    /// escaped grandchild, re-parented to this process, is reaped and the leader is not.
+    #[test]
+    fn freeze_and_kill_without_cgroup_kill() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(hierarchy) = writable("freeze_and_kill_without_cgroup_kill") else {
+            return;
+        };
+        let hierarchy = Hierarchy {
+            kill: false,
+            ..hierarchy
+        };
+        let mut cgroup = ChildCgroup::create(&hierarchy).unwrap();
+        let (mut child, escaped) = tree(&mut cgroup);
+        let killed = cgroup.kill(crate::clock::now() + Duration::from_secs(10));
         assert_eq!((killed.reached, killed.left), (2, Vec::new()));
         assert_eq!(proc::stat(escaped), None, "killed and reaped");
         assert!(
@@ -480,6 +556,46 @@ mod tests {
         );
         assert_eq!(child.wait().unwrap().signal(), Some(9));
         drop(cgroup);
+        let parent = hierarchy.own.join(format!("tether-{}", std::process::id()));
+        assert!(!parent.exists(), "{} removed", parent.display());
+    }
+
+    /// A deadline already past still kills, with `cgroup.kill` and with the freeze: the kill
+    /// comes before any look at the clock. What dies after the kill has returned is reaped
+    /// when the cgroup is dropped, before it is removed (after that, the zombie would no
+    /// longer name the cgroup and could not be told from this process's other children).
+    #[test]
+    fn a_past_deadline_still_kills_and_the_drop_reaps() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(hierarchy) = writable("a_past_deadline_still_kills_and_the_drop_reaps") else {
+            return;
+        };
+        for kill in [hierarchy.kill, false] {
+            let hierarchy = Hierarchy {
+                kill,
+                own: hierarchy.own.clone(),
+                path: hierarchy.path.clone(),
+            };
+            let mut cgroup = ChildCgroup::create(&hierarchy).unwrap();
+            let (mut child, escaped) = tree(&mut cgroup);
+            let killed = cgroup.kill(crate::clock::now());
+            assert_eq!(killed.reached, 2, "cgroup.kill: {kill}");
+            // No wait was allowed: the deaths are looked for here, in /proc.
+            let start = crate::clock::now();
+            while ![child.id(), escaped]
+                .into_iter()
+                .all(|p| proc::stat(p).is_none_or(|s| s.zombie))
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "cgroup.kill: {kill}: not killed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(cgroup);
+            assert_eq!(proc::stat(escaped), None, "cgroup.kill: {kill}: reaped");
+            assert_eq!(child.wait().unwrap().signal(), Some(9));
+        }
         let parent = hierarchy.own.join(format!("tether-{}", std::process::id()));
         assert!(!parent.exists(), "{} removed", parent.display());
     }
