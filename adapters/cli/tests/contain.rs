@@ -7,6 +7,7 @@
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const RUNTIMES: [&str; 2] = ["tokio", "smol"];
@@ -239,6 +240,89 @@ fn run_with_no_grace_hands_no_zombie_to_its_parent() {
 fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// This process's cgroup directory, found as tether finds its own (the cgroup2 mount in
+/// `/proc/self/mountinfo`, joined with the `0::` line of `/proc/self/cgroup`): a tether
+/// started from here starts in the same cgroup. Mount points with escapes are not handled.
+fn own_cgroup() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let (root, mount) = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            (after.split(' ').next()? == "cgroup2").then_some(())?;
+            let mut fields = before.split(' ').skip(3);
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .expect("a cgroup2 mount");
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .expect("a 0:: line");
+    Path::new(&mount).join(Path::new(path).strip_prefix(&root).unwrap())
+}
+
+/// A tether ended by `SIGKILL` removes none of its cgroups. The next tether to start removes
+/// the empty ones of tethers that are gone (`tether-<pid>` with its `child-<n>`, and
+/// `tether-<pid>-probe`), and nothing else.
+#[test]
+fn a_new_tether_removes_the_stale_cgroups_of_gone_ones() {
+    if !cgroup_usable() {
+        return;
+    }
+    let own = own_cgroup();
+    for runtime in RUNTIMES {
+        // What a killed tether leaves: a pid that was alive and is gone.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        let stale = [
+            own.join(format!("tether-{pid}/child-0")),
+            own.join(format!("tether-{pid}")),
+            own.join(format!("tether-{pid}-probe")),
+        ];
+        // This process is alive; `tethered-` is not tether's name.
+        let kept = [
+            own.join(format!("tether-{}/child-0", std::process::id())),
+            own.join(format!("tether-{}", std::process::id())),
+            own.join(format!("tethered-{pid}")),
+        ];
+        for dir in stale.iter().chain(&kept) {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let status = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args([
+                "run",
+                "--runtime",
+                runtime,
+                "--contain",
+                "cgroup",
+                "--",
+                "true",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let left: Vec<&PathBuf> = stale.iter().filter(|d| d.exists()).collect();
+        let removed: Vec<&PathBuf> = kept.iter().filter(|d| !d.exists()).collect();
+        for dir in kept.iter().chain(&stale) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        assert!(status.success(), "{runtime}: {status}");
+        assert_eq!(
+            left,
+            Vec::<&PathBuf>::new(),
+            "{runtime}: stale cgroups left"
+        );
+        assert_eq!(
+            removed,
+            Vec::<&PathBuf>::new(),
+            "{runtime}: not stale, removed"
+        );
+    }
 }
 
 #[test]

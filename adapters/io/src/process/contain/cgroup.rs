@@ -24,7 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -59,7 +59,8 @@ impl Hierarchy {
     }
 
     /// Checks that a cgroup can be created here (by creating and removing one), and whether
-    /// it has `cgroup.kill`.
+    /// it has `cgroup.kill`. The first time in this process, also removes the empty cgroups
+    /// that tethers now gone left here (see [`remove_stale`]).
     pub(super) fn probe(mut self) -> Result<Hierarchy, String> {
         let probe = self
             .own
@@ -68,6 +69,8 @@ impl Hierarchy {
             .map_err(|e| format!("cannot create a cgroup in {}: {e}", self.own.display()))?;
         self.kill = probe.join("cgroup.kill").exists();
         let _ = fs::remove_dir(&probe);
+        static STALE: Once = Once::new();
+        STALE.call_once(|| remove_stale(&self.own));
         Ok(self)
     }
 
@@ -104,6 +107,79 @@ fn own_cgroup<'a>(mountinfo: &str, cgroups: &'a str) -> Result<(PathBuf, &'a str
         format!("this process's cgroup {path} is outside the mounted cgroup2 root {root}")
     })?;
     Ok((Path::new(&mount).join(relative), path))
+}
+
+/// Removes, from `own` (this process's cgroup), the empty cgroups that tethers now gone left
+/// behind: a tether ended by `SIGKILL` removes nothing, and each would leave a
+/// `tether-<pid>` (with its `child-<n>`), or a `tether-<pid>-probe`, for good.
+///
+/// Only directories named exactly so are touched, and only for a `<pid>` that is not alive
+/// (no `/proc/<pid>`; a pid since reused leaves its cgroups in place, which errs on the safe
+/// side). Each is removed with `rmdir`, which the kernel refuses for a cgroup that holds a
+/// process or a cgroup of its own: a cgroup still in use, or anything not made by tether (a
+/// foreign directory inside `tether-<pid>` keeps that one too), stays. A tether of another pid
+/// namespace sharing this cgroup directory looks gone from here; the only cgroups of it that
+/// can be removed are empty ones, such as a child's in the moment before the child enters it,
+/// whose spawn then fails: such a sharing is not supported.
+fn remove_stale(own: &Path) {
+    let me = std::process::id();
+    let gone = |pid: u32| pid != me && !Path::new("/proc").join(pid.to_string()).exists();
+    let Ok(entries) = fs::read_dir(own) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("tether-") else {
+            continue;
+        };
+        let (pid, probe) = match rest.strip_suffix("-probe") {
+            Some(pid) => (pid, true),
+            None => (rest, false),
+        };
+        let Some(pid) = number(pid).and_then(|p| u32::try_from(p).ok()) else {
+            continue;
+        };
+        if pid == 0 || !gone(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        if !probe {
+            for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let leaf = child
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("child-"))
+                    .and_then(number)
+                    .is_some();
+                if leaf && child.file_type().is_ok_and(|t| t.is_dir()) {
+                    removed(&child.path(), fs::remove_dir(child.path()));
+                }
+            }
+        }
+        removed(&dir, fs::remove_dir(&dir));
+    }
+}
+
+/// Logs what [`remove_stale`] did with one directory.
+fn removed(dir: &Path, result: io::Result<()>) {
+    match result {
+        Ok(()) => tracing::debug!(dir = %dir.display(), "removed a stale cgroup"),
+        Err(err) => tracing::debug!(dir = %dir.display(), %err, "a stale cgroup stays"),
+    }
+}
+
+/// A number as tether writes it in a cgroup's name: decimal digits, no sign, no leading zero.
+fn number(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
@@ -488,6 +564,87 @@ mod tests {
         );
         let err = own_cgroup(HYBRID, "1:cpu:/\n").unwrap_err();
         assert!(err.contains("no 0:: line"), "{err}");
+    }
+
+    #[test]
+    fn numbers_as_tether_writes_them() {
+        assert_eq!(number("0"), Some(0));
+        assert_eq!(number("4711"), Some(4711));
+        for text in ["", "07", "+7", "-7", "7x", " 7", "\u{0667}"] {
+            assert_eq!(number(text), None, "{text:?}");
+        }
+    }
+
+    /// Stale cgroups are removed: a gone tether's `tether-<pid>` with its `child-<n>` leaves,
+    /// and its `tether-<pid>-probe`. Everything else stays: a live pid's, a name that is not
+    /// exactly tether's, a foreign directory inside a gone tether's (and so that one too), and
+    /// a `child-<n>` that holds a process.
+    #[test]
+    fn stale_cgroups_of_gone_tethers_are_removed_and_nothing_else() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(hierarchy) =
+            writable("stale_cgroups_of_gone_tethers_are_removed_and_nothing_else")
+        else {
+            return;
+        };
+        // Pids that were alive a moment ago and are gone now, as a killed tether's would be.
+        let gone = || {
+            let mut child = Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        let (a, b, c, d) = (gone(), gone(), gone(), gone());
+        // Alive for the whole test: its pid stands for a tether still running.
+        let mut holder = Command::new("sleep").arg("300").spawn().unwrap();
+        let live = holder.id();
+        let own = &hierarchy.own;
+        let stale = [
+            format!("tether-{a}/child-0"),
+            format!("tether-{a}/child-17"),
+            format!("tether-{a}"),
+            format!("tether-{b}-probe"),
+        ];
+        let kept = [
+            format!("tether-{live}/child-0"),
+            format!("tether-{live}"),
+            format!("tether-{live}-probe"),
+            format!("tether-{c}/mine"),
+            format!("tether-{c}"),
+            format!("tether-0{c}"),
+            format!("tether-{c}-probe-x"),
+            format!("tethered-{c}"),
+            format!("tether-{d}/child-1"),
+            format!("tether-{d}"),
+        ];
+        // Emptied and removed, but its parent stays for `mine`.
+        let emptied = format!("tether-{c}/child-0");
+        for dir in stale.iter().chain(&kept).chain([&emptied]) {
+            fs::create_dir_all(own.join(dir)).unwrap();
+        }
+        // The holder in tether-{d}/child-1: a cgroup in use is never removed.
+        OpenOptions::new()
+            .write(true)
+            .open(own.join(format!("tether-{d}/child-1/cgroup.procs")))
+            .and_then(|mut procs| procs.write_all(live.to_string().as_bytes()))
+            .unwrap();
+        remove_stale(own);
+        let left: Vec<&String> = stale.iter().filter(|d| own.join(d).exists()).collect();
+        let removed: Vec<&String> = kept.iter().filter(|d| !own.join(d).exists()).collect();
+        let emptied_left = own.join(&emptied).exists();
+        // Clean up before asserting: the holder's cgroup empties once it has died.
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        for dir in [&emptied].into_iter().chain(&kept).chain(&stale) {
+            let _ = fs::remove_dir(own.join(dir));
+        }
+        assert_eq!(left, Vec::<&String>::new(), "stale cgroups left");
+        assert_eq!(removed, Vec::<&String>::new(), "removed, and not stale");
+        assert!(!emptied_left, "{emptied} left");
+        assert!(
+            kept.iter().all(|d| !own.join(d).exists()),
+            "the test's own cgroups cleaned up"
+        );
     }
 
     /// The tests that create cgroups take turns: each checks that `tether-<pid>` is gone at
