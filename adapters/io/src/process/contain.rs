@@ -41,6 +41,7 @@ use std::fmt;
 use std::io;
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
@@ -268,10 +269,48 @@ pub struct Outcome {
     /// kill; `None` for the process group alone (the kernel does not count).
     pub reached: Option<usize>,
     /// Processes still alive (or unreaped) when the deadline came; empty when the tree is
-    /// gone. Always empty for the process group alone, which cannot tell.
+    /// gone. Always empty for the process group alone, which cannot tell. Also recorded in
+    /// the container's [`Survivors`].
     pub left: Vec<u32>,
     /// How long the kill took, waiting included.
     pub elapsed: Duration,
+}
+
+/// The processes of one child's tree that outlived its kill: what the containment could not
+/// end in the time it had, for the owner to report (a log line alone is easily missed, and
+/// such a process may hold resources or keep running unattended).
+///
+/// Shared: a clone reads and records the same list, so the connection can keep one after the
+/// [`Container`] that fills it is dropped with the child's reap. [`Container::kill`] records
+/// its [`Outcome::left`] here itself. A pid once recorded stays, even if a later kill, or the
+/// removal of the child's cgroup, ends that process: it says that the kill asked for did not
+/// contain it in time. Empty under [`Mechanism::Group`], which cannot tell.
+#[derive(Debug, Clone, Default)]
+pub struct Survivors(Arc<Mutex<Vec<u32>>>);
+
+impl Survivors {
+    /// A list with nobody in it.
+    pub fn new() -> Survivors {
+        Survivors::default()
+    }
+
+    /// Adds `pids` (a kill's [`Outcome::left`]), each once, in the order first recorded.
+    pub fn record(&self, pids: &[u32]) {
+        let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for &pid in pids {
+            if !list.contains(&pid) {
+                list.push(pid);
+            }
+        }
+    }
+
+    /// Every pid recorded so far; empty if every kill ended its whole tree in time.
+    pub fn get(&self) -> Vec<u32> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The containment of one child, from before its spawn to after its tree is gone.
@@ -299,6 +338,7 @@ pub struct Outcome {
 pub struct Container {
     mechanism: Mechanism,
     leader: Option<u32>,
+    survivors: Survivors,
     #[cfg(target_os = "linux")]
     cgroup: Option<cgroup::ChildCgroup>,
     #[cfg(target_os = "linux")]
@@ -314,6 +354,7 @@ impl Container {
         Ok(Container {
             mechanism,
             leader: None,
+            survivors: Survivors::new(),
             #[cfg(target_os = "linux")]
             cgroup: match mechanism {
                 Mechanism::Cgroup => Some(cgroup::ChildCgroup::create(
@@ -332,6 +373,12 @@ impl Container {
     /// The mechanism in force.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// Where [`kill`](Self::kill) records what outlived it; clone it to read the list after
+    /// this container is gone.
+    pub fn survivors(&self) -> &Survivors {
+        &self.survivors
     }
 
     /// Readies `command`: a process group of its own (every mechanism starts with the group);
@@ -397,6 +444,7 @@ impl Container {
         #[cfg(not(target_os = "linux"))]
         let _ = deadline;
         outcome.elapsed = start.elapsed();
+        self.survivors.record(&outcome.left);
         tracing::debug!(
             pid = self.leader,
             mechanism = %self.mechanism,
