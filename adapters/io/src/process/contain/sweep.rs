@@ -26,6 +26,9 @@ pub(super) struct Lineage {
     leader: Option<u32>,
     /// The child's start time; `u64::MAX` if unknown (no unmarked process is then claimed).
     start: u64,
+    /// What the last sweep left, by pid and start time: reaped on drop if it has died and
+    /// come here since.
+    left: Mutex<Vec<(u32, u64)>>,
 }
 
 /// What [`Lineage::sweep`] did.
@@ -49,6 +52,7 @@ impl Lineage {
             token: format!("{}.{n}", std::process::id()),
             leader: None,
             start: u64::MAX,
+            left: Mutex::new(Vec::new()),
         }
     }
 
@@ -102,10 +106,7 @@ impl Lineage {
                 Ok(all) => all,
                 Err(err) => {
                     tracing::warn!(%err, "cannot list /proc: sweep abandoned");
-                    return Swept {
-                        reached: reached.len(),
-                        left: claimed.into_keys().collect(),
-                    };
+                    return self.left(reached.len(), claimed.into_iter().collect());
                 }
             };
             let leaders = LEADERS
@@ -149,10 +150,7 @@ impl Lineage {
                 !s.zombie || s.ppid == me || Some(s.ppid) == leader || claimed.contains_key(&s.ppid)
             });
             if now.is_empty() {
-                return Swept {
-                    reached: reached.len(),
-                    left: Vec::new(),
-                };
+                return self.left(reached.len(), Vec::new());
             }
             claimed.extend(now.iter().map(|s| (s.pid, s.start)));
             let held: Vec<Held> = now.into_iter().filter_map(Held::open).collect();
@@ -171,21 +169,45 @@ impl Lineage {
             let mut left = Vec::new();
             for h in &held {
                 if !(h.wait_exit(deadline) && h.stat.ppid == me && proc::reap(h.stat.pid)) {
-                    left.push(h.stat.pid);
+                    left.push((h.stat.pid, h.stat.start));
                 }
             }
             if !waiting {
-                return Swept {
-                    reached: reached.len(),
-                    left,
-                };
+                return self.left(reached.len(), left);
             }
         }
     }
 }
 
+impl Lineage {
+    /// Keeps what a sweep left, for the drop, and says what the sweep did.
+    fn left(&self, reached: usize, left: Vec<(u32, u64)>) -> Swept {
+        let pids = left.iter().map(|&(pid, _)| pid).collect();
+        *self.left.lock().unwrap_or_else(PoisonError::into_inner) = left;
+        Swept {
+            reached,
+            left: pids,
+        }
+    }
+}
+
 impl Drop for Lineage {
+    /// Lets other sweeps claim the child's pid again, and reaps what the last sweep left and
+    /// has since died here (a process that took longer to die than the sweep could wait):
+    /// without waiting, and only the very processes left (pid and start time), since the
+    /// child, reaped by now, no longer holds its pid.
     fn drop(&mut self) {
+        let me = std::process::id();
+        for &(pid, start) in self
+            .left
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if proc::stat(pid).is_some_and(|s| s.start == start && s.zombie && s.ppid == me) {
+                proc::reap(pid);
+            }
+        }
         if let Some(leader) = self.leader {
             let mut leaders = LEADERS.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(i) = leaders.iter().position(|&p| p == leader) {
