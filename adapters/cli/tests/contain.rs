@@ -195,33 +195,40 @@ fn run_with_no_grace_contains_a_setsid_grandchild_and_a_daemon() {
 /// grandchild is killed and comes to tether (a subreaper) as it dies, and tether must reap it
 /// before it exits. Otherwise its zombie is handed on to tether's parent — this test, made a
 /// subreaper for the purpose, where it would stay. A cgroup's kill used to return at once and
-/// leave it; a race, so each mode runs ten times.
+/// leave it; a race, so each mode runs twenty times.
 #[test]
 fn run_with_no_grace_hands_no_zombie_to_its_parent() {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
-    // The grandchild reports, then kills the leader (no core dump): the leader dies on its own.
+    // The grandchild writes its pid to $PIDFILE, then kills the leader (no core dump): the
+    // leader dies on its own. A file, not a line through tether: with no grace, the session
+    // may end before tether has read what the tree wrote.
     const ABORTING: &str = "ulimit -c 0; \
-        setsid sh -c 'echo pid $$; kill -ABRT $PPID; exec sleep 300' & exec sleep 300";
+        setsid sh -c 'echo $$ > \"$PIDFILE\"; kill -ABRT $PPID; exec sleep 300' & exec sleep 300";
     let mut modes = vec!["subreaper"];
     if cgroup_usable() {
         modes.push("cgroup");
     }
     for runtime in RUNTIMES {
         for mode in &modes {
-            for run in 0..10 {
+            for run in 0..20 {
                 let tag = format!("abort-{runtime}-{mode}-{run}-{}", std::process::id());
+                let pidfile = std::env::temp_dir().join(&tag);
+                // Standard input stays open: the session ends with the child.
                 let mut child = tether(&tag)
                     .args(["run", "--runtime", runtime, "--contain", mode])
                     .args(["--grace", "0", "--", "sh", "-c", ABORTING])
+                    .env("PIDFILE", &pidfile)
                     .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
+                    .stdout(Stdio::null())
                     .spawn()
                     .unwrap();
-                let report = escaped(&mut child);
-                let grandchild = pid_in(&report);
-                // Standard input stays open: the session ends with the child.
+                // (`wait` would close it first.)
+                let stdin = child.stdin.take();
                 let status = child.wait().unwrap();
-                drop(child.stdin.take());
+                drop(stdin);
+                let written = std::fs::read_to_string(&pidfile);
+                let _ = std::fs::remove_file(&pidfile);
+                let grandchild: u32 = written.unwrap().trim().parse().unwrap();
                 let state = state(grandchild);
                 if state.is_some() {
                     kill(&[grandchild]);
