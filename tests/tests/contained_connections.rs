@@ -58,13 +58,12 @@ async fn escaped<R: Runtime>(
     scenario: &str,
     reports: usize,
     contain: Containment,
+    grace: Duration,
     tag: &str,
 ) -> (Connection<Message, R>, Vec<u32>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tether-escape"));
     command.arg(scenario).env("TETHER_TEST_TAG", tag);
-    let options = Options::new()
-        .grace(Duration::from_millis(200))
-        .contain(contain);
+    let options = Options::new().grace(grace).contain(contain);
     let mut conn = Connection::<Message, R>::spawn(command, options).expect("spawn");
     let mut pids = Vec::new();
     while pids.len() < reports {
@@ -75,7 +74,13 @@ async fn escaped<R: Runtime>(
                     .and_then(|p| p.trim().parse().ok())
                     .unwrap_or_else(|| panic!("not a pid line: {m}")),
             ),
-            Some(Event::Disconnected(None)) if scenario == "leader_exits" => break,
+            // With no grace, the wait for the output to end may time out instead, and the
+            // lines not yet read are lost: the tag and this process's children find the rest.
+            Some(Event::Disconnected(_))
+                if matches!(scenario, "leader_exits" | "abort_after_setsid") =>
+            {
+                break
+            }
             other => panic!("{scenario}: expected a pid line, got {other:?}"),
         }
     }
@@ -97,15 +102,33 @@ fn assert_gone(scenario: &str, tag: &str, pids: &[u32]) {
     }
 }
 
-async fn shutdown_contains_every_escape<R: Runtime>(runtime: &str) {
-    let test = format!("{runtime}_shutdown_contains_every_escape");
+/// Kills what is left of a tree when dropped: after a failure, so that the test does not
+/// leave processes behind (found by the tree's tag, so only processes this test started).
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in tagged(&self.0) {
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+async fn shutdown_contains_every_escape<R: Runtime>(runtime: &str, grace: Duration) {
+    let test = format!("{runtime}_shutdown_contains_every_escape with grace {grace:?}");
     // A runtime's reactor opens its descriptors on first use: before the baseline.
     R::sleep(Duration::from_millis(1)).await;
     for (contain, mechanism) in mechanisms(&test) {
         for (scenario, reports) in ESCAPES {
             let fds = fd_count();
-            let tag = format!("{scenario}-{mechanism}-{runtime}-{}", std::process::id());
-            let (conn, pids) = escaped::<R>(scenario, reports, contain, &tag).await;
+            let tag = format!(
+                "{scenario}-{mechanism}-{runtime}-{}-{}",
+                grace.as_millis(),
+                std::process::id()
+            );
+            let _leftovers = Leftovers(tag.clone());
+            let (conn, pids) = escaped::<R>(scenario, reports, contain, grace, &tag).await;
             assert_eq!(conn.containment(), Some(mechanism), "{scenario}");
             let status = conn.shutdown().await.expect("a child");
             assert!(status.code.is_some() || status.signal.is_some(), "{status}");
@@ -131,13 +154,106 @@ fn tokio_shutdown_contains_every_escape() {
         .unwrap()
         .block_on(shutdown_contains_every_escape::<tether_tokio::Tokio>(
             "tokio",
+            Duration::from_millis(200),
         ));
 }
 
 #[test]
 fn smol_shutdown_contains_every_escape() {
     let _turn = serial();
-    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>("smol"));
+    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>(
+        "smol",
+        Duration::from_millis(200),
+    ));
+}
+
+/// `--grace 0`: the kill of what left the group is asked for with no time to wait. It must
+/// still kill every escapee once, and wait for the kernel to deliver, so that each is reaped
+/// here (the subreaper sweep used to look at its deadline before its first kill, and killed
+/// nothing).
+#[test]
+fn tokio_zero_grace_contains_every_escape() {
+    let _turn = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(shutdown_contains_every_escape::<tether_tokio::Tokio>(
+            "tokio",
+            Duration::ZERO,
+        ));
+}
+
+#[test]
+fn smol_zero_grace_contains_every_escape() {
+    let _turn = serial();
+    smol::block_on(shutdown_contains_every_escape::<tether_smol::Smol>(
+        "smol",
+        Duration::ZERO,
+    ));
+}
+
+/// A child that dies on its own (`abort`) with a grandchild in a session of its own, under
+/// `--grace 0`: the grandchild is killed with no time asked for, and comes to this process (a
+/// subreaper) as it dies. The kill must wait for that death and reap it, whatever the
+/// mechanism: a cgroup's kill used to return as soon as it had written `cgroup.kill`, and the
+/// grandchild's zombie, once it came, was reaped by no one. A race, so each is run ten times.
+async fn zero_grace_reaps_what_an_aborting_child_left<R: Runtime>(runtime: &str) {
+    let test = format!("{runtime}_zero_grace_reaps_what_an_aborting_child_left");
+    R::sleep(Duration::from_millis(1)).await;
+    for (contain, mechanism) in mechanisms(&test) {
+        for run in 0..10 {
+            let fds = fd_count();
+            let tag = format!("abort-{mechanism}-{runtime}-{run}-{}", std::process::id());
+            let _leftovers = Leftovers(tag.clone());
+            let (mut conn, pids) =
+                escaped::<R>("abort_after_setsid", 1, contain, Duration::ZERO, &tag).await;
+            while let Some(event) = conn.recv().await {
+                assert!(matches!(event, Event::Disconnected(_)), "{event:?}");
+            }
+            let status = conn.wait().await.expect("a child");
+            assert_eq!(status.signal, Some(6), "{mechanism}: the leader aborted");
+            // A zombie left here would stay: this process is the subreaper, and only the
+            // kill reaps.
+            assert_gone("abort_after_setsid", &tag, &pids);
+            let start = Instant::now();
+            while !children().is_empty() {
+                assert!(
+                    start.elapsed() < GUARD,
+                    "{mechanism} run {run}: children left: {:?}",
+                    children()
+                        .into_iter()
+                        .map(|p| (p, state(p)))
+                        .collect::<Vec<_>>()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(conn);
+            assert_back_to(fds);
+        }
+    }
+}
+
+#[test]
+fn tokio_zero_grace_reaps_what_an_aborting_child_left() {
+    let _turn = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(zero_grace_reaps_what_an_aborting_child_left::<
+            tether_tokio::Tokio,
+        >("tokio"));
+}
+
+#[test]
+fn smol_zero_grace_reaps_what_an_aborting_child_left() {
+    let _turn = serial();
+    smol::block_on(zero_grace_reaps_what_an_aborting_child_left::<
+        tether_smol::Smol,
+    >("smol"));
 }
 
 /// Dropping the connection after its runtime is gone: the process layer's own threads run
@@ -156,6 +272,7 @@ fn dropping_after_the_runtime_is_gone_contains_every_escape() {
             "leader_exits",
             3,
             contain,
+            Duration::from_millis(200),
             &tag,
         ));
         drop(runtime);

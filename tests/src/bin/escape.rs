@@ -11,15 +11,19 @@
 //! - `leader_exits`: all three of the above, then the leader exits at once.
 //! - `forker`: a grandchild in its own session that starts a child in a group of its own,
 //!   again and again (at most [`FORKS`] times), until killed.
+//! - `abort_after_setsid`: one grandchild in a session of its own; once it has reported, the
+//!   leader aborts (`SIGABRT`, with no core dump). The grandchild reports through the leader,
+//!   so it does not hold the tree's standard output open: the output ends with the leader.
 
 #![allow(
     clippy::zombie_processes,
     reason = "the point of this program is a tree left for someone else to end and reap"
 )]
 
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
 
-use rustix::process::{getpid, setpgid, setsid};
+use rustix::process::{getpid, setpgid, setrlimit, setsid, Resource, Rlimit};
 
 /// How many children the `forker` starts at most.
 const FORKS: usize = 1000;
@@ -48,6 +52,28 @@ fn main() {
         "forker" => {
             start(&["fork_loop"]);
             wait_forever()
+        }
+        "abort_after_setsid" => {
+            let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+                .args(["hold", "setsid"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .expect("the grandchild's report");
+            print!("{line}");
+            std::io::stdout().flush().expect("flush");
+            setrlimit(
+                Resource::Core,
+                Rlimit {
+                    current: Some(0),
+                    maximum: Some(0),
+                },
+            )
+            .expect("no core dump");
+            std::process::abort()
         }
         // The roles the scenarios start.
         "hold" => {

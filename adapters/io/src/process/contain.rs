@@ -41,6 +41,7 @@ use std::fmt;
 use std::io;
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
@@ -246,6 +247,18 @@ fn is_subreaper() -> bool {
     false
 }
 
+/// How long a [`Container::kill`] may wait for the tree to die even when its deadline leaves
+/// less (the endpoint asks for `--grace`, which may be zero).
+///
+/// `SIGKILL` cannot be refused, but it is not death at once: the kernel delivers it when each
+/// process is next scheduled, and only a dead process can be reaped. Without any wait, a
+/// descendant killed a moment before the kill returns dies afterwards, as a zombie nobody
+/// reaps: this process's, handed on to its parent when it exits. The wait ends as soon as the
+/// tree is gone, which takes a few milliseconds, so the floor costs nothing in the usual case;
+/// it only bounds how long a process that does not die (one stuck in the kernel) holds up the
+/// end, and such a process is then reported in [`Outcome::left`].
+pub const KILL_FLOOR: Duration = Duration::from_millis(100);
+
 /// What a [`Container::kill`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -256,10 +269,48 @@ pub struct Outcome {
     /// kill; `None` for the process group alone (the kernel does not count).
     pub reached: Option<usize>,
     /// Processes still alive (or unreaped) when the deadline came; empty when the tree is
-    /// gone. Always empty for the process group alone, which cannot tell.
+    /// gone. Always empty for the process group alone, which cannot tell. Also recorded in
+    /// the container's [`Survivors`].
     pub left: Vec<u32>,
     /// How long the kill took, waiting included.
     pub elapsed: Duration,
+}
+
+/// The processes of one child's tree that outlived its kill: what the containment could not
+/// end in the time it had, for the owner to report (a log line alone is easily missed, and
+/// such a process may hold resources or keep running unattended).
+///
+/// Shared: a clone reads and records the same list, so the connection can keep one after the
+/// [`Container`] that fills it is dropped with the child's reap. [`Container::kill`] records
+/// its [`Outcome::left`] here itself. A pid once recorded stays, even if a later kill, or the
+/// removal of the child's cgroup, ends that process: it says that the kill asked for did not
+/// contain it in time. Empty under [`Mechanism::Group`], which cannot tell.
+#[derive(Debug, Clone, Default)]
+pub struct Survivors(Arc<Mutex<Vec<u32>>>);
+
+impl Survivors {
+    /// A list with nobody in it.
+    pub fn new() -> Survivors {
+        Survivors::default()
+    }
+
+    /// Adds `pids` (a kill's [`Outcome::left`]), each once, in the order first recorded.
+    pub fn record(&self, pids: &[u32]) {
+        let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for &pid in pids {
+            if !list.contains(&pid) {
+                list.push(pid);
+            }
+        }
+    }
+
+    /// Every pid recorded so far; empty if every kill ended its whole tree in time.
+    pub fn get(&self) -> Vec<u32> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The containment of one child, from before its spawn to after its tree is gone.
@@ -287,6 +338,7 @@ pub struct Outcome {
 pub struct Container {
     mechanism: Mechanism,
     leader: Option<u32>,
+    survivors: Survivors,
     #[cfg(target_os = "linux")]
     cgroup: Option<cgroup::ChildCgroup>,
     #[cfg(target_os = "linux")]
@@ -302,6 +354,7 @@ impl Container {
         Ok(Container {
             mechanism,
             leader: None,
+            survivors: Survivors::new(),
             #[cfg(target_os = "linux")]
             cgroup: match mechanism {
                 Mechanism::Cgroup => Some(cgroup::ChildCgroup::create(
@@ -320,6 +373,12 @@ impl Container {
     /// The mechanism in force.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// Where [`kill`](Self::kill) records what outlived it; clone it to read the list after
+    /// this container is gone.
+    pub fn survivors(&self) -> &Survivors {
+        &self.survivors
     }
 
     /// Readies `command`: a process group of its own (every mechanism starts with the group);
@@ -342,14 +401,21 @@ impl Container {
     pub fn started(&mut self, pid: u32) {
         self.leader = Some(pid);
         #[cfg(target_os = "linux")]
+        if let Some(cgroup) = &mut self.cgroup {
+            cgroup.started(pid);
+        }
+        #[cfg(target_os = "linux")]
         self.lineage.started(pid);
     }
 
-    /// Kills the child's whole tree and waits (until `deadline` at most) for it to be gone,
-    /// reaping the descendants that came to this process; the child itself is left for its
-    /// watcher to reap. Safe to call more than once (a later call finds less or nothing).
+    /// Kills the child's whole tree and waits (until `deadline`, but at least [`KILL_FLOOR`]
+    /// if need be) for it to be gone, reaping the descendants that came to this process; the
+    /// child itself is left for its watcher to reap. Everything is killed at least once
+    /// whatever the deadline, one already past included. Safe to call more than once (a later
+    /// call finds less or nothing).
     pub fn kill(&mut self, deadline: Instant) -> Outcome {
         let start = crate::clock::now();
+        let deadline = deadline.max(start + KILL_FLOOR);
         let mut outcome = Outcome {
             mechanism: self.mechanism,
             reached: None,
@@ -365,7 +431,7 @@ impl Container {
         }
         #[cfg(target_os = "linux")]
         if let Some(cgroup) = &self.cgroup {
-            let killed = cgroup.kill(self.leader, deadline);
+            let killed = cgroup.kill(deadline);
             outcome.reached = Some(killed.reached);
             outcome.left = killed.left;
         }
@@ -378,6 +444,7 @@ impl Container {
         #[cfg(not(target_os = "linux"))]
         let _ = deadline;
         outcome.elapsed = start.elapsed();
+        self.survivors.record(&outcome.left);
         tracing::debug!(
             pid = self.leader,
             mechanism = %self.mechanism,

@@ -22,7 +22,7 @@ use tether_core::{Action, ExitStatus};
 
 pub use sys::kill_process_group;
 
-use contain::{Availability, Container, Containment};
+use contain::{Availability, Container, Containment, Survivors};
 
 /// What happens to the child's standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,6 +131,7 @@ pub(crate) fn spawn(
             pid,
             watcher: Some(sys::Watcher::new(child)),
             state: Arc::new(State::default()),
+            survivors: container.survivors().clone(),
         },
         stdin,
         stdout,
@@ -153,6 +154,9 @@ pub(crate) struct Process {
     /// Until [`watch`](Self::watch) hands it to the watch thread.
     watcher: Option<sys::Watcher>,
     state: Arc<State>,
+    /// What outlived the kill of the child's tree, recorded by its container; kept here
+    /// because the container goes with the child's reap, and the owner asks afterwards.
+    survivors: Survivors,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +242,17 @@ impl Process {
             tracing::error!(pid, %err, "cannot start the shutdown thread; killing the group");
             let _ = kill_process_group(pid, Action::KillGroup);
         }
+    }
+
+    /// The processes of the child's tree that outlived its kill (see [`Survivors`]): empty
+    /// while the kill has not run, and empty after it if the whole tree was gone in time.
+    /// Complete once [`wait`](Self::wait) has returned: the kill runs before the reap.
+    #[expect(
+        dead_code,
+        reason = "for Connection::survivors(), not written yet: remove this once it calls it"
+    )]
+    pub(crate) fn survivors(&self) -> Vec<u32> {
+        self.survivors.get()
     }
 
     /// How the child exited, once it has been reaped.

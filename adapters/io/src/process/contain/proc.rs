@@ -74,8 +74,8 @@ impl Held {
     }
 
     /// Waits until the process has exited (it may be an unreaped zombie then), or until
-    /// `deadline`; says whether it exited. A pidfd becomes readable on exit: this is an event,
-    /// not polling.
+    /// `deadline`; says whether it exited. A deadline already past looks without waiting. A
+    /// pidfd becomes readable on exit: this is an event, not polling.
     pub(super) fn wait_exit(&self, deadline: Instant) -> bool {
         loop {
             let left = deadline.saturating_duration_since(crate::clock::now());

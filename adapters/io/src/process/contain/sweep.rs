@@ -26,6 +26,9 @@ pub(super) struct Lineage {
     leader: Option<u32>,
     /// The child's start time; `u64::MAX` if unknown (no unmarked process is then claimed).
     start: u64,
+    /// What the last sweep left, by pid and start time: reaped on drop if it has died and
+    /// come here since.
+    left: Mutex<Vec<(u32, u64)>>,
 }
 
 /// What [`Lineage::sweep`] did.
@@ -49,6 +52,7 @@ impl Lineage {
             token: format!("{}.{n}", std::process::id()),
             leader: None,
             start: u64::MAX,
+            left: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,8 +89,11 @@ impl Lineage {
         }
     }
 
-    /// Kills and reaps, until `deadline` at most, every process the claim rule gives to this
-    /// child, the child itself excepted.
+    /// Kills and reaps every process the claim rule gives to this child, the child itself
+    /// excepted. Each scan kills everything it claims and reaps the zombies of this process
+    /// before it looks at the clock: `deadline` bounds the waiting for deaths and the scans
+    /// that follow them, never the first kill, so a deadline already past still kills (and
+    /// reaps what has died) once.
     pub(super) fn sweep(&self, deadline: Instant) -> Swept {
         let me = std::process::id();
         let leader = self.leader;
@@ -99,10 +106,7 @@ impl Lineage {
                 Ok(all) => all,
                 Err(err) => {
                     tracing::warn!(%err, "cannot list /proc: sweep abandoned");
-                    return Swept {
-                        reached: reached.len(),
-                        left: claimed.into_keys().collect(),
-                    };
+                    return self.left(reached.len(), claimed.into_iter().collect());
                 }
             };
             let leaders = LEADERS
@@ -146,16 +150,7 @@ impl Lineage {
                 !s.zombie || s.ppid == me || Some(s.ppid) == leader || claimed.contains_key(&s.ppid)
             });
             if now.is_empty() {
-                return Swept {
-                    reached: reached.len(),
-                    left: Vec::new(),
-                };
-            }
-            if crate::clock::now() >= deadline {
-                return Swept {
-                    reached: reached.len(),
-                    left: now.iter().map(|s| s.pid).collect(),
-                };
+                return self.left(reached.len(), Vec::new());
             }
             claimed.extend(now.iter().map(|s| (s.pid, s.start)));
             let held: Vec<Held> = now.into_iter().filter_map(Held::open).collect();
@@ -165,19 +160,54 @@ impl Lineage {
                 }
                 reached.insert(h.stat.pid);
             }
-            // A process whose parent dies is handed to this one before that parent's exit is
-            // reported: the next scan finds it here.
+            // Each is waited for while there is time (with none, what has already died is
+            // still reaped), then scanned for again: a process whose parent dies is handed to
+            // this one before that parent's exit is reported, so the next scan finds it here.
+            // A deadline that passes during the waits leaves one more scan, which kills what
+            // came meanwhile.
+            let waiting = crate::clock::now() < deadline;
+            let mut left = Vec::new();
             for h in &held {
-                if h.wait_exit(deadline) && h.stat.ppid == me {
-                    proc::reap(h.stat.pid);
+                if !(h.wait_exit(deadline) && h.stat.ppid == me && proc::reap(h.stat.pid)) {
+                    left.push((h.stat.pid, h.stat.start));
                 }
+            }
+            if !waiting {
+                return self.left(reached.len(), left);
             }
         }
     }
 }
 
+impl Lineage {
+    /// Keeps what a sweep left, for the drop, and says what the sweep did.
+    fn left(&self, reached: usize, left: Vec<(u32, u64)>) -> Swept {
+        let pids = left.iter().map(|&(pid, _)| pid).collect();
+        *self.left.lock().unwrap_or_else(PoisonError::into_inner) = left;
+        Swept {
+            reached,
+            left: pids,
+        }
+    }
+}
+
 impl Drop for Lineage {
+    /// Lets other sweeps claim the child's pid again, and reaps what the last sweep left and
+    /// has since died here (a process that took longer to die than the sweep could wait):
+    /// without waiting, and only the very processes left (pid and start time), since the
+    /// child, reaped by now, no longer holds its pid.
     fn drop(&mut self) {
+        let me = std::process::id();
+        for &(pid, start) in self
+            .left
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if proc::stat(pid).is_some_and(|s| s.start == start && s.zombie && s.ppid == me) {
+                proc::reap(pid);
+            }
+        }
         if let Some(leader) = self.leader {
             let mut leaders = LEADERS.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(i) = leaders.iter().position(|&p| p == leader) {
