@@ -25,12 +25,15 @@ struct Exit {
     signal: Option<i32>,
 }
 
-/// `{"event":"exit","code":…,"signal":…}`, in that order.
+/// `{"event":"exit","code":…,"signal":…}`, in that order, then `"survivors":[…]` when some
+/// of the child's descendants outlived the kill.
 #[derive(Debug, Serialize)]
-struct ExitLine {
+struct ExitLine<'a> {
     event: &'static str,
     #[serde(flatten)]
     exit: Exit,
+    #[serde(skip_serializing_if = "<[u32]>::is_empty")]
+    survivors: &'a [u32],
 }
 
 /// The one line of `--output summary`.
@@ -43,6 +46,9 @@ struct Summary<'a> {
     /// Lines of standard input that were not sent; last, so that the older fields keep
     /// their places.
     invalid_input: u64,
+    /// The child's descendants that outlived the kill, when there are any.
+    #[serde(skip_serializing_if = "<[u32]>::is_empty")]
+    survivors: &'a [u32],
 }
 
 /// How much output is gathered before it is handed to the writing thread.
@@ -141,9 +147,10 @@ impl Output {
         self.maybe_flush().await;
     }
 
-    /// The child was reaped and its group is gone; in summary mode, the summary line. Then
-    /// everything is written out, and the writing thread ends.
-    pub async fn exit(mut self, status: Option<ExitStatus>) {
+    /// The child was reaped and its group is gone (but for `survivors`, its descendants that
+    /// outlived the kill); in summary mode, the summary line. Then everything is written
+    /// out, and the writing thread ends.
+    pub async fn exit(mut self, status: Option<ExitStatus>, survivors: &[u32]) {
         let exit = status.map(|s| Exit {
             code: s.code,
             signal: s.signal,
@@ -156,6 +163,7 @@ impl Output {
                     let line = ExitLine {
                         event: "exit",
                         exit,
+                        survivors,
                     };
                     let _ = serde_json::to_writer(&mut state.buf, &line);
                     state.buf.push(b'\n');
@@ -168,6 +176,7 @@ impl Output {
                         invalid_input: state.invalid_input,
                         disconnected: state.disconnected.as_deref(),
                         exit,
+                        survivors,
                     };
                     let _ = serde_json::to_writer(&mut state.buf, &summary);
                     state.buf.push(b'\n');
@@ -205,4 +214,30 @@ pub fn notice(value: &impl Serialize) {
     let _ = serde_json::to_writer(&mut out, value);
     let _ = out.write_all(b"\n");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exit line names survivors only when there are some, after the older fields.
+    #[test]
+    fn the_exit_line_lists_survivors_only_when_there_are_some() {
+        let line = |survivors: &[u32]| {
+            serde_json::to_string(&ExitLine {
+                event: "exit",
+                exit: Exit {
+                    code: None,
+                    signal: Some(15),
+                },
+                survivors,
+            })
+            .unwrap()
+        };
+        assert_eq!(line(&[]), r#"{"event":"exit","code":null,"signal":15}"#);
+        assert_eq!(
+            line(&[41, 42]),
+            r#"{"event":"exit","code":null,"signal":15,"survivors":[41,42]}"#
+        );
+    }
 }

@@ -31,8 +31,17 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     .await;
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
-    finish_output(&inputs, output, status, signalled).await;
-    record::finish(recorder.as_ref(), status)
+    let survivors = conn.survivors();
+    finish_output(&inputs, output, status, &survivors, signalled).await;
+    record::finish(recorder.as_ref(), status)?;
+    match survivors.is_empty() {
+        true => Ok(()),
+        // Containment is tether's own promise: not keeping it is tether failing.
+        false => Err(Failure(format!(
+            "{} descendants of the child outlived the kill (pids {survivors:?})",
+            survivors.len()
+        ))),
+    }
 }
 
 /// Speaks to URL until the session ends.
@@ -81,7 +90,7 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
         Duration::from_millis(args.linger),
     )
     .await;
-    finish_output(&inputs, output, None, signalled).await;
+    finish_output(&inputs, output, None, &[], signalled).await;
     record::finish(recorder.as_ref(), None)
 }
 
@@ -90,10 +99,11 @@ async fn finish_output(
     inputs: &input::Inputs,
     output: Output,
     status: Option<tether_core::ExitStatus>,
+    survivors: &[u32],
     signalled: bool,
 ) {
     match signalled {
-        true => session::until_signal(inputs, output.exit(status)).await,
-        false => output.exit(status).await,
+        true => session::until_signal(inputs, output.exit(status, survivors)).await,
+        false => output.exit(status, survivors).await,
     }
 }

@@ -395,6 +395,17 @@ where
         self.containment
     }
 
+    /// The child's descendants that outlived the kill of its tree (its containment could not
+    /// end them in the time it had): empty when the whole tree is gone, and always empty for
+    /// the process group alone, which cannot tell. Complete once [`wait`](Self::wait) or
+    /// [`shutdown`](Self::shutdown) has returned.
+    pub fn survivors(&self) -> Vec<u32> {
+        self.process
+            .as_ref()
+            .map(Process::survivors)
+            .unwrap_or_default()
+    }
+
     /// How the child exited, once it has been reaped.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.process.as_ref().and_then(Process::exit_status)

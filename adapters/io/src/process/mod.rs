@@ -247,10 +247,6 @@ impl Process {
     /// The processes of the child's tree that outlived its kill (see [`Survivors`]): empty
     /// while the kill has not run, and empty after it if the whole tree was gone in time.
     /// Complete once [`wait`](Self::wait) has returned: the kill runs before the reap.
-    #[expect(
-        dead_code,
-        reason = "for Connection::survivors(), not written yet: remove this once it calls it"
-    )]
     pub(crate) fn survivors(&self) -> Vec<u32> {
         self.survivors.get()
     }
