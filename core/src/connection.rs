@@ -208,7 +208,12 @@ where
             let before = self.buffered_input();
             match self.decode_next(false) {
                 Some(event) => {
-                    self.ahead_bytes += before - self.buffered_input();
+                    // What the event holds: a message, its frame (blank lines skipped before
+                    // it aside); a malformed frame, only an excerpt.
+                    if matches!(event, Event::Message(_)) {
+                        let consumed = before - self.buffered_input();
+                        self.ahead_bytes += consumed.min(self.config.max_frame);
+                    }
                     self.ahead.push_back(event);
                 }
                 None => break,
@@ -559,16 +564,16 @@ impl<M> Connection<M> {
 
     /// Whether the driver should read more: the input has not ended and the read-ahead is
     /// not full (see [`Config::read_ahead`]). For a stream, the input buffer is within one
-    /// frame's worth of bytes, or frames can still be decoded ahead; for a message
-    /// transport, fewer frames wait than the read-ahead holds.
+    /// frame's worth of bytes (past it, what the read-ahead takes was decoded ahead); for a
+    /// message transport, fewer frames wait than the read-ahead holds.
     pub fn wants_input(&self) -> bool {
         if !matches!(self.end, End::Open) {
             return false;
         }
         match &self.input {
-            Input::Stream { .. } => {
-                self.buffered_input() <= self.input_room() || self.ahead_has_room()
-            }
+            // Past the room, `handle_input` has decoded ahead all the read-ahead takes; room
+            // made there later by the owner is not room in the buffer.
+            Input::Stream { .. } => self.buffered_input() <= self.input_room(),
             Input::Frames(queue) => {
                 queue.is_empty()
                     || queue.len() < self.config.read_ahead_events

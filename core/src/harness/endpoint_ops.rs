@@ -388,10 +388,14 @@ impl Ops {
         if !self.may_feed() {
             return;
         }
+        // Input after the end is ignored: what is buffered came with an earlier chunk.
+        let taken = !self.ep.is_input_ended();
         self.ep
             .handle_input(bytes, self.now)
             .expect("a stream endpoint takes bytes");
-        self.check_buffered(bytes.len());
+        if taken {
+            self.check_buffered(bytes.len());
+        }
     }
 
     fn frame(&mut self, frame: Vec<u8>) {
@@ -404,10 +408,13 @@ impl Ops {
             return;
         }
         let len = frame.len();
+        let taken = !self.ep.is_input_ended();
         self.ep
             .handle_frame(frame, self.now)
             .expect("a message endpoint takes frames");
-        self.check_buffered(len);
+        if taken {
+            self.check_buffered(len);
+        }
     }
 
     /// A message from the peer, framed for this transport.
@@ -776,7 +783,9 @@ impl Ops {
                 Framing::Messages => {
                     ahead > self.max_frame % 4 || self.count("ahead_bytes: ") >= self.max_frame
                 }
-                _ => ahead > 0,
+                // A stream's buffer past its room: what the read-ahead takes was decoded.
+                Framing::Lines => self.counts().0 > self.max_frame,
+                Framing::ContentLength => self.counts().0 > self.max_frame.max(MAX_HEADER),
             };
             assert!(full, "input held back with room in the read-ahead");
         }
