@@ -2,6 +2,10 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use smol::channel::{bounded, Sender};
 
@@ -54,17 +58,25 @@ struct Summary<'a> {
 /// How much output is gathered before it is handed to the writing thread.
 const BATCH: usize = 64 * 1024;
 
+/// The most written at once from the session's own task: a pipe that polls writable takes
+/// this much without blocking.
+const PIPE_BUF: usize = 4096;
+
 /// Writes events in order, and counts them for the summary.
 ///
 /// Lines are gathered on the session's task and written to standard output by a thread of
 /// their own, through a short bounded queue: a slow or stalled reader of tether's output holds
 /// back only the printing of events (and, once the queue is full, the reading of the peer),
-/// never the session's task, its timers, its signals or its standard input.
+/// never the session's task, its timers, its signals or its standard input. A small batch
+/// that standard output can take at once, with nothing queued before it, is written from the
+/// session's task instead, which spares a round trip the wake of the thread.
 #[derive(Debug)]
 pub struct Output {
     mode: Mode,
     state: RefCell<State>,
     queue: Sender<Vec<u8>>,
+    /// Batches queued and not yet written by the thread.
+    queued: Arc<AtomicUsize>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -82,14 +94,19 @@ impl Output {
     /// Output in the given mode, written by a thread started here.
     pub fn new(mode: Mode) -> io::Result<Self> {
         let (queue, batches) = bounded::<Vec<u8>>(4);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = Arc::clone(&queued);
         let writer = std::thread::Builder::new()
             .name("tether-stdout".into())
             .spawn(move || {
-                let mut out = io::stdout().lock();
                 while let Ok(batch) = batches.recv_blocking() {
-                    if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                    let done = write_out(&batch);
+                    written.fetch_sub(1, Ordering::AcqRel);
+                    if done.is_err() {
                         // Nobody reads any more: the session goes on, its output dropped.
-                        while batches.recv_blocking().is_ok() {}
+                        while batches.recv_blocking().is_ok() {
+                            written.fetch_sub(1, Ordering::AcqRel);
+                        }
                         return;
                     }
                 }
@@ -98,6 +115,7 @@ impl Output {
             mode,
             state: RefCell::new(State::default()),
             queue,
+            queued,
             writer: Some(writer),
         })
     }
@@ -197,14 +215,45 @@ impl Output {
         }
     }
 
-    /// Hands what is gathered to the writing thread, waiting while its queue is full.
+    /// Hands what is gathered to the writing thread, waiting while its queue is full; or
+    /// writes it at once, when it is small, nothing is queued before it and standard output
+    /// can take it without blocking.
     pub async fn flush(&self) {
         let batch = std::mem::take(&mut self.state.borrow_mut().buf);
-        if !batch.is_empty() {
-            // The thread ends only once the queue is closed, which `exit` does last.
-            let _ = self.queue.send(batch).await;
+        if batch.is_empty() {
+            return;
+        }
+        if batch.len() <= PIPE_BUF
+            && self.queued.load(Ordering::Acquire) == 0
+            && writable_now()
+            && write_out(&batch).is_ok()
+        {
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        // The thread ends only once the queue is closed, which `exit` does last.
+        if self.queue.send(batch).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+/// Writes a batch to standard output and flushes it.
+fn write_out(batch: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(batch)?;
+    out.flush()
+}
+
+/// Whether standard output can take a small write now without blocking.
+fn writable_now() -> bool {
+    let stdout = rustix::stdio::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(1)) && fds[0].revents().contains(PollFlags::OUT)
 }
 
 /// A line that is not an event of a session (the bridge's `listening`), written at once; its

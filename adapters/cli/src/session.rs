@@ -135,7 +135,8 @@ async fn forward(
 }
 
 /// Completes once a signal has come and the peer's output has ended. The first signal
-/// closes the connection; a later `SIGINT` skips the grace periods left.
+/// closes the connection; a later one gives up what is left to print, and a later `SIGINT`
+/// also skips the grace periods left.
 async fn stopped(sender: &Sender<Message>, inputs: &Inputs) {
     let Ok(signal) = inputs.signals.recv().await else {
         return pending().await;
@@ -145,6 +146,8 @@ async fn stopped(sender: &Sender<Message>, inputs: &Inputs) {
     let more = async {
         while let Ok(signal) = inputs.signals.recv().await {
             tracing::debug!(?signal, "another signal");
+            // Whoever sends more than one will not wait for our last lines either.
+            inputs.hurried.set(true);
             if signal == Signal::Interrupt {
                 sender.kill();
             }

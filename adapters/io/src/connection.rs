@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::process::contain::Mechanism;
 use crate::process::{self, Lifetime, Process};
 use crate::runtime::{Io, Runtime};
-use crate::shared::{Child, Shared, Writer};
+use crate::shared::{Child, Reader, Reading, Shared, Writer};
 use crate::{clock, stream, timer, ws, Error, Options};
 
 /// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
@@ -107,8 +107,9 @@ where
         let shared = Arc::clone(&self.shared);
         span.in_scope(|| tracing::debug!("connection open"));
         shared.set_writer(Writer::new(writer));
+        shared.set_reader(Reader::new(reader));
         R::spawn(stream::write(Arc::clone(&shared)).instrument(span.clone()));
-        R::spawn(stream::read(shared, reader).instrument(span));
+        R::spawn(stream::read(shared).instrument(span));
         self
     }
 
@@ -308,6 +309,12 @@ where
                 if state.ep.is_closed() {
                     return Poll::Ready(None);
                 }
+                // Receiving: the owner reads, from here.
+                state.reading = Reading::Owner;
+            }
+            // The endpoint has nothing: read more, here, on the owner's own task.
+            if stream::poll_read(&self.shared, cx, Reading::Owner) == Poll::Ready(true) {
+                continue;
             }
             // About to wait, most likely for an answer to what was just sent: whatever is
             // still queued goes out from here if nobody is writing, rather than wait for the
@@ -593,6 +600,9 @@ where
             }
             Err(SendError::Full) => {
                 drop(state);
+                // Waiting for room, not for an event: the peer is read meanwhile, or a peer
+                // that answers while it reads could never make room.
+                shared.hand_reading_over();
                 match listener.as_mut() {
                     // Listen, then try once more before waiting, so no wake-up is lost.
                     None => listener = Some(shared.progress.listen()),
@@ -614,6 +624,8 @@ async fn closed<M>(shared: &Shared<M>)
 where
     M: Serialize + DeserializeOwned,
 {
+    // Waiting for the end, not for an event: the end is read meanwhile.
+    shared.hand_reading_over();
     shared
         .wait_for(&shared.progress, |s| s.ep.is_input_ended() || s.abandoned)
         .await;

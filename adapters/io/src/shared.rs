@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
-use futures_io::AsyncWrite;
+use futures_io::{AsyncRead, AsyncWrite};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tether_core::{Action, Endpoint, ExitStatus};
@@ -26,6 +26,9 @@ pub(crate) struct Shared<M> {
     /// A byte stream's write half, which whoever has the turn to write pushes to (a websocket
     /// has a writer task of its own instead).
     writer: OnceLock<Writer>,
+    /// A byte stream's read half, which whoever has the turn to read polls (a websocket has a
+    /// reader task of its own instead).
+    reader: OnceLock<Reader>,
     /// The owner: an event may be ready.
     pub(crate) events: Event,
     /// The reader: the endpoint wants input again, or the reader should stop.
@@ -72,6 +75,30 @@ pub(crate) struct Half {
     pub(crate) written: usize,
 }
 
+/// The read half of a byte stream and the buffer it reads into. Its behaviour is the stream
+/// module's.
+pub(crate) struct Reader {
+    pub(crate) half: Mutex<ReadHalf>,
+}
+
+pub(crate) struct ReadHalf {
+    /// Dropped once the input has ended or the owner has gone.
+    pub(crate) stream: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// Who reads a byte stream: the owner from its own poll while it receives (no other task is
+/// woken for its input), the reader task while it does not: while it waits for room to send
+/// or for the end, so that a peer answering while it reads is never left blocked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// The owner, the next time it polls for an event.
+    #[default]
+    Owner,
+    /// The reader task.
+    Task,
+}
+
 /// What the endpoint's actions act on.
 #[derive(Debug)]
 pub(crate) struct Child {
@@ -115,6 +142,8 @@ pub(crate) struct State<M> {
     pub(crate) abandoned: bool,
     /// Who has the turn to write to a byte stream.
     pub(crate) writing: Writing,
+    /// Who has the turn to read a byte stream.
+    pub(crate) reading: Reading,
     /// A send wrote its message itself and the owner has neither waited nor gone back to the
     /// stream for input since: the sends that follow leave theirs to the writer task, so that
     /// a burst goes out in few writes.
@@ -131,10 +160,12 @@ where
                 ep,
                 abandoned: false,
                 writing: Writing::Idle,
+                reading: Reading::Owner,
                 burst: false,
             }),
             child,
             writer: OnceLock::new(),
+            reader: OnceLock::new(),
             events: Event::new(),
             input: Event::new(),
             output: Event::new(),
@@ -153,6 +184,32 @@ where
     /// The byte stream's write half, if the transport is one.
     pub(crate) fn writer(&self) -> Option<&Writer> {
         self.writer.get()
+    }
+
+    /// Gives the connection a byte stream's read half; once, before anyone reads.
+    pub(crate) fn set_reader(&self, reader: Reader) {
+        // A connection starts one transport, once.
+        let _ = self.reader.set(reader);
+    }
+
+    /// The byte stream's read half, if the transport is one.
+    pub(crate) fn reader(&self) -> Option<&Reader> {
+        self.reader.get()
+    }
+
+    /// Whoever waits for something other than an event (room to send, the end) hands the
+    /// reading to the reader task, which reads while the owner does not.
+    pub(crate) fn hand_reading_over(&self) {
+        if self.reader().is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.reading == Reading::Task {
+            return;
+        }
+        state.reading = Reading::Task;
+        drop(state);
+        self.input.notify(usize::MAX);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<M>> {
@@ -247,9 +304,14 @@ where
         self.abandoned || self.ep.is_input_ended()
     }
 
-    /// Whether the reader may hand in more input now, or must stop.
+    /// Whether a reader may hand in more input now, or must stop.
     pub(crate) fn reader_may_go(&self) -> bool {
         self.reader_done() || self.ep.wants_input()
+    }
+
+    /// Whether the reader task has the turn and something to do with it, or must stop.
+    pub(crate) fn reader_task_may_go(&self) -> bool {
+        self.reader_done() || self.reading == Reading::Task && self.ep.wants_input()
     }
 }
 

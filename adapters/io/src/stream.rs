@@ -1,9 +1,10 @@
 //! The I/O tasks of a byte-stream connection (pipes, TCP, Unix sockets).
 //!
-//! Reading is one task, [`read`]: it hands every chunk to the endpoint for as long as the
-//! endpoint wants input, whether or not the owner is receiving, so that a peer answering while
-//! it reads a large request is never left blocked on a pipe nobody reads; the endpoint's
-//! read-ahead bounds what it holds.
+//! Reading, like writing, goes by turns ([`Reading`]): the owner reads from its own poll while
+//! it receives, so that a message that arrives wakes no other task; whoever waits for room to
+//! send, or for the end, hands the turn to the reader task ([`read`]), which reads while the
+//! endpoint wants input, so that a peer answering while it reads a large request is never left
+//! blocked on a pipe nobody reads. The endpoint's read-ahead bounds what either holds.
 //!
 //! Whoever has output to move writes it, one at a time: [`Writing`] in the shared state says
 //! who holds that turn. A send that finds no write under way writes its message from its own
@@ -21,13 +22,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_lite::{future, AsyncReadExt};
+use futures_lite::future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use tether_core::Control;
 
-use crate::shared::{Half, Shared, State, Writer, Writing};
+use crate::shared::{Half, ReadHalf, Reader, Reading, Shared, State, Writer, Writing};
 
 /// How much is read at once; the core's input buffer never holds more than the frame limit
 /// plus this.
@@ -318,53 +319,118 @@ where
     }
 }
 
-/// Reads the stream into the endpoint while it wants input, until the input ends (end of
-/// stream, a read error, or the endpoint ending it) or the owner is gone; then drops the read
-/// half.
-pub(crate) async fn read<M>(shared: Arc<Shared<M>>, mut reader: impl AsyncRead + Unpin)
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(stream: impl AsyncRead + Send + Unpin + 'static) -> Self {
+        Reader {
+            half: Mutex::new(ReadHalf {
+                stream: Some(Box::new(stream)),
+                buf: vec![0; READ_CHUNK],
+            }),
+        }
+    }
+}
+
+/// Reads one chunk into the endpoint for `by`, if `by` has the turn (the owner takes it by
+/// polling) and the endpoint wants input. `Ready(true)`: the endpoint's state changed (input
+/// or its end handed in); `Ready(false)`: nothing to do for `by` now; `Pending`: the stream
+/// has nothing yet, and `cx` is woken when it has.
+///
+/// The chunk is handed in while the read half is still held, so that input read by one
+/// reader always goes in before input read by the next.
+pub(crate) fn poll_read<M>(shared: &Shared<M>, cx: &mut Context<'_>, by: Reading) -> Poll<bool>
 where
     M: Serialize + DeserializeOwned,
 {
-    let mut buf = vec![0; READ_CHUNK];
-    // One watch for the end, kept across reads: it costs nothing until the end comes.
-    let mut stop = std::pin::pin!(shared.wait_for(&shared.stop, |s| s.reader_done()));
-    loop {
-        shared.wait_for(&shared.input, |s| s.reader_may_go()).await;
-        let result = future::or(async { Some(reader.read(&mut buf).await) }, async {
-            stop.as_mut().await;
-            None
-        })
-        .await;
-        let Some(result) = result else {
-            return;
-        };
-        let mut state = shared.lock();
+    let Some(reader) = shared.reader() else {
+        return Poll::Ready(false);
+    };
+    let mut half = reader.half.lock().unwrap_or_else(PoisonError::into_inner);
+    let half = &mut *half;
+    {
+        let state = shared.lock();
         if state.reader_done() {
-            // The endpoint ended the input meanwhile; these bytes come too late.
+            // The input ended or the owner left: the read half goes.
+            half.stream = None;
+            return Poll::Ready(false);
+        }
+        if state.reading != by || !state.ep.wants_input() {
+            return Poll::Ready(false);
+        }
+    }
+    let Some(stream) = half.stream.as_mut() else {
+        return Poll::Ready(false);
+    };
+    let result = match Pin::new(stream).poll_read(cx, &mut half.buf) {
+        Poll::Pending => return Poll::Pending,
+        Poll::Ready(result) => result,
+    };
+    let mut state = shared.lock();
+    if state.reader_done() {
+        // The endpoint ended the input meanwhile; these bytes come too late.
+        half.stream = None;
+        return Poll::Ready(true);
+    }
+    let now = crate::clock::now();
+    match result {
+        Ok(0) => {
+            tracing::debug!("end of stream");
+            state.ep.handle_eof(now);
+        }
+        Ok(n) => {
+            // A buffer of the right transport never refuses bytes.
+            let _ = state.ep.handle_input(&half.buf[..n], now);
+            shared.wake(&mut state);
+            drop(state);
+            if by == Reading::Task {
+                // The owner polls on its own otherwise: it is the one reading.
+                shared.events.notify(usize::MAX);
+            }
+            return Poll::Ready(true);
+        }
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => return Poll::Ready(true),
+        Err(err) => {
+            tracing::debug!(%err, "read failed");
+            state.ep.handle_read_error(err, now);
+        }
+    }
+    half.stream = None;
+    // The owner, waiters on `closed()` and blocked senders learn of the end.
+    shared.settle(state);
+    Poll::Ready(true)
+}
+
+/// Reads while it has the turn: while the owner waits for room to send or for the end, not
+/// for an event. Ends with the input or the owner, dropping the read half.
+pub(crate) async fn read<M>(shared: Arc<Shared<M>>)
+where
+    M: Serialize + DeserializeOwned,
+{
+    loop {
+        shared
+            .wait_for(&shared.input, |s| s.reader_task_may_go())
+            .await;
+        if shared.lock().reader_done() {
+            if let Some(reader) = shared.reader() {
+                reader
+                    .half
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .stream = None;
+            }
             return;
         }
-        let now = crate::clock::now();
-        match result {
-            Ok(0) => {
-                tracing::debug!("end of stream");
-                state.ep.handle_eof(now);
-            }
-            Ok(n) => {
-                // A buffer of the right transport never refuses bytes.
-                let _ = state.ep.handle_input(&buf[..n], now);
-                shared.wake(&mut state);
-                drop(state);
-                shared.events.notify(usize::MAX);
-                continue;
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                tracing::debug!(%err, "read failed");
-                state.ep.handle_read_error(err, now);
-            }
-        }
-        // The owner, waiters on `closed()` and blocked senders learn of the end.
-        shared.settle(state);
-        return;
+        // A change of turn, or the end, ends the wait for the stream.
+        let changed = shared.input.listen();
+        future::or(
+            poll_fn(|cx| poll_read(&shared, cx, Reading::Task).map(|_| ())),
+            changed,
+        )
+        .await;
     }
 }
