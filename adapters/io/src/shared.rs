@@ -254,8 +254,17 @@ where
             self.progress.notify(usize::MAX);
         }
         if wake.read {
-            self.input.notify(usize::MAX);
+            self.wake_reader(state);
         }
+    }
+
+    /// Input may be taken again: whoever has the turn to read looks (the owner reads from its
+    /// own poll for events; websockets have a task of their own).
+    pub(crate) fn wake_reader(&self, state: &State<M>) {
+        match state.reading {
+            Reading::Owner if self.reader().is_some() => self.events.notify(usize::MAX),
+            _ => self.input.notify(usize::MAX),
+        };
     }
 
     /// Runs `input` on the endpoint with the current time, then settles.

@@ -186,8 +186,8 @@ impl Half {
                     self.out.clear();
                     self.written = 0;
                     // Answers owed to the peer are out: input held back for them may go on.
-                    if state.ep.wants_input() {
-                        shared.input.notify(usize::MAX);
+                    if state.ep.poll_read_wake() {
+                        shared.wake_reader(&state);
                     }
                     drop(state);
                     shared.progress.notify(usize::MAX);

@@ -628,16 +628,24 @@ where
             (None, _) => false,
         };
         self.reported_deadline = next;
-        let wants_input = self.wants_input();
-        let read = wants_input && !self.reported_wants_input;
-        self.reported_wants_input = wants_input;
         Wake {
-            read,
+            read: self.poll_read_wake(),
             write: !self.controls.is_empty()
                 || !self.aborted && (self.conn.queued() > 0 || self.conn.is_close_write_due()),
             timer,
             results: std::mem::take(&mut self.dispatch.results_ready),
         }
+    }
+
+    /// The part of [`poll_wake`](Self::poll_wake) that concerns the reader alone: whether
+    /// [`wants_input`](Self::wants_input) turned true again since it was last told. For a
+    /// driver's writer, which frees room for input by writing owed answers and has no business
+    /// with the other waiters.
+    pub fn poll_read_wake(&mut self) -> bool {
+        let wants_input = self.wants_input();
+        let read = wants_input && !self.reported_wants_input;
+        self.reported_wants_input = wants_input;
+        read
     }
 
     /// The next signal for the child's process group, in order.
