@@ -6,14 +6,13 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tether_cli::args::{Cli, Command, Runtime};
 use tether_cli::{bridge, run, Failure};
 use tether_smol::Smol;
 use tether_tokio::Tokio;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     let result = match &cli.command {
         Command::Peer => return ExitCode::from(tether_cli::peer::run() as u8),
         Command::Replay(args) => return ExitCode::from(tether_cli::replay::run(args) as u8),
@@ -26,9 +25,6 @@ fn main() -> ExitCode {
             )
         }
         Command::Connect(args) => {
-            if let Err(err) = args.check() {
-                err.exit();
-            }
             logging();
             on(
                 args.common.runtime,

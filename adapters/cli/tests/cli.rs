@@ -316,6 +316,79 @@ fn exit_statuses() {
     assert_eq!(output.status.code(), Some(1));
 }
 
+/// Every usage error exits 2 with clap's `error:` line, before anything is started or
+/// connected: a URL `connect` cannot speak to, an address `bridge` cannot listen on.
+#[test]
+fn usage_errors_exit_2_at_parse_time() {
+    for (args, says) in [
+        (["connect", "ftp://x"].as_slice(), "unsupported URL"),
+        (["connect", "localhost:8080"].as_slice(), "unsupported URL"),
+        (["connect", "tcp://127.0.0.1"].as_slice(), "no port"),
+        (
+            ["connect", "tcp://127.0.0.1:http"].as_slice(),
+            "not a port number",
+        ),
+        (["connect", "unix:"].as_slice(), "no socket path"),
+        (["connect", "wss://127.0.0.1:1/"].as_slice(), "no TLS"),
+        (["connect", "ws:///path"].as_slice(), "invalid URL"),
+        (
+            ["connect", "http://user@127.0.0.1:1/mcp"].as_slice(),
+            "credentials",
+        ),
+        (
+            ["bridge", "--listen", "nope", "--", "true"].as_slice(),
+            "no port",
+        ),
+        (
+            ["bridge", "--listen", "127.0.0.1:99999", "--", "true"].as_slice(),
+            "not a port number",
+        ),
+        (
+            ["bridge", "--listen", "bad host:80", "--", "true"].as_slice(),
+            "neither an IP",
+        ),
+    ] {
+        let output = run_with(args, "");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing started");
+    }
+    // What the checks let through: host names, IPv6, every scheme. A bridge on a host name
+    // listens (the name is resolved when it is used), and says where.
+    let mut child = tether()
+        .args(["bridge", "--listen", "localhost:0", "--", "true"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("\"event\":\"listening\""), "{line}");
+    stop(child);
+}
+
+/// `tether help bridge` says what the bridge serves and what its idle timeout does by
+/// default for each kind of session.
+#[test]
+fn bridge_help_matches_what_it_serves() {
+    let output = tether().args(["help", "bridge"]).output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output);
+    for says in [
+        "websockets at ws://ADDR/",
+        "MCP's Streamable HTTP at http://ADDR/mcp",
+        "/healthz",
+        "default: never",
+        "default: 30 minutes",
+    ] {
+        assert!(help.contains(says), "{says:?} missing from:\n{help}");
+    }
+    assert!(!help.contains("Serve a websocket on ADDR"), "{help}");
+}
+
 #[test]
 fn connect_over_tcp() {
     for runtime in RUNTIMES {
