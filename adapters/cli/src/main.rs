@@ -4,6 +4,7 @@
 //! itself failed (with one line on standard error), 2 for a usage error.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tether_cli::args::{Cli, Command, Runtime};
@@ -74,6 +75,15 @@ fn logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .with_target(false)
         .init();
+}
+
+/// Whether the logs are coloured: only for a person at a terminal. Escape codes in a file or
+/// a pipe are noise for whoever reads it later (and for `grep`), and `NO_COLOR`, set and not
+/// empty, turns them off everywhere (<https://no-color.org>).
+fn colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
