@@ -51,7 +51,12 @@ pub enum Command {
     /// (`Authorization: Bearer TOKEN` or `?token=TOKEN`) unless `--auth none`; `GET /healthz`
     /// needs none. SIGINT or SIGTERM stops the bridge and shuts every program down.
     Bridge(Bridge),
-    /// A JSON-RPC server on stdin and stdout, for demos and tests.
+    /// A JSON-RPC server on stdin and stdout, for demos and tests: `tether run` runs it when
+    /// given no PROGRAM.
+    ///
+    /// Its methods make it misbehave on request: flood, fork grandchildren, ignore SIGTERM,
+    /// close its stdout, write raw bytes, exit.
+    #[command(after_long_help = crate::peer::methods_help())]
     Peer,
     /// Play the peer's side of a recorded session (`--record`) on stdin and stdout.
     Replay(crate::replay::Replay),

@@ -709,3 +709,58 @@ fn bridge_warns_when_it_listens_beyond_loopback_without_auth() {
         );
     }
 }
+
+/// `tether help peer` names every method the peer answers: each name it lists is answered
+/// (no "method not found"), the list is the peer's own, and a name it does not list is not
+/// answered (the peer answers only listed methods, so nothing answered goes unlisted).
+#[test]
+fn peer_help_names_every_method_it_answers() {
+    let output = tether().args(["help", "peer"]).output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output);
+    let listed: Vec<&str> = help
+        .lines()
+        .filter_map(|line| line.strip_prefix("  ")?.split_once("  params: "))
+        .map(|(name, _)| name)
+        .collect();
+    let methods: Vec<&str> = tether_cli::peer::METHODS.iter().map(|m| m.name).collect();
+    assert_eq!(listed, methods, "{help}");
+    for name in [
+        "echo",
+        "notify",
+        "spawn",
+        "sleep",
+        "exit",
+        "write",
+        "close_stdout",
+    ] {
+        assert!(listed.contains(&name), "{name} missing from:\n{help}");
+    }
+
+    // Each method on a peer of its own, with harmless parameters, then the end of its input.
+    let not_found = |method: &str| -> bool {
+        let params = match method {
+            "notify" | "spawn" => json!({"count": 0}),
+            "write" | "stderr" => json!({"text": ""}),
+            _ => json!({}),
+        };
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut child = tether()
+            .arg("peer")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
+        let output = wait_output(child);
+        assert!(output.status.success(), "{method}: {output:?}");
+        lines(&output)
+            .iter()
+            .any(|reply| reply["error"]["code"] == -32601)
+    };
+    for name in &listed {
+        assert!(!not_found(name), "{name} is listed but not answered");
+    }
+    assert!(not_found("no_such_method"));
+}
