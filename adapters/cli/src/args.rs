@@ -60,6 +60,32 @@ pub enum Command {
     Peer,
     /// Play the peer's side of a recorded session (`--record`) on stdin and stdout.
     Replay(crate::replay::Replay),
+    /// Print a completion script for SHELL on standard output.
+    ///
+    /// For instance `tether completions bash > ~/.local/share/bash-completion/completions/tether`,
+    /// `tether completions zsh > "${fpath[1]}/_tether"`, or
+    /// `tether completions fish > ~/.config/fish/completions/tether.fish`.
+    Completions(Completions),
+    /// Print the manual page (roff) on standard output: tether(1), or a subcommand's own.
+    ///
+    /// For instance `tether man | man -l -`, or `tether man > /usr/local/share/man/man1/tether.1`
+    /// and `tether man run > /usr/local/share/man/man1/tether-run.1`.
+    Man(Man),
+}
+
+/// `tether completions`.
+#[derive(Debug, Args)]
+pub struct Completions {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `tether man`.
+#[derive(Debug, Args)]
+pub struct Man {
+    /// A subcommand whose own page (tether-SUBCOMMAND) is printed instead of tether's.
+    pub subcommand: Option<String>,
 }
 
 /// The async runtime that drives the connections.
@@ -165,7 +191,15 @@ impl Command {
             Command::Run(run) => run.spawning.settle(&mut run.common),
             Command::Bridge(bridge) => bridge.spawning.settle(&mut bridge.common),
             Command::Connect(connect) => connect.check()?,
-            Command::Peer | Command::Replay(_) => {}
+            Command::Man(Man {
+                subcommand: Some(name),
+            }) if !crate::manual::has_page(name) => {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!("tether has no subcommand {name:?}: `tether man` lists them\n"),
+                ));
+            }
+            Command::Peer | Command::Replay(_) | Command::Completions(_) | Command::Man(_) => {}
         }
         Ok(())
     }

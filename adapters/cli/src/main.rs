@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tether_cli::args::{Cli, Command, Runtime};
-use tether_cli::{bridge, run, Failure};
+use tether_cli::{bridge, manual, run, Failure};
 use tether_smol::Smol;
 use tether_tokio::Tokio;
 
@@ -17,6 +17,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Peer => return ExitCode::from(tether_cli::peer::run() as u8),
         Command::Replay(args) => return ExitCode::from(tether_cli::replay::run(args) as u8),
+        Command::Completions(args) => {
+            manual::print(&manual::completions(args.shell)).map_err(Failure::io)
+        }
+        Command::Man(args) => match manual::man(args.subcommand.as_deref()) {
+            Some(page) => manual::print(&page).map_err(Failure::io),
+            None => Err(Failure("the manual page could not be made".to_owned())),
+        },
         Command::Run(args) => {
             logging();
             on(

@@ -764,3 +764,78 @@ fn peer_help_names_every_method_it_answers() {
     }
     assert!(not_found("no_such_method"));
 }
+
+/// `tether completions SHELL` prints a script for each shell; bash's, loaded into a real bash,
+/// completes `tether br` to `bridge`.
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = tether().args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = text(&output);
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in ["run", "connect", "bridge", "peer", "replay", "man"] {
+            assert!(script.contains(subcommand), "{shell}: no {subcommand}");
+        }
+    }
+    let script = std::env::temp_dir().join(format!("tether-cli-{}.bash", std::process::id()));
+    let output = tether().args(["completions", "bash"]).output().unwrap();
+    std::fs::write(&script, &output.stdout).unwrap();
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(tether br); COMP_CWORD=1; COMP_LINE='tether br'; \
+             COMP_POINT=9; _tether tether br tether; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&script);
+    assert_eq!(text(&completed).trim(), "bridge", "{completed:?}");
+    assert_eq!(
+        tether()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// `tether man` prints tether(1), a roff page that names every subcommand; `tether man SUB`
+/// prints that subcommand's own page; an unknown one is a usage error.
+#[test]
+fn man_pages() {
+    use clap::CommandFactory;
+
+    let output = tether().arg("man").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let page = text(&output);
+    assert!(page.starts_with(".TH tether 1 "), "{page}");
+    let command = tether_cli::args::Cli::command();
+    let subcommands: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+    assert!(subcommands.len() >= 7, "{subcommands:?}");
+    for name in &subcommands {
+        assert!(
+            page.contains(&format!("tether\\-{name}(1)")),
+            "{name} missing from:\n{page}"
+        );
+        let output = tether().args(["man", name]).output().unwrap();
+        assert!(output.status.success(), "{name}: {output:?}");
+        let own = text(&output);
+        assert!(own.starts_with(&format!(".TH tether-{name} 1 ")), "{own}");
+        assert!(own.contains(".SH SYNOPSIS"), "{own}");
+    }
+    let bridge = text(&tether().args(["man", "bridge"]).output().unwrap());
+    assert!(bridge.contains("\\-\\-idle\\-timeout"), "{bridge}");
+    assert_eq!(
+        tether()
+            .args(["man", "nope"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
