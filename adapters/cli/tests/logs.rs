@@ -11,8 +11,7 @@ use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{Mode, OFlags};
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use rustix::pty::{grantpt, ioctl_tiocgptpeer, openpt, unlockpt, OpenptFlags};
 
 const RUNTIMES: [&str; 2] = ["tokio", "smol"];
 
@@ -89,28 +88,33 @@ fn the_bridge_warns_without_colour_into_a_pipe() {
             .unwrap();
         let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
         let url = listening["url"].as_str().unwrap();
-        let mut client = tether(&["connect", "--runtime", runtime, url])
+        let mut client = tether(&["connect", "--runtime", runtime, "--linger", "0", url])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // The program writes a line that is not a message, then answers a request: once the
-        // answer is back, the line before it was read and warned about.
-        client
-            .stdin
-            .take()
-            .unwrap()
+        // The program writes a line that is not a message (a request it never answers), then
+        // answers a request: once that answer is back, the line before it was read and warned
+        // about, and the client's input ends.
+        let mut stdin = client.stdin.take().unwrap();
+        stdin
             .write_all(
                 b"{\"jsonrpc\":\"2.0\",\"method\":\"write\",\"params\":{\"text\":\"not json\\n\"},\"id\":1}\n\
                   {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[2]}\n",
             )
             .unwrap();
-        let output = wait(client);
-        assert!(
-            String::from_utf8_lossy(&output.stdout).contains("\"result\":[2]"),
-            "{runtime}: {output:?}"
-        );
+        let mut events = BufReader::new(client.stdout.take().unwrap());
+        let mut event = String::new();
+        while !event.contains("\"result\":[2]") {
+            event.clear();
+            assert!(
+                events.read_line(&mut event).unwrap() > 0,
+                "{runtime}: no answer"
+            );
+        }
+        drop(stdin);
+        assert!(wait(client).status.success(), "{runtime}");
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(bridge.id() as i32).unwrap(),
             rustix::process::Signal::INT,
@@ -125,19 +129,15 @@ fn the_bridge_warns_without_colour_into_a_pipe() {
     }
 }
 
-/// A new pseudo-terminal: its controller, and the terminal end for a child's standard error
-/// (opened without making it the test's controlling terminal).
+/// A new pseudo-terminal: its controller, and the terminal end for a child's standard error,
+/// opened through the controller itself (`TIOCGPTPEER`): a path under `/dev/pts` may name
+/// another instance's terminal where more than one devpts is mounted, as in a container. Neither
+/// end becomes the test's controlling terminal.
 fn terminal() -> (OwnedFd, OwnedFd) {
     let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
     grantpt(&controller).unwrap();
     unlockpt(&controller).unwrap();
-    let name = ptsname(&controller, Vec::new()).unwrap();
-    let terminal = rustix::fs::open(
-        name.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
+    let terminal = ioctl_tiocgptpeer(&controller, OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
     (controller, terminal)
 }
 
@@ -162,8 +162,11 @@ fn on_a_terminal(runtime: &str, no_color: Option<&str>) -> String {
     // The terminal's output is read as it comes, so that tether never waits on it, up to the
     // mark written once tether has exited. (The terminal end is held open here until then: its
     // last close could drop what the reader has not read yet.)
+    // The reader has a controller of its own: this one stays open until the mark is written,
+    // whenever the reader is done.
+    let reading = controller.try_clone().unwrap();
     let reader = std::thread::spawn(move || {
-        let mut file = std::fs::File::from(controller);
+        let mut file = std::fs::File::from(reading);
         let mut shown = Vec::new();
         let mut chunk = [0; 4096];
         while !String::from_utf8_lossy(&shown).contains(END) {
@@ -179,8 +182,10 @@ fn on_a_terminal(runtime: &str, no_color: Option<&str>) -> String {
     let output = wait(child);
     assert!(output.status.success(), "{runtime}: {output:?}");
     let mut terminal = std::fs::File::from(terminal);
-    writeln!(terminal, "{END}").unwrap();
-    reader.join().unwrap()
+    terminal.write_all(format!("{END}\n").as_bytes()).unwrap();
+    let shown = reader.join().unwrap();
+    drop(controller);
+    shown
 }
 
 #[test]
