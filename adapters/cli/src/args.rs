@@ -290,7 +290,7 @@ pub struct Connect {
 
 impl Connect {
     /// Handshake options for a URL without a handshake are usage errors (the URL itself is
-    /// checked as it is parsed, by [`connect_url`]).
+    /// checked as it is parsed).
     pub fn check(&self) -> Result<(), clap::Error> {
         let handshake = !self.headers.is_empty() || self.token_file.is_some();
         if handshake && !self.is_http() && !self.url.starts_with("ws://") {
