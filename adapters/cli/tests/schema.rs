@@ -4,8 +4,8 @@
 //! against the whole schema (it must match exactly one of its kinds).
 //!
 //! The validator is a small one of this file's own, for the keywords the schema uses (`type`,
-//! `required`, `properties`, `additionalProperties`, `const`, `enum`, `minimum`, `oneOf`, local
-//! `$ref`); it refuses a schema with any other keyword, so that none is silently ignored. The
+//! `required`, `properties`, `additionalProperties`, `items`, `minItems`, `const`, `enum`,
+//! `minimum`, `oneOf`, local `$ref`); it refuses a schema with any other keyword, so that none is silently ignored. The
 //! `jsonschema` crate was not taken: its dependencies reach past the workspace's rust-version
 //! on some targets. The same lines are then checked once more by a complete implementation,
 //! Python's `jsonschema` (Draft 2020-12) from `.peers/venv`.
@@ -84,6 +84,19 @@ impl Validator {
                     let minimum = value.as_f64().expect("minimum is a number");
                     if instance.as_f64().is_some_and(|n| n < minimum) {
                         return Err(format!("{at}: {instance} is under {minimum}"));
+                    }
+                }
+                "items" => {
+                    if let Some(items) = instance.as_array() {
+                        for (n, item) in items.iter().enumerate() {
+                            self.check(value, item, &format!("{at}[{n}]"))?;
+                        }
+                    }
+                }
+                "minItems" => {
+                    let least = value.as_u64().expect("minItems is a count") as usize;
+                    if instance.as_array().is_some_and(|a| a.len() < least) {
+                        return Err(format!("{at}: fewer than {least} items"));
                     }
                 }
                 "required" => {
@@ -418,15 +431,26 @@ fn the_schema_refuses_what_tether_never_prints() {
         json!({"messages": -1, "malformed": 0, "disconnected": null, "exit": null, "invalid_input": 0}),
         json!({"messages": 1, "malformed": 0, "disconnected": null, "exit": {"code": 0}, "invalid_input": 0}),
         json!([]),
+        json!({"event": "exit", "code": null, "signal": 9, "survivors": []}),
+        json!({"event": "exit", "code": null, "signal": 9, "survivors": [0]}),
+        json!({"event": "exit", "code": null, "signal": 9, "survivors": ["12"]}),
+        json!({"messages": 0, "malformed": 0, "disconnected": null, "exit": null, "invalid_input": 0, "survivors": 3}),
+        json!({"messages": 0, "malformed": 0, "disconnected": null, "exit": null, "invalid_input": 0, "other": 3}),
     ] {
         assert!(validator.validate(&line).is_err(), "{line} fits");
     }
-    for line in [
-        json!({"event": "exit", "code": null, "signal": 9, "cause": "killed", "stderr_tail": ["x"], "survivors": 0}),
+    // Fields that are coming: the pids that outlived the kill, and whatever else an `exit`
+    // line gains.
+    let coming = [
+        json!({"event": "exit", "code": null, "signal": 9, "survivors": [4242, 4243]}),
+        json!({"messages": 1, "malformed": 0, "disconnected": null, "exit": {"code": 0, "signal": null}, "invalid_input": 0, "survivors": [4242]}),
+        json!({"event": "exit", "code": null, "signal": 9, "cause": "killed", "stderr_tail": ["x"], "survivors": [7]}),
         json!({"messages": 0, "malformed": 0, "disconnected": "read failed: x", "exit": {"code": 1, "signal": null, "cause": "exited"}, "invalid_input": 2}),
-    ] {
-        if let Err(why) = validator.validate(&line) {
+    ];
+    for line in &coming {
+        if let Err(why) = validator.validate(line) {
             panic!("{line} does not fit: {why}");
         }
     }
+    cross_check(&coming);
 }
