@@ -1,5 +1,6 @@
 //! The command line: subcommands, their options, and what they turn into.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +21,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The command line of this process, checked and settled. A usage error, whether clap's
+    /// own or one of the checks that span several flags, ends the process with status 2 and a
+    /// line on standard error, before anything is started.
+    pub fn from_env() -> Self {
+        let mut cli = Cli::parse();
+        if let Err(err) = cli.command.settle() {
+            err.exit();
+        }
+        cli
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -29,12 +43,49 @@ pub enum Command {
     /// Speak JSON-RPC to ws://HOST:PORT/PATH, http://HOST:PORT/PATH (MCP's Streamable HTTP),
     /// tcp://HOST:PORT or unix:PATH.
     Connect(Connect),
-    /// Serve a websocket on ADDR; each connection gets its own PROGRAM.
+    /// Serve PROGRAM to remote clients: websockets at ws://ADDR/ and MCP's Streamable HTTP at
+    /// http://ADDR/mcp, each session with a PROGRAM of its own.
+    ///
+    /// The first line on standard output says where: `{"event":"listening","addr":…,"url":…,
+    /// "mcp_url":…}`. Every websocket handshake and every request to /mcp must carry the token
+    /// (`Authorization: Bearer TOKEN` or `?token=TOKEN`) unless `--auth none`; `GET /healthz`
+    /// needs none. SIGINT or SIGTERM stops the bridge and shuts every program down.
     Bridge(Bridge),
-    /// A JSON-RPC server on stdin and stdout, for demos and tests.
+    /// A JSON-RPC server on stdin and stdout, for demos and tests: `tether run` runs it when
+    /// given no PROGRAM.
+    ///
+    /// Its methods make it misbehave on request: flood, fork grandchildren, ignore SIGTERM,
+    /// close its stdout, write raw bytes, exit.
+    #[command(after_long_help = crate::peer::methods_help())]
     Peer,
     /// Play the peer's side of a recorded session (`--record`) on stdin and stdout.
     Replay(crate::replay::Replay),
+    /// Print a completion script for SHELL on standard output.
+    ///
+    /// For instance `tether completions bash > ~/.local/share/bash-completion/completions/tether`,
+    /// `tether completions zsh > "${fpath[1]}/_tether"`, or
+    /// `tether completions fish > ~/.config/fish/completions/tether.fish`.
+    Completions(Completions),
+    /// Print the manual page (roff) on standard output: tether(1), or a subcommand's own.
+    ///
+    /// For instance `tether man | man -l -`, or `tether man > /usr/local/share/man/man1/tether.1`
+    /// and `tether man run > /usr/local/share/man/man1/tether-run.1`.
+    Man(Man),
+}
+
+/// `tether completions`.
+#[derive(Debug, Args)]
+pub struct Completions {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `tether man`.
+#[derive(Debug, Args)]
+pub struct Man {
+    /// A subcommand whose own page (tether-SUBCOMMAND) is printed instead of tether's.
+    pub subcommand: Option<String>,
 }
 
 /// The async runtime that drives the connections.
@@ -104,6 +155,16 @@ pub struct Spawning {
 }
 
 impl Spawning {
+    /// Fills in `--framing` when it was not given: the goodbye's protocol brings its framing
+    /// (a language server reads `Content-Length` headers, and would answer every line with a
+    /// header of its own that reads as `malformed`).
+    pub fn settle(&self, common: &mut Common) {
+        common.framing.get_or_insert(match self.goodbye {
+            GoodbyeArg::None => FramingArg::Lines,
+            GoodbyeArg::Lsp => FramingArg::ContentLength,
+        });
+    }
+
     /// These flags applied to connection options.
     pub fn apply(&self, options: Options) -> Options {
         options
@@ -121,15 +182,39 @@ impl Spawning {
     }
 }
 
+impl Command {
+    /// The checks clap cannot make flag by flag, and the defaults that depend on other flags:
+    /// `--goodbye lsp` brings the Language Server Protocol's framing (content-length) unless
+    /// `--framing` says otherwise.
+    pub fn settle(&mut self) -> Result<(), clap::Error> {
+        match self {
+            Command::Run(run) => run.spawning.settle(&mut run.common),
+            Command::Bridge(bridge) => bridge.spawning.settle(&mut bridge.common),
+            Command::Connect(connect) => connect.check()?,
+            Command::Man(Man {
+                subcommand: Some(name),
+            }) if !crate::manual::has_page(name) => {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!("tether has no subcommand {name:?}: `tether man` lists them\n"),
+                ));
+            }
+            Command::Peer | Command::Replay(_) | Command::Completions(_) | Command::Man(_) => {}
+        }
+        Ok(())
+    }
+}
+
 /// Options every subcommand that speaks to a peer takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// The async runtime.
     #[arg(long, value_enum, default_value = "tokio")]
     pub runtime: Runtime,
-    /// The framing on the byte stream.
-    #[arg(long, value_enum, default_value = "lines")]
-    pub framing: FramingArg,
+    /// The framing on the byte stream [default: lines; content-length with `--goodbye lsp`].
+    // `None` until `Command::settle` fills it in (clap cannot tell a default from a choice).
+    #[arg(long, value_enum)]
+    pub framing: Option<FramingArg>,
     /// The largest message accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = tether_core::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
@@ -142,7 +227,7 @@ impl Common {
     /// The connection options these flags ask for.
     pub fn options(&self) -> Options {
         Options::new()
-            .framing(match self.framing {
+            .framing(match self.framing.unwrap_or(FramingArg::Lines) {
                 FramingArg::Lines => Framing::Lines,
                 FramingArg::ContentLength => Framing::ContentLength,
             })
@@ -199,20 +284,14 @@ pub struct Connect {
     pub record: Option<PathBuf>,
     /// ws://HOST:PORT/PATH, http://HOST:PORT/PATH (an MCP Streamable HTTP endpoint),
     /// tcp://HOST:PORT or unix:PATH.
+    #[arg(value_parser = connect_url)]
     pub url: String,
 }
 
 impl Connect {
-    /// Handshake options for a URL without a handshake, and https:// (tether has no TLS stack),
-    /// are usage errors.
+    /// Handshake options for a URL without a handshake are usage errors (the URL itself is
+    /// checked as it is parsed).
     pub fn check(&self) -> Result<(), clap::Error> {
-        if self.url.starts_with("https://") {
-            return Err(clap::Error::raw(
-                clap::error::ErrorKind::InvalidValue,
-                "https:// is not supported: tether has no TLS; use http://, through a local \
-                 TLS-terminating proxy for a TLS server\n",
-            ));
-        }
         let handshake = !self.headers.is_empty() || self.token_file.is_some();
         if handshake && !self.is_http() && !self.url.starts_with("ws://") {
             return Err(clap::Error::raw(
@@ -235,14 +314,15 @@ pub struct Bridge {
     #[command(flatten)]
     #[allow(missing_docs, reason = "flattened: clap documents each flag")]
     pub common: Common,
-    /// The address to serve websockets on (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    /// The address to serve on, HOST:PORT: websockets at ws://ADDR/, MCP's Streamable HTTP at
+    /// http://ADDR/mcp and the health check at /healthz (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = listen_addr)]
     pub listen: String,
     #[command(flatten)]
     #[allow(missing_docs, reason = "flattened: clap documents each flag")]
     pub spawning: Spawning,
-    /// Whether a handshake must carry the token (`Authorization: Bearer TOKEN` or
-    /// `?token=TOKEN`).
+    /// Whether a websocket handshake or an HTTP request to /mcp must carry the token
+    /// (`Authorization: Bearer TOKEN` or `?token=TOKEN`); without it the answer is 401.
     #[arg(long, value_enum, default_value = "token")]
     pub auth: Auth,
     /// The token is this file's first line (else `$TETHER_BRIDGE_TOKEN`, else a random one,
@@ -253,7 +333,10 @@ pub struct Bridge {
     /// other `Origin` header is refused with 403 (repeatable).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
-    /// Close a session after this long with no message either way, in ms (default: never).
+    /// Close a session after this long idle, in ms, and shut its program down. A websocket
+    /// session is idle with no message either way; default: never (its close is seen). An MCP
+    /// HTTP session is idle with no stream open and no request pending; default: 30 minutes
+    /// (an HTTP client may go away without a word).
     #[arg(long, value_name = "MS")]
     pub idle_timeout: Option<u64>,
     /// How long a client has to complete its handshake, in ms. Hidden: 10 s is the contract;
@@ -298,6 +381,70 @@ fn token_file(path: &str) -> Result<Token, String> {
         Some(line) if !line.is_empty() => Ok(Token(line.to_owned())),
         _ => Err(format!("{path} holds no token on its first line")),
     }
+}
+
+/// A URL `tether connect` speaks to: `ws://HOST[:PORT]/PATH`, `http://HOST[:PORT]/PATH`,
+/// `tcp://HOST:PORT` or `unix:PATH`. Anything else is a usage error (status 2) at once, not a
+/// failure to connect (status 1): `https://` and `wss://` too, as tether has no TLS.
+fn connect_url(url: &str) -> Result<String, String> {
+    const EXPECTED: &str =
+        "expected ws://HOST:PORT/PATH, http://HOST:PORT/PATH, tcp://HOST:PORT or unix:PATH";
+    if url.starts_with("https://") || url.starts_with("wss://") {
+        return Err(
+            "https:// and wss:// are not supported: tether has no TLS; use http:// or \
+                    ws://, through a local TLS-terminating proxy for a TLS server"
+                .to_owned(),
+        );
+    }
+    if url.starts_with("ws://") {
+        let uri: tether_io::async_tungstenite::tungstenite::http::Uri =
+            url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+        match uri.host() {
+            Some(host) if !host.is_empty() => {}
+            _ => return Err("invalid URL: no host".to_owned()),
+        }
+    } else if url.starts_with("http://") {
+        crate::mcp_client::check_url(url)?;
+    } else if let Some(addr) = url.strip_prefix("tcp://") {
+        host_port(addr)?;
+    } else if let Some(path) = url.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("no socket path: {EXPECTED}"));
+        }
+    } else {
+        return Err(format!("unsupported URL: {EXPECTED}"));
+    }
+    Ok(url.to_owned())
+}
+
+/// An address `--listen` can bind: `HOST:PORT`.
+fn listen_addr(addr: &str) -> Result<String, String> {
+    host_port(addr)?;
+    Ok(addr.to_owned())
+}
+
+/// `HOST:PORT`: an IP address (IPv6 in brackets) or a host name, and a port number. Whether the
+/// name resolves is learnt when it is used.
+fn host_port(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let expected = "expected HOST:PORT, such as 127.0.0.1:8808 or localhost:8808";
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("no port: {expected}"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{port:?} is not a port number: {expected}"))?;
+    let name = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !name {
+        return Err(format!(
+            "{host:?} is neither an IP address nor a host name: {expected}"
+        ));
+    }
+    Ok(())
 }
 
 /// `NAME: VALUE`, each part valid in an HTTP header.

@@ -103,13 +103,15 @@ impl Gate {
             .filter_map(|pair| pair.strip_prefix("token="))
             .map(|value| percent_decode_str(value).collect::<Vec<u8>>());
         // Every credential offered is compared in full, whichever matches.
-        let matched = bearer.chain(query).fold(false, |matched, offered| {
-            same(&offered, token.as_bytes()) | matched
-        });
-        if matched {
-            Ok(())
-        } else {
-            Err(Refused::Token)
+        let (offered, matched) = bearer
+            .chain(query)
+            .fold((false, false), |(_, matched), offered| {
+                (true, same(&offered, token.as_bytes()) | matched)
+            });
+        match (offered, matched) {
+            (_, true) => Ok(()),
+            (false, false) => Err(Refused::NoToken),
+            (true, false) => Err(Refused::WrongToken),
         }
     }
 }
@@ -119,39 +121,89 @@ impl Gate {
 pub enum Refused {
     /// 403: a browser page from an origin not allowed.
     Origin,
-    /// 401 (with `WWW-Authenticate: Bearer`): no valid token.
-    Token,
+    /// 401: no token offered.
+    NoToken,
+    /// 401: a token offered, but not the bridge's.
+    WrongToken,
 }
+
+/// The JSON-RPC error code of a refusal: a server error, as for the endpoint's other refusals.
+const SERVER_ERROR: i64 = -32000;
+
+/// How a refused token is put right, in every refusal's body: the bridge has one static token
+/// and no OAuth, and a client that is not told so may go looking for an authorization server.
+const TOKEN_HINT: &str = "pass the bridge's token as --header 'Authorization: Bearer TOKEN' (or \
+                          ?token=TOKEN); it is the first line of the bridge's --token-file, else \
+                          $TETHER_BRIDGE_TOKEN, else the token in its listening line's url. This \
+                          bridge does no OAuth";
 
 impl Refused {
     /// The status to answer with.
     pub fn status(self) -> StatusCode {
         match self {
             Refused::Origin => StatusCode::FORBIDDEN,
-            Refused::Token => StatusCode::UNAUTHORIZED,
+            Refused::NoToken | Refused::WrongToken => StatusCode::UNAUTHORIZED,
         }
     }
 
-    /// The reason, for the response's body.
-    pub fn text(self) -> &'static str {
+    /// What is wrong and how to put it right, for a person: the message of the body's
+    /// JSON-RPC error.
+    pub fn message(self) -> String {
         match self {
-            Refused::Origin => "origin not allowed",
-            Refused::Token => "a valid token is required",
+            Refused::Origin => "origin not allowed: the bridge serves a browser page only from \
+                                an origin named by --allow-origin"
+                .to_owned(),
+            Refused::NoToken => format!("missing bearer token: {TOKEN_HINT}"),
+            Refused::WrongToken => format!("wrong bearer token: {TOKEN_HINT}"),
+        }
+    }
+
+    /// The body: a JSON-RPC error (id null) with [`message`](Self::message), which an MCP
+    /// client shows as the server's error.
+    pub fn body(self) -> Vec<u8> {
+        tether_core::streamable::Status::error(
+            self.status().as_u16(),
+            SERVER_ERROR,
+            &self.message(),
+        )
+        .body
+        .unwrap_or_default()
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 7235 requires one; RFC 6750 says what it
+    /// holds). It names the bearer scheme and, for a wrong token, `invalid_token` with a
+    /// description; it carries no `resource_metadata` (RFC 9728), since the bridge has no
+    /// authorization server for a client to discover. `None` for a 403.
+    pub fn challenge(self) -> Option<HeaderValue> {
+        match self {
+            Refused::Origin => None,
+            // A request that offered nothing is told the scheme and no error (RFC 6750, 3.1).
+            Refused::NoToken => Some(HeaderValue::from_static(r#"Bearer realm="tether""#)),
+            Refused::WrongToken => Some(HeaderValue::from_static(
+                r#"Bearer realm="tether", error="invalid_token", error_description="wrong bearer token: pass the bridge's token, this bridge does no OAuth""#,
+            )),
         }
     }
 }
 
-/// The websocket handshake's check: [`Gate::check`].
+/// The websocket handshake's check: [`Gate::check`]; a refusal has the same status, challenge
+/// and body as over HTTP.
 impl Callback for &Gate {
     fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
         self.check(request.headers(), request.uri())
             .map_err(|refused| {
-                let mut refusal = refusal(refused.status(), refused.text());
-                if refused == Refused::Token {
-                    refusal
-                        .headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut refusal = refusal(refused.status(), "");
+                let body = String::from_utf8_lossy(&refused.body()).into_owned();
+                let headers = refusal.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(header::CONTENT_LENGTH, body.len().into());
+                if let Some(challenge) = refused.challenge() {
+                    headers.insert(header::WWW_AUTHENTICATE, challenge);
                 }
+                *refusal.body_mut() = Some(body);
                 refusal
             })?;
         Ok(response)

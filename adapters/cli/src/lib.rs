@@ -8,6 +8,7 @@ pub mod gate;
 pub mod http;
 pub mod hyper_io;
 pub mod input;
+pub mod manual;
 pub mod mcp;
 pub mod mcp_client;
 pub mod output;

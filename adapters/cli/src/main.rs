@@ -4,19 +4,26 @@
 //! itself failed (with one line on standard error), 2 for a usage error.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tether_cli::args::{Cli, Command, Runtime};
-use tether_cli::{bridge, run, Failure};
+use tether_cli::{bridge, manual, run, Failure};
 use tether_smol::Smol;
 use tether_tokio::Tokio;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     let result = match &cli.command {
         Command::Peer => return ExitCode::from(tether_cli::peer::run() as u8),
         Command::Replay(args) => return ExitCode::from(tether_cli::replay::run(args) as u8),
+        Command::Completions(args) => {
+            manual::print(&manual::completions(args.shell)).map_err(Failure::io)
+        }
+        Command::Man(args) => match manual::man(args.subcommand.as_deref()) {
+            Some(page) => manual::print(&page).map_err(Failure::io),
+            None => Err(Failure("the manual page could not be made".to_owned())),
+        },
         Command::Run(args) => {
             logging();
             on(
@@ -26,9 +33,6 @@ fn main() -> ExitCode {
             )
         }
         Command::Connect(args) => {
-            if let Err(err) = args.check() {
-                err.exit();
-            }
             logging();
             on(
                 args.common.runtime,
@@ -78,6 +82,15 @@ fn logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .with_target(false)
         .init();
+}
+
+/// Whether the logs are coloured: only for a person at a terminal. Escape codes in a file or
+/// a pipe are noise for whoever reads it later (and for `grep`), and `NO_COLOR`, set and not
+/// empty, turns them off everywhere (<https://no-color.org>).
+fn colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

@@ -16,6 +16,98 @@ use tether_core::{
     decode, ErrorObject, Id, Malformed, MalformedKind, Message, Notification, Request, Response,
 };
 
+/// A method the built-in peer answers, as `tether help peer` lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Method {
+    /// The method's name.
+    pub name: &'static str,
+    /// Its parameters, with their defaults.
+    pub params: &'static str,
+    /// What it does, and what it answers.
+    pub does: &'static str,
+}
+
+/// Every method the peer answers. The peer answers no other (a method missing here gets
+/// "method not found" even if it is handled), so that this list, and the help made from it,
+/// cannot fall behind.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "echo",
+        params: "any",
+        does: "answers with its params",
+    },
+    Method {
+        name: "notify",
+        params: r#"{"count":1,"size":0}"#,
+        does: r#"sends `count` notifications `tick` {"n":N,"pad":"x" repeated `size` times}, then answers {"sent":count}"#,
+    },
+    Method {
+        name: "spawn",
+        params: r#"{"count":1,"ignore_term":false,"detach":false,"hold_stdout":false}"#,
+        does: "starts `count` grandchildren that sleep for good (with `ignore_term`, ignoring \
+               SIGTERM; `detach`, double-forked, so no longer its children; `hold_stdout`, \
+               keeping its stdout open) and answers {\"pids\":[…]}",
+    },
+    Method {
+        name: "ignore_term",
+        params: r#"{"stay":false}"#,
+        does:
+            "ignores SIGTERM from then on (with `stay`, also outlives its stdin) and answers true",
+    },
+    Method {
+        name: "exit",
+        params: r#"{"code":0}"#,
+        does: "exits at once with `code`, answering nothing",
+    },
+    Method {
+        name: "close_stdout",
+        params: "none",
+        does: "closes its stdout and goes on reading, answering nothing",
+    },
+    Method {
+        name: "stderr",
+        params: r#"{"text":""}"#,
+        does: "writes `text` and a newline on its stderr and answers true",
+    },
+    Method {
+        name: "write",
+        params: r#"{"text":"","repeat":1,"bytes":[]}"#,
+        does: "writes `text` `repeat` times, then the raw `bytes` (0-255), on its stdout, \
+               answering nothing",
+    },
+    Method {
+        name: "env",
+        params: r#"{"name":""}"#,
+        does: "answers the environment variable's value, or null",
+    },
+    Method {
+        name: "sleep",
+        params: r#"{"ms":0}"#,
+        does: "sleeps `ms` (reading nothing meanwhile) and answers {\"slept\":ms}",
+    },
+];
+
+/// The methods for `tether help peer`, one paragraph each.
+pub fn methods_help() -> String {
+    let mut help = String::from(
+        "Methods (requests, one JSON text per line; a parameter left out takes the default \
+         shown):\n",
+    );
+    for method in METHODS {
+        help.push_str(&format!(
+            "\n  {}  params: {}\n      {}\n",
+            method.name, method.params, method.does
+        ));
+    }
+    help.push_str(
+        "\nAny other method gets the error -32601 (method not found); a line that is not \
+         JSON-RPC gets -32700 or -32600 with id null; notifications and responses are read and \
+         ignored; a batch gets one answer per request in it. The peer exits 0 when its stdin \
+         ends.\n",
+    );
+    help
+}
+
 /// The peer's state: its output, and the grandchildren started by `spawn` (kept so that they
 /// are not waited for).
 struct Peer {
@@ -85,7 +177,9 @@ impl Peer {
     fn handle(&mut self, request: Request) -> Option<Response> {
         let params = request.params.unwrap_or(Value::Null);
         let id = request.id;
+        let listed = METHODS.iter().any(|m| m.name == request.method);
         let result = match request.method.as_str() {
+            _ if !listed => Err(method_not_found(&request.method)),
             "echo" => Ok(params),
             "notify" => {
                 let count = params["count"].as_u64().unwrap_or(1);
@@ -148,10 +242,7 @@ impl Peer {
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(json!({ "slept": ms }))
             }
-            _ => Err(ErrorObject::new(
-                ErrorObject::METHOD_NOT_FOUND,
-                format!("method not found: {}", request.method),
-            )),
+            _ => Err(method_not_found(&request.method)),
         };
         Some(Response { id, result })
     }
@@ -203,6 +294,13 @@ impl Peer {
         }
         Ok(pids)
     }
+}
+
+fn method_not_found(method: &str) -> ErrorObject {
+    ErrorObject::new(
+        ErrorObject::METHOD_NOT_FOUND,
+        format!("method not found: {method}"),
+    )
 }
 
 /// Replaces stdout with `/dev/null`, so the pipe's write end closes (the reader sees the end of

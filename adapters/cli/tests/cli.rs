@@ -316,6 +316,79 @@ fn exit_statuses() {
     assert_eq!(output.status.code(), Some(1));
 }
 
+/// Every usage error exits 2 with clap's `error:` line, before anything is started or
+/// connected: a URL `connect` cannot speak to, an address `bridge` cannot listen on.
+#[test]
+fn usage_errors_exit_2_at_parse_time() {
+    for (args, says) in [
+        (["connect", "ftp://x"].as_slice(), "unsupported URL"),
+        (["connect", "localhost:8080"].as_slice(), "unsupported URL"),
+        (["connect", "tcp://127.0.0.1"].as_slice(), "no port"),
+        (
+            ["connect", "tcp://127.0.0.1:http"].as_slice(),
+            "not a port number",
+        ),
+        (["connect", "unix:"].as_slice(), "no socket path"),
+        (["connect", "wss://127.0.0.1:1/"].as_slice(), "no TLS"),
+        (["connect", "ws:///path"].as_slice(), "invalid URL"),
+        (
+            ["connect", "http://user@127.0.0.1:1/mcp"].as_slice(),
+            "credentials",
+        ),
+        (
+            ["bridge", "--listen", "nope", "--", "true"].as_slice(),
+            "no port",
+        ),
+        (
+            ["bridge", "--listen", "127.0.0.1:99999", "--", "true"].as_slice(),
+            "not a port number",
+        ),
+        (
+            ["bridge", "--listen", "bad host:80", "--", "true"].as_slice(),
+            "neither an IP",
+        ),
+    ] {
+        let output = run_with(args, "");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing started");
+    }
+    // What the checks let through: host names, IPv6, every scheme. A bridge on a host name
+    // listens (the name is resolved when it is used), and says where.
+    let mut child = tether()
+        .args(["bridge", "--listen", "localhost:0", "--", "true"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("\"event\":\"listening\""), "{line}");
+    stop(child);
+}
+
+/// `tether help bridge` says what the bridge serves and what its idle timeout does by
+/// default for each kind of session.
+#[test]
+fn bridge_help_matches_what_it_serves() {
+    let output = tether().args(["help", "bridge"]).output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output);
+    for says in [
+        "websockets at ws://ADDR/",
+        "MCP's Streamable HTTP at http://ADDR/mcp",
+        "/healthz",
+        "default: never",
+        "default: 30 minutes",
+    ] {
+        assert!(help.contains(says), "{says:?} missing from:\n{help}");
+    }
+    assert!(!help.contains("Serve a websocket on ADDR"), "{help}");
+}
+
 #[test]
 fn connect_over_tcp() {
     for runtime in RUNTIMES {
@@ -635,4 +708,134 @@ fn bridge_warns_when_it_listens_beyond_loopback_without_auth() {
             "--auth {auth}: {text}"
         );
     }
+}
+
+/// `tether help peer` names every method the peer answers: each name it lists is answered
+/// (no "method not found"), the list is the peer's own, and a name it does not list is not
+/// answered (the peer answers only listed methods, so nothing answered goes unlisted).
+#[test]
+fn peer_help_names_every_method_it_answers() {
+    let output = tether().args(["help", "peer"]).output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output);
+    let listed: Vec<&str> = help
+        .lines()
+        .filter_map(|line| line.strip_prefix("  ")?.split_once("  params: "))
+        .map(|(name, _)| name)
+        .collect();
+    let methods: Vec<&str> = tether_cli::peer::METHODS.iter().map(|m| m.name).collect();
+    assert_eq!(listed, methods, "{help}");
+    for name in [
+        "echo",
+        "notify",
+        "spawn",
+        "sleep",
+        "exit",
+        "write",
+        "close_stdout",
+    ] {
+        assert!(listed.contains(&name), "{name} missing from:\n{help}");
+    }
+
+    // Each method on a peer of its own, with harmless parameters, then the end of its input.
+    let not_found = |method: &str| -> bool {
+        let params = match method {
+            "notify" | "spawn" => json!({"count": 0}),
+            "write" | "stderr" => json!({"text": ""}),
+            _ => json!({}),
+        };
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut child = tether()
+            .arg("peer")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
+        let output = wait_output(child);
+        assert!(output.status.success(), "{method}: {output:?}");
+        lines(&output)
+            .iter()
+            .any(|reply| reply["error"]["code"] == -32601)
+    };
+    for name in &listed {
+        assert!(!not_found(name), "{name} is listed but not answered");
+    }
+    assert!(not_found("no_such_method"));
+}
+
+/// `tether completions SHELL` prints a script for each shell; bash's, loaded into a real bash,
+/// completes `tether br` to `bridge`.
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = tether().args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = text(&output);
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in ["run", "connect", "bridge", "peer", "replay", "man"] {
+            assert!(script.contains(subcommand), "{shell}: no {subcommand}");
+        }
+    }
+    let script = std::env::temp_dir().join(format!("tether-cli-{}.bash", std::process::id()));
+    let output = tether().args(["completions", "bash"]).output().unwrap();
+    std::fs::write(&script, &output.stdout).unwrap();
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(tether br); COMP_CWORD=1; COMP_LINE='tether br'; \
+             COMP_POINT=9; _tether tether br tether; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&script);
+    assert_eq!(text(&completed).trim(), "bridge", "{completed:?}");
+    assert_eq!(
+        tether()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// `tether man` prints tether(1), a roff page that names every subcommand; `tether man SUB`
+/// prints that subcommand's own page; an unknown one is a usage error.
+#[test]
+fn man_pages() {
+    use clap::CommandFactory;
+
+    let output = tether().arg("man").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let page = text(&output);
+    assert!(page.starts_with(".TH tether 1 "), "{page}");
+    let command = tether_cli::args::Cli::command();
+    let subcommands: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+    assert!(subcommands.len() >= 7, "{subcommands:?}");
+    for name in &subcommands {
+        assert!(
+            page.contains(&format!("tether\\-{name}(1)")),
+            "{name} missing from:\n{page}"
+        );
+        let output = tether().args(["man", name]).output().unwrap();
+        assert!(output.status.success(), "{name}: {output:?}");
+        let own = text(&output);
+        assert!(own.starts_with(&format!(".TH tether-{name} 1 ")), "{own}");
+        assert!(own.contains(".SH SYNOPSIS"), "{own}");
+    }
+    let bridge = text(&tether().args(["man", "bridge"]).output().unwrap());
+    assert!(bridge.contains("\\-\\-idle\\-timeout"), "{bridge}");
+    assert_eq!(
+        tether()
+            .args(["man", "nope"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
 }

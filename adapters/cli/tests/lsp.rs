@@ -1,7 +1,8 @@
-//! The `tether` command driving a language server nobody here wrote over Content-Length
-//! framing, under both runtimes: python-lsp-server (`pylsp`, from PyPI), installed into
-//! `.peers/venv` by `scripts/install-peers`. The user types JSON-RPC lines; tether frames them
-//! with Content-Length headers and prints each answer as an event line.
+//! The `tether` command driving language servers nobody here wrote over Content-Length
+//! framing, under both runtimes: python-lsp-server (`pylsp`, from PyPI, in `.peers/venv`) and
+//! pyright (from npm, in `.peers/node_modules`), installed by `scripts/install-peers`. The
+//! user types JSON-RPC lines; tether frames them with Content-Length headers and prints each
+//! answer as an event line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -45,14 +46,20 @@ impl Events {
     }
 }
 
-/// `tether run --framing content-length EXTRA -- SERVER`, its stdin, and its event lines.
-fn start(runtime: &str, extra: &[&str], server: &Path) -> (Child, ChildStdin, Events) {
+/// `tether run EXTRA -- SERVER SERVER_ARGS`, its stdin, and its event lines.
+fn start(
+    runtime: &str,
+    extra: &[&str],
+    server: &Path,
+    server_args: &[&str],
+) -> (Child, ChildStdin, Events) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
         .env("RUST_LOG", "warn")
-        .args(["run", "--runtime", runtime, "--framing", "content-length"])
+        .args(["run", "--runtime", runtime])
         .args(extra)
         .arg("--")
         .arg(server)
+        .args(server_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -78,12 +85,7 @@ fn send(stdin: &mut ChildStdin, message: &Value) {
 
 #[test]
 fn run_drives_pylsp_through_a_session_and_its_goodbye() {
-    let pylsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.peers/venv/bin/pylsp");
-    assert!(
-        pylsp.exists(),
-        "{} is missing: run scripts/install-peers (scripts/test does)",
-        pylsp.display()
-    );
+    let pylsp = peer("venv/bin/pylsp");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-lsp");
     std::fs::create_dir_all(&dir).unwrap();
     let root = format!("file://{}", dir.display());
@@ -91,7 +93,8 @@ fn run_drives_pylsp_through_a_session_and_its_goodbye() {
     let text = "def greet(name):\n    \"\"\"Say hello to someone.\"\"\"\n    return \"hello \" + name\n\n\ngreet(\"tether\")\n";
 
     for runtime in RUNTIMES {
-        let (mut child, mut stdin, events) = start(runtime, &[], &pylsp);
+        let (mut child, mut stdin, events) =
+            start(runtime, &["--framing", "content-length"], &pylsp, &[]);
 
         let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "processId": std::process::id(), "rootUri": root, "capabilities": {},
@@ -151,49 +154,111 @@ fn run_drives_pylsp_through_a_session_and_its_goodbye() {
     }
 }
 
-/// `--goodbye lsp`: the user only closes standard input; tether says the LSP goodbye itself
-/// (`shutdown`, its answer printed like any other message, then `exit`) before any signal, and
-/// the server exits by itself with status 0.
+/// The path of a peer that `scripts/install-peers` puts into `.peers/`, checked to be there.
+fn peer(path: &str) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.peers")
+        .join(path);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// `--goodbye lsp` alone, no `--framing`: the goodbye brings its framing (Content-Length), as
+/// the README's example runs it. The user only closes standard input; tether says the LSP
+/// goodbye itself (`shutdown`, its answer printed like any other message, then `exit`) before
+/// any signal, and the server exits by itself with status 0. Against pylsp and pyright.
 #[test]
 fn run_says_the_lsp_goodbye_itself() {
-    let pylsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.peers/venv/bin/pylsp");
-    assert!(
-        pylsp.exists(),
-        "{} is missing: run scripts/install-peers (scripts/test does)",
-        pylsp.display()
-    );
+    let servers = [
+        (peer("venv/bin/pylsp"), &[][..]),
+        (
+            peer("node_modules/.bin/pyright-langserver"),
+            &["--stdio"][..],
+        ),
+    ];
+    for (server, server_args) in &servers {
+        for runtime in RUNTIMES {
+            let what = format!("{runtime} {}", server.display());
+            let (mut child, mut stdin, events) =
+                start(runtime, &["--goodbye", "lsp"], server, server_args);
+            let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "processId": std::process::id(), "rootUri": null, "capabilities": {},
+            }});
+            send(&mut stdin, &initialize);
+            let init = events.answer(&mut stdin, 1);
+            assert!(init["capabilities"].is_object(), "{what}: {init}");
+            send(
+                &mut stdin,
+                &json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+            );
+            drop(stdin);
+            // Every line is a message: no Content-Length header came back as `malformed`.
+            let mut event = events.next();
+            while event["event"] == "message" && event["message"]["id"] != "tether:goodbye" {
+                event = events.next();
+            }
+            assert_eq!(
+                event,
+                json!({"event": "message", "message": {"jsonrpc": "2.0", "id": "tether:goodbye", "result": null}}),
+                "{what}"
+            );
+            let mut event = events.next();
+            while event["event"] == "message" {
+                assert!(event["message"].get("id").is_none(), "{what}: {event}");
+                event = events.next();
+            }
+            assert_eq!(
+                event,
+                json!({"event": "disconnected", "reason": null}),
+                "{what}"
+            );
+            // Exit code 0: the server left by itself after `exit`, before any signal.
+            assert_eq!(
+                events.next(),
+                json!({"event": "exit", "code": 0, "signal": null}),
+                "{what}"
+            );
+            assert!(child.wait().unwrap().success(), "{what}");
+        }
+    }
+}
+
+/// An explicit `--framing` wins over the goodbye's: the built-in peer speaks lines, and with
+/// `--framing lines --goodbye lsp` its answers are messages, and the goodbye's `shutdown`
+/// reaches it as a line (it answers that it has no such method).
+#[test]
+fn an_explicit_framing_wins_over_the_goodbye() {
     for runtime in RUNTIMES {
-        let (mut child, mut stdin, events) = start(runtime, &["--goodbye", "lsp"], &pylsp);
-        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "processId": std::process::id(), "rootUri": null, "capabilities": {},
-        }});
-        send(&mut stdin, &initialize);
-        events.answer(&mut stdin, 1);
+        let (mut child, mut stdin, events) = start(
+            runtime,
+            &["--framing", "lines", "--goodbye", "lsp"],
+            Path::new(env!("CARGO_BIN_EXE_tether")),
+            &["peer"],
+        );
         send(
             &mut stdin,
-            &json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": [1]}),
         );
+        assert_eq!(events.answer(&mut stdin, 1), json!([1]), "{runtime}");
         drop(stdin);
-        let mut event = events.next();
-        while event["event"] == "message" && event["message"]["id"] != "tether:goodbye" {
-            event = events.next();
-        }
+        let goodbye = events.next();
         assert_eq!(
-            event,
-            json!({"event": "message", "message": {"jsonrpc": "2.0", "id": "tether:goodbye", "result": null}}),
-            "{runtime}"
+            goodbye["message"]["id"], "tether:goodbye",
+            "{runtime}: {goodbye}"
         );
-        let mut event = events.next();
-        while event["event"] == "message" {
-            assert!(event["message"].get("id").is_none(), "{runtime}: {event}");
-            event = events.next();
-        }
         assert_eq!(
-            event,
+            goodbye["message"]["error"]["code"], -32601,
+            "{runtime}: {goodbye}"
+        );
+        assert_eq!(
+            events.next(),
             json!({"event": "disconnected", "reason": null}),
             "{runtime}"
         );
-        // Exit code 0: the server left by itself after `exit`, before any signal.
         assert_eq!(
             events.next(),
             json!({"event": "exit", "code": 0, "signal": null}),

@@ -213,13 +213,75 @@ fn every_refusal_has_its_status_and_starts_no_program() {
         let init = initialize().to_string();
         let json_post = [auth, ("content-type", JSON), ("accept", BOTH)];
 
+        // A refused token: 401 with a challenge that names the scheme and no authorization
+        // server to discover (no `resource_metadata`), and a JSON-RPC error that says what is
+        // wrong and how to put it right.
         let unauthorized = send(&addr, "POST", "/mcp", &json_post[1..], &init);
         assert_eq!(unauthorized.status, 401, "{runtime}");
-        assert_eq!(unauthorized.headers["www-authenticate"], "Bearer");
-        let wrong = [("authorization", "Bearer nope"), json_post[1], json_post[2]];
-        assert_eq!(send(&addr, "POST", "/mcp", &wrong, &init).status, 401);
+        assert_eq!(
+            unauthorized.headers["www-authenticate"], "Bearer realm=\"tether\"",
+            "{runtime}: no error for a request that offered no token (RFC 6750, 3.1)"
+        );
+        assert_eq!(unauthorized.headers["content-type"], JSON, "{runtime}");
+        let error = unauthorized.json();
+        assert_eq!(error["id"], Value::Null, "{runtime}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("missing bearer token: "), "{message}");
+        assert!(
+            message.contains("--header 'Authorization: Bearer TOKEN'"),
+            "{message}"
+        );
+        for wrong in [
+            "Bearer nope",
+            "Bearer correct-horsf",
+            "Basic Y29ycmVjdC1ob3JzZQ==",
+        ] {
+            let headers = [("authorization", wrong), json_post[1], json_post[2]];
+            let refused = send(&addr, "POST", "/mcp", &headers, &init);
+            assert_eq!(refused.status, 401, "{runtime} {wrong}");
+            let message = refused.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let challenge = refused.headers["www-authenticate"].to_str().unwrap();
+            if wrong.starts_with("Bearer") {
+                assert!(message.starts_with("wrong bearer token: "), "{message}");
+                assert!(
+                    challenge.starts_with(
+                        "Bearer realm=\"tether\", error=\"invalid_token\", error_description=\""
+                    ),
+                    "{runtime}: {challenge}"
+                );
+            } else {
+                // Another scheme offers no bearer token.
+                assert!(message.starts_with("missing bearer token: "), "{message}");
+            }
+            assert!(!challenge.contains("resource_metadata"), "{challenge}");
+        }
+        let query = send(&addr, "POST", "/mcp?token=nope", &json_post[1..], &init);
+        assert!(query.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrong bearer token: "));
         let foreign = [auth, ("origin", "http://evil.example"), json_post[1]];
-        assert_eq!(send(&addr, "POST", "/mcp", &foreign, &init).status, 403);
+        let refused = send(&addr, "POST", "/mcp", &foreign, &init);
+        assert_eq!(refused.status, 403);
+        assert!(refused.headers.get("www-authenticate").is_none());
+        assert!(refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("origin not allowed"));
+        // What a client that goes looking for OAuth anyway is told.
+        for path in [
+            "/.well-known/oauth-protected-resource/mcp",
+            "/.well-known/oauth-authorization-server",
+            "/register",
+        ] {
+            let missing = send(&addr, "GET", path, &[], "");
+            assert_eq!(missing.status, 404, "{runtime} {path}");
+            assert!(missing.body.contains("bearer token"), "{}", missing.body);
+            assert!(missing.body.contains("not OAuth"), "{}", missing.body);
+        }
 
         let put = send(&addr, "PUT", "/mcp", &[auth], "");
         assert_eq!(put.status, 405);

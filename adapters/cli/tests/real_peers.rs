@@ -524,14 +524,21 @@ fn bridge_refuses_a_missing_or_wrong_token_with_401_and_spawns_nothing() {
         let other = if token.starts_with('0') { '1' } else { '0' };
         let wrong_query = format!("ws://{}/?token={other}{}", bridge.addr, &token[1..]);
         let wrong_header = format!("Authorization: Bearer {}", &token[..63]);
-        for args in [
-            vec!["ws", bare.as_str()],
-            vec!["ws", wrong_query.as_str()],
-            vec!["ws", bare.as_str(), "--header", wrong_header.as_str()],
+        for (args, says) in [
+            (vec!["ws", bare.as_str()], "missing bearer token: "),
+            (vec!["ws", wrong_query.as_str()], "wrong bearer token: "),
+            (
+                vec!["ws", bare.as_str(), "--header", wrong_header.as_str()],
+                "wrong bearer token: ",
+            ),
         ] {
             let refused = probe(&args);
             assert_eq!(refused["status"], 401, "{runtime} {args:?}: {refused}");
-            assert_eq!(refused["body"], "a valid token is required\n");
+            // The body is a JSON-RPC error that says what is wrong and how to put it right.
+            let body: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(says), "{runtime} {args:?}: {message}");
+            assert!(message.contains("Authorization: Bearer TOKEN"), "{message}");
         }
         assert_eq!(bridge.children(), Vec::<u32>::new(), "{runtime}");
         // The same bridge serves the token; its child is the first and only one spawned.
@@ -607,7 +614,9 @@ fn bridge_refuses_a_foreign_origin_with_403_and_serves_an_allowed_one() {
         for origin in ["https://evil.example", "https://app.example:8443", "null"] {
             let refused = probe(&["ws", &bridge.url, "--origin", origin]);
             assert_eq!(refused["status"], 403, "{runtime} {origin}: {refused}");
-            assert_eq!(refused["body"], "origin not allowed\n");
+            let body: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("origin not allowed"), "{message}");
         }
         let allowed = probe(&[
             "ws",

@@ -684,16 +684,27 @@ fn mcp_requests_without_the_token_or_from_a_foreign_origin_are_refused_and_spawn
             &["--allow-origin", ALLOWED],
         );
         // The SDKs' clients: 401 without the token, 403 from a foreign origin, at the first POST.
+        // Each shows the bridge's own words on what is wrong (the 401's JSON-RPC error).
+        let says = "missing bearer token: pass the bridge's token as --header 'Authorization: Bearer TOKEN'";
         let lines = bridge.python("unauthorized", &[]);
         let refused = find(&lines, "unauthorized");
         assert_eq!(refused["statuses"], json!([401]), "{runtime}: {lines:#?}");
-        assert!(find(&lines, "refused")["error"].is_string(), "{runtime}");
+        let error = find(&lines, "refused")["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains(says), "{runtime}: {error}");
         let lines = bridge.node("unauthorized", &[]);
         assert_eq!(
             find(&lines, "refused")["code"],
             401,
             "{runtime}: {lines:#?}"
         );
+        let error = find(&lines, "refused")["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains(says), "{runtime}: {error}");
         assert_eq!(find(&lines, "unauthorized")["statuses"], json!([401]));
         let lines = bridge.python("foreign-origin", &[]);
         let refused = find(&lines, "foreign-origin");

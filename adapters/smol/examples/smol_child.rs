@@ -1,7 +1,7 @@
 //! A child-process connection on smol, read as a `Stream` of events: send a request, take the
 //! response, shut down, print the exit status.
 //!
-//! `cargo run -p tether-smol --example child` runs `cat`, which sends every line back: the
+//! `cargo run -p tether-smol --example smol_child` runs `cat`, which sends every line back: the
 //! request returns as a message of its own.
 
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The request layer on smol, serving the peer's requests while making our own.
 //!
-//! `cargo run -p tether-smol --example rpc` talks to `cat`, which sends our request straight
+//! `cargo run -p tether-smol --example smol_rpc` talks to `cat`, which sends our request straight
 //! back: it arrives as a request *from* the peer, our handler answers it, `cat` sends that
 //! answer back too, and it completes our own request.
 

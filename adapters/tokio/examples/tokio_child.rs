@@ -1,7 +1,7 @@
 //! A child-process connection on tokio: send a request, read the response, shut down, print
 //! the exit status.
 //!
-//! `cargo run -p tether-tokio --example child -- PROGRAM [ARGS...]`, for instance
+//! `cargo run -p tether-tokio --example tokio_child -- PROGRAM [ARGS...]`, for instance
 //! `-- target/debug/tether peer`; without a program, a one-line shell server answers.
 
 use std::process::Command;

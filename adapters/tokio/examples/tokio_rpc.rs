@@ -1,6 +1,6 @@
 //! The request layer on tokio: `request().await`, with a deadline and a cancel notification.
 //!
-//! `cargo run -p tether-tokio --example rpc -- target/debug/tether peer`; without a program,
+//! `cargo run -p tether-tokio --example tokio_rpc -- target/debug/tether peer`; without a program,
 //! a shell that never answers shows the deadline at work.
 
 use std::process::Command;

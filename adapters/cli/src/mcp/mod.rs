@@ -38,6 +38,11 @@ use session::Shared;
 /// Where the endpoint is served.
 pub const PATH: &str = "/mcp";
 
+/// The body of a 404: what the bridge does serve, and how it is authorized.
+const NOT_FOUND: &[u8] = b"not found: this tether bridge serves MCP's Streamable HTTP at /mcp, \
+    websockets at /, and /healthz; it takes a bearer token (Authorization: Bearer TOKEN), not \
+    OAuth\n";
+
 /// A response: a whole body, or a session's stream.
 type Answer = Response<Either<Full<Bytes>, Events>>;
 
@@ -96,7 +101,9 @@ impl Endpoint {
             return plain(StatusCode::OK, "application/json", body.into_bytes());
         }
         if parts.uri.path() != PATH {
-            return plain(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+            // Also what an MCP client looking for OAuth metadata (`/.well-known/…`) or
+            // registration is told, and may show.
+            return plain(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.to_vec());
         }
         let origin = parts.headers.get(header::ORIGIN).cloned();
         if parts.method == HttpMethod::OPTIONS {
@@ -321,17 +328,14 @@ fn status(status: Status, session: Option<HeaderValue>) -> Answer {
     answer
 }
 
-/// The gate's refusal, as for a websocket handshake.
+/// The gate's refusal, as for a websocket handshake: its status, its JSON-RPC error body, and
+/// for a 401 its challenge.
 fn refusal(refused: Refused) -> Answer {
-    let mut answer = plain(
-        refused.status(),
-        "text/plain",
-        format!("{}\n", refused.text()).into_bytes(),
-    );
-    if refused == Refused::Token {
+    let mut answer = plain(refused.status(), streamable::JSON, refused.body());
+    if let Some(challenge) = refused.challenge() {
         answer
             .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            .insert(header::WWW_AUTHENTICATE, challenge);
     }
     answer
 }

@@ -174,6 +174,13 @@ impl Target {
     }
 }
 
+/// Whether `url` is an MCP endpoint this client can reach (`http://HOST[:PORT][/PATH]`, no
+/// credentials in it): checked as the command line is parsed, so that a bad one is a usage
+/// error.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    Target::parse(url).map(drop)
+}
+
 /// The connection's read side: the inbound pipe, whose end becomes a read error when the
 /// session ended for a reason (the server's 404, a failed request).
 struct Inbound {
