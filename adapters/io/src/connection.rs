@@ -300,6 +300,13 @@ where
                 // Taking an event may make room in the read-ahead: the reader is woken then.
                 self.shared.wake(&mut state);
                 if let Some(event) = event {
+                    if !state.ep.can_send() && state.reading == Reading::Owner {
+                        // The owner leaves with an event while a send may wait for room: the
+                        // reader task reads meanwhile, whatever the owner does next.
+                        drop(state);
+                        self.shared.hand_reading_over();
+                        state = self.shared.lock();
+                    }
                     if matches!(event, Event::Disconnected(_)) {
                         // Senders now fail, and the writer may finish.
                         self.shared.settle(state);

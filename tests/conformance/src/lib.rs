@@ -149,6 +149,7 @@ macro_rules! suite {
             stalled_consumer_holds_a_flooding_child_back,
             a_large_send_completes_while_the_peer_echoes,
             a_peer_streaming_while_it_receives_a_large_request,
+            sends_complete_after_the_owner_received_and_left,
             content_length_framing_with_a_child,
             websocket_exchange_and_close_from_the_client,
             websocket_close_from_the_server,

@@ -342,6 +342,35 @@ pub async fn a_peer_streaming_while_it_receives_a_large_request<R: Runtime>(peer
     assert_eq!(conn.shutdown().await.unwrap().code, Some(0));
 }
 
+/// The owner receives one event and leaves `recv` for good while its sends still wait for
+/// room: the connection goes on reading (the reader task takes over), so `cat`, which echoes
+/// while it reads, takes the rest of the request and every send completes.
+pub async fn sends_complete_after_the_owner_received_and_left<R: Runtime>(_: &Peer) {
+    let options = options().max_frame(64 << 20).send_budget(1 << 20);
+    let mut conn = Conn::<R>::spawn(std::process::Command::new("cat"), options).unwrap();
+    let sender = conn.sender();
+    conn.send(&request(0, "first", json!([]))).await.unwrap();
+    let sends = async {
+        let big = "z".repeat(10 << 20);
+        sender.send(&request(1, "big", json!([big]))).await.unwrap();
+        sender.send(&request(2, "small", json!([]))).await.unwrap();
+        sender.send(&request(3, "last", json!([]))).await.unwrap();
+    };
+    let receive_one = async { conn.recv().await };
+    let ((), first) = future::zip(sends, receive_one).await;
+    assert!(
+        matches!(first, Some(Event::Message(Message::Request(ref r))) if r.id == Id::from(0)),
+        "{first:?}"
+    );
+    for id in 1..=3 {
+        match conn.recv().await {
+            Some(Event::Message(Message::Request(r))) => assert_eq!(r.id, Id::from(id)),
+            other => panic!("echo {id}: {other:?}"),
+        }
+    }
+    assert_eq!(conn.shutdown().await.unwrap().code, Some(0));
+}
+
 /// `Content-Length` framing through `cat`, which echoes the frames back byte for byte.
 pub async fn content_length_framing_with_a_child<R: Runtime>(_: &Peer) {
     // `cat` echoes our Content-Length frames back byte for byte.
