@@ -393,6 +393,22 @@ fn a_child_exiting_kills_its_group_and_its_held_output_is_given_up() {
     assert!(ep.is_finished());
 }
 
+/// A child's endpoint with the LSP goodbye and the default ladder at `grace`.
+fn lsp_child(grace: Duration, t0: Instant) -> Endpoint {
+    let config = Config::new()
+        .policy(Policy::graceful(grace))
+        .goodbye(Some(Goodbye::Lsp));
+    Endpoint::for_child(config, t0).unwrap()
+}
+
+/// The rest of the ladder fires on time: terminate at `terminate`, kill at `kill`.
+fn ladder_runs(ep: &mut Endpoint, terminate: Instant, kill: Instant) {
+    ep.handle_timeout(terminate);
+    assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
+    ep.handle_timeout(kill);
+    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+}
+
 #[test]
 fn the_lsp_goodbye_comes_before_the_ladder() {
     let t0 = base();
@@ -440,10 +456,7 @@ fn the_lsp_goodbye_comes_before_the_ladder() {
 #[test]
 fn an_unanswered_goodbye_goes_on_after_the_grace() {
     let t0 = base();
-    let config = Config::new()
-        .policy(Policy::graceful(2 * SEC))
-        .goodbye(Some(Goodbye::Lsp));
-    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    let mut ep = lsp_child(2 * SEC, t0);
     ep.close(t0);
     written(&mut ep);
     ep.handle_timeout(t0 + 2 * SEC);
@@ -458,10 +471,7 @@ fn an_unanswered_goodbye_goes_on_after_the_grace() {
 #[test]
 fn a_goodbye_after_the_childs_output_ended_goes_straight_to_the_ladder() {
     let t0 = base();
-    let config = Config::new()
-        .policy(Policy::graceful(2 * SEC))
-        .goodbye(Some(Goodbye::Lsp));
-    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    let mut ep = lsp_child(2 * SEC, t0);
     ep.track_requests();
     // The end is read but not yet delivered when the owner closes.
     ep.handle_eof(t0);
@@ -473,10 +483,7 @@ fn a_goodbye_after_the_childs_output_ended_goes_straight_to_the_ladder() {
     assert!(matches!(&events(&mut ep)[..], [Event::Disconnected(None)]));
     assert_eq!(controls(&mut ep), vec![Control::CloseWrite]);
     assert_eq!(ep.poll_timeout(), Some(t0 + 2 * SEC));
-    ep.handle_timeout(t0 + 2 * SEC);
-    assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
-    ep.handle_timeout(t0 + 4 * SEC);
-    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+    ladder_runs(&mut ep, t0 + 2 * SEC, t0 + 4 * SEC);
 }
 
 /// The child's output ends while its goodbye waits for an answer: the goodbye ends there, and
@@ -484,10 +491,7 @@ fn a_goodbye_after_the_childs_output_ended_goes_straight_to_the_ladder() {
 #[test]
 fn a_goodbye_cut_short_by_the_end_of_output_still_runs_the_ladder() {
     let t0 = base();
-    let config = Config::new()
-        .policy(Policy::graceful(2 * SEC))
-        .goodbye(Some(Goodbye::Lsp));
-    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    let mut ep = lsp_child(2 * SEC, t0);
     ep.track_requests();
     ep.close(t0);
     assert_eq!(written(&mut ep)[0]["method"], "shutdown");
@@ -496,10 +500,7 @@ fn a_goodbye_cut_short_by_the_end_of_output_still_runs_the_ladder() {
     assert_eq!(controls(&mut ep), vec![Control::CloseWrite]);
     let deadline = ep.poll_timeout().expect("the ladder's deadline");
     assert!(deadline <= t0 + 3 * SEC, "{deadline:?}");
-    ep.handle_timeout(t0 + 3 * SEC);
-    assert_eq!(ep.poll_action(), Some(Action::TerminateGroup));
-    ep.handle_timeout(t0 + 5 * SEC);
-    assert_eq!(ep.poll_action(), Some(Action::KillGroup));
+    ladder_runs(&mut ep, t0 + 3 * SEC, t0 + 5 * SEC);
 }
 
 /// A kill after a close skips what is left of the goodbye and the ladder; a second changes
@@ -507,10 +508,7 @@ fn a_goodbye_cut_short_by_the_end_of_output_still_runs_the_ladder() {
 #[test]
 fn a_kill_skips_the_remaining_graces() {
     let t0 = base();
-    let config = Config::new()
-        .policy(Policy::graceful(10 * SEC))
-        .goodbye(Some(Goodbye::Lsp));
-    let mut ep: Endpoint = Endpoint::for_child(config, t0).unwrap();
+    let mut ep = lsp_child(10 * SEC, t0);
     ep.close(t0);
     assert_eq!(written(&mut ep)[0]["method"], "shutdown");
     ep.kill(t0 + SEC);
