@@ -10,6 +10,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod support;
+
+use support::state;
+
 const RUNTIMES: [&str; 2] = ["tokio", "smol"];
 
 /// A leader whose child escapes into a session of its own and says so (`pid N`, which tether
@@ -24,22 +28,7 @@ fn tether(tag: &str) -> Command {
 
 /// The processes carrying `tag` in their environment that are alive (not zombies).
 fn alive(tag: &str) -> Vec<u32> {
-    let needle = format!("TETHER_TEST_TAG={tag}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| {
-            let zombie = std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            });
-            !zombie
-                && std::fs::read(format!("/proc/{p}/environ"))
-                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .collect()
+    support::tagged(&format!("TETHER_TEST_TAG={tag}"))
 }
 
 /// Reads tether's event lines until the escapee has reported itself.
@@ -241,12 +230,6 @@ fn run_with_no_grace_hands_no_zombie_to_its_parent() {
             }
         }
     }
-}
-
-/// A process's state letter (`Z` for a zombie), or `None` once it is gone altogether.
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// This process's cgroup directory, found as tether finds its own (the cgroup2 mount in

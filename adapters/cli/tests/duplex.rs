@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 
+mod support;
+
+use support::gone;
+
 const RUNTIMES: [&str; 2] = ["tokio", "smol"];
 
 /// How long any of these sessions may take before the test calls it a hang.
@@ -75,17 +79,6 @@ fn wait_until(mut condition: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn gone(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie is gone as far as running goes; tether reaps it (it is its subreaper).
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z')),
-    }
-}
-
 fn signal(child: &Child, signal: Signal) {
     kill_process(Pid::from_raw(child.id() as i32).unwrap(), signal).unwrap();
 }
@@ -104,12 +97,25 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// Runs `tether ARGS` with `input` on its standard input (closed after it), reading its
+/// output as it comes; checks that it succeeded and returns its event lines.
+fn session(args: &[&str], input: Vec<u8>) -> Vec<Value> {
+    let mut child = tether(args);
+    let writer = feed(&mut child, input);
+    let reader = collect(child.stdout.take().unwrap());
+    assert!(wait(&mut child).success(), "{args:?}");
+    writer.join().unwrap();
+    reader.join().unwrap()
+}
+
 /// A 40 MiB request to `cat`, then a second one: `cat` echoes while it reads, so tether must
 /// print the echo while it is still writing the request. Both come back whole.
 #[test]
 fn a_40_mib_request_through_cat_then_another_both_come_back() {
     for runtime in RUNTIMES {
-        let mut child = tether(&[
+        let mut input = request(1, "big", json!(["x".repeat(40 << 20)]));
+        input.extend(request(2, "small", json!([])));
+        let args = [
             "run",
             "--runtime",
             runtime,
@@ -117,14 +123,8 @@ fn a_40_mib_request_through_cat_then_another_both_come_back() {
             "67108864",
             "--",
             "cat",
-        ]);
-        let mut input = request(1, "big", json!(["x".repeat(40 << 20)]));
-        input.extend(request(2, "small", json!([])));
-        let writer = feed(&mut child, input);
-        let reader = collect(child.stdout.take().unwrap());
-        assert!(wait(&mut child).success(), "{runtime}");
-        writer.join().unwrap();
-        let events = reader.join().unwrap();
+        ];
+        let events = session(&args, input);
         let messages = of_kind(&events, "message");
         assert_eq!(messages.len(), 2, "{runtime}");
         assert_eq!(messages[0]["message"]["id"], 1);
@@ -142,15 +142,13 @@ fn a_40_mib_request_through_cat_then_another_both_come_back() {
 #[test]
 fn a_peer_that_writes_before_it_reads() {
     for runtime in RUNTIMES {
-        let mut child = tether(&["run", "--runtime", runtime, "--max-frame", "67108864"]);
         let mut input = request(1, "notify", json!({"count": 20_000, "size": 130}));
         input.extend(request(2, "echo", json!(["y".repeat(20 << 20)])));
         input.extend(request(3, "echo", json!(["after"])));
-        let writer = feed(&mut child, input);
-        let reader = collect(child.stdout.take().unwrap());
-        assert!(wait(&mut child).success(), "{runtime}");
-        writer.join().unwrap();
-        let events = reader.join().unwrap();
+        let events = session(
+            &["run", "--runtime", runtime, "--max-frame", "67108864"],
+            input,
+        );
         let messages = of_kind(&events, "message");
         assert_eq!(messages.len(), 20_003, "{runtime}");
         let results: Vec<&Value> = messages
@@ -168,7 +166,7 @@ const FLOODER: &str = r#"echo "{\"jsonrpc\":\"2.0\",\"method\":\"pid\",\"params\
 
 /// Starts tether over [`FLOODER`] with 1 MB of requests on its standard input (far more than
 /// the pipe to the child takes), and returns it with the child's pid and its standard output.
-fn flooded(runtime: &str) -> (Child, u64, BufReader<ChildStdout>) {
+fn flooded(runtime: &str) -> (Child, u32, BufReader<ChildStdout>) {
     let mut child = tether(&[
         "run",
         "--runtime",
@@ -195,6 +193,7 @@ fn flooded(runtime: &str) -> (Child, u64, BufReader<ChildStdout>) {
     let first: Value = serde_json::from_str(&first).unwrap();
     let pid = first["message"]["params"][0]
         .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
         .expect("the child's pid");
     (child, pid, stdout)
 }
@@ -328,7 +327,7 @@ fn a_gigabyte_stdin_line_is_refused_in_bounded_memory() {
 #[test]
 fn a_goodbye_to_a_child_without_output_ends() {
     for runtime in RUNTIMES {
-        let mut child = tether(&[
+        let args = [
             "run",
             "--runtime",
             runtime,
@@ -336,15 +335,9 @@ fn a_goodbye_to_a_child_without_output_ends() {
             "lsp",
             "--grace",
             "200",
-            "--",
-            "sh",
-            "-c",
-            "exec >&-; exec sleep 30",
-        ]);
-        drop(child.stdin.take());
-        let reader = collect(child.stdout.take().unwrap());
-        assert!(wait(&mut child).success(), "{runtime}");
-        let events = reader.join().unwrap();
+        ];
+        let child = ["--", "sh", "-c", "exec >&-; exec sleep 30"];
+        let events = session(&[&args[..], &child[..]].concat(), Vec::new());
         assert_eq!(
             events.last().unwrap()["event"],
             "exit",

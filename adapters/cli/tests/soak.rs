@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
 
+mod support;
+
+use support::processes;
+
 /// What a machine shared with other builds may add to a session's end, beyond the linger and
 /// the graces.
 const MARGIN: Duration = Duration::from_secs(5);
@@ -238,15 +242,7 @@ fn session(name: &str, rng: &mut Rng) {
 
 /// Live processes carrying `TETHER_SOAK_TAG=tag`.
 fn tagged(tag: &str) -> Vec<u32> {
-    let needle = format!("TETHER_SOAK_TAG={tag}");
-    processes()
-        .filter(|&(pid, _, state)| {
-            state != 'Z'
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .map(|(pid, _, _)| pid)
-        .collect()
+    support::tagged(&format!("TETHER_SOAK_TAG={tag}"))
 }
 
 /// Zombies whose parent is this process: orphans of a session that nobody reaped.
@@ -256,19 +252,4 @@ fn zombie_children() -> Vec<u32> {
         .filter(|&(_, ppid, state)| ppid == me && state == 'Z')
         .map(|(pid, _, _)| pid)
         .collect()
-}
-
-/// Every process as (pid, parent pid, state).
-fn processes() -> impl Iterator<Item = (u32, u32, char)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let mut rest = stat.rsplit(')').next()?.split_whitespace();
-            let state = rest.next()?.chars().next()?;
-            let ppid = rest.next()?.parse().ok()?;
-            Some((pid, ppid, state))
-        })
 }

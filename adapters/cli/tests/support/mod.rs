@@ -1,0 +1,44 @@
+//! What the command's tests observe of processes through `/proc`, written once. Each test file
+//! is a crate of its own and uses part of it.
+
+#![allow(dead_code, reason = "each test crate uses a part of the support")]
+
+/// Every process as (pid, parent pid, state letter: `Z` for a zombie).
+pub(crate) fn processes() -> impl Iterator<Item = (u32, u32, char)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+            let state = rest.next()?.chars().next()?;
+            let ppid = rest.next()?.parse().ok()?;
+            Some((pid, ppid, state))
+        })
+}
+
+/// A process's state letter, or `None` once it is gone altogether.
+pub(crate) fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Whether `pid` no longer runs: gone, or a zombie waiting to be reaped.
+pub(crate) fn gone(pid: u32) -> bool {
+    matches!(state(pid), None | Some('Z'))
+}
+
+/// The live processes (zombies aside) whose environment holds `VAR=value` (`var_value`).
+pub(crate) fn tagged(var_value: &str) -> Vec<u32> {
+    processes()
+        .filter(|&(pid, _, state)| {
+            state != 'Z'
+                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.split(|&b| b == 0)
+                        .any(|var| var == var_value.as_bytes())
+                })
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
