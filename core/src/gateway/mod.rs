@@ -490,6 +490,17 @@ impl Gateway {
         id
     }
 
+    /// A websocket handshake's request on `conn`, answered at once: 101 to accept (then
+    /// [`handle_ws_open`](Self::handle_ws_open) once it is out), else the refusal to write
+    /// before closing. The same as [`handle_request`](Self::handle_request) and
+    /// [`take_response`](Self::take_response) together, for a library that asks for the
+    /// answer inside a callback.
+    pub fn handle_handshake(&mut self, conn: ConnId, request: Request, now: Instant) -> Response {
+        let id = self.handle_request(conn, request, now);
+        self.take_response(id)
+            .unwrap_or_else(|| Response::error(400, SERVER_ERROR, "not a websocket handshake"))
+    }
+
     /// The answer to a request head, or `None` for a POST whose body is to be read.
     fn answer(
         &mut self,
