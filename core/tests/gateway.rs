@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tether_core::gateway::{
     Body, BodyError, Config, ConnId, Gateway, Order, Request, RequestId, Response, Start, ToClient,
-    ToProgram,
+    ToProgram, Wake,
 };
 use tether_core::streamable::{Settings, Take};
 use tether_core::{CloseReason, ExitStatus, Message};
@@ -100,7 +100,9 @@ impl World {
         let conn = self.gw.handle_accept(peer(), self.now);
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize"});
         let id = self.post(conn, None, &init);
-        let Start { program, client } = self.gw.poll_start().expect("a program to start");
+        let Start {
+            program, client, ..
+        } = self.gw.poll_start().expect("a program to start");
         assert_eq!(client, peer());
         self.gw.handle_started(program, Ok(()), self.now);
         let response = self.gw.take_response(id).expect("answered once started");
@@ -500,4 +502,27 @@ fn stopping_closes_everything_in_order() {
     assert!(w.gw.is_finished());
     let late = w.gw.handle_accept(peer(), w.now);
     assert_eq!(w.gw.connection(late), Order::Drop);
+}
+
+fn wakes(gw: &mut Gateway) -> Vec<Wake> {
+    std::iter::from_fn(|| gw.poll_wake()).collect()
+}
+
+#[test]
+fn an_input_names_the_waiters_it_concerns() {
+    let mut w = World::new(config().max_connections(8));
+    let (a, program_a) = w.websocket();
+    let (b, _) = w.websocket();
+    let _ = wakes(&mut w.gw);
+    let ping = message(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    w.gw.handle_client_message(a, ping, w.now);
+    assert_eq!(wakes(&mut w.gw), vec![Wake::Channel(a.channel())]);
+    assert!(w.gw.poll_program(program_a).is_some());
+    assert_eq!(wakes(&mut w.gw), vec![Wake::Channel(a.channel())]);
+    let note = message(json!({"jsonrpc": "2.0", "method": "note"}));
+    w.gw.handle_program_message(program_a, note, w.now);
+    assert_eq!(wakes(&mut w.gw), vec![Wake::Channel(a.channel())]);
+    assert_ne!(a.channel(), b.channel());
+    w.gw.handle_stop(w.now);
+    assert_eq!(wakes(&mut w.gw), vec![Wake::All]);
 }

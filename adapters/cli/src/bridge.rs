@@ -112,7 +112,9 @@ async fn serve<R: Runtime>(
     let conn = gateway.with(|g, now| g.handle_accept(peer, now));
     let dropped = async {
         gateway
-            .wait(|g, _| (g.connection(conn) == Order::Drop).then_some(()))
+            .wait_on(Some(conn.channel()), |g, _| {
+                (g.connection(conn) == Order::Drop).then_some(())
+            })
             .await;
         tracing::debug!(%peer, "dropped: no handshake in time, or the bridge is stopping");
     };
@@ -210,11 +212,12 @@ async fn session<R: Runtime>(
     gateway: &Arc<Driver<Gateway>>,
 ) {
     let to_client = client.sender();
+    let channel = Some(conn.channel());
     let reading = async {
         loop {
             // A client that has left is read to its end, wanted or not.
             future::or(
-                gateway.wait(|g, _| g.wants_client_input(conn).then_some(())),
+                gateway.wait_on(channel, |g, _| g.wants_client_input(conn).then_some(())),
                 to_client.closed(),
             )
             .await;
@@ -234,7 +237,7 @@ async fn session<R: Runtime>(
     let writing = async {
         loop {
             let next = gateway
-                .wait(|g, _| match g.poll_client(conn) {
+                .wait_on(channel, |g, _| match g.poll_client(conn) {
                     Some(next) => Some(Some(next)),
                     None if g.client_closing(conn) => Some(None),
                     None => None,
@@ -247,7 +250,7 @@ async fn session<R: Runtime>(
                         async {
                             let _ = to_client.send(&message).await;
                         },
-                        gateway.wait(|g, _| g.client_closing(conn).then_some(())),
+                        gateway.wait_on(channel, |g, _| g.client_closing(conn).then_some(())),
                     )
                     .await;
                 }

@@ -26,13 +26,23 @@ pub async fn starter<R: Runtime>(gateway: Arc<Driver<Gateway>>, args: Arc<Bridge
                 None => None,
             })
             .await;
-        let Some(Start { program, client }) = next else {
+        let Some(Start {
+            program,
+            client,
+            channel,
+        }) = next
+        else {
             return;
         };
         match start::<R>(&args, client) {
             Ok((child, recorder)) => {
                 gateway.with(|g, now| g.handle_started(program, Ok(()), now));
-                R::spawn(run::<R>(Arc::clone(&gateway), program, child, recorder));
+                let joined = Joined {
+                    gateway: Arc::clone(&gateway),
+                    program,
+                    channel: Some(channel),
+                };
+                R::spawn(run::<R>(joined, child, recorder));
             }
             Err(err) => {
                 tracing::warn!(%err, "cannot start the program");
@@ -57,20 +67,34 @@ fn start<R: Runtime>(
     Ok((child, recorder))
 }
 
+/// A program and where it meets the gateway.
+struct Joined {
+    gateway: Arc<Driver<Gateway>>,
+    program: ProgramId,
+    /// The channel its waiters wait on.
+    channel: Option<u64>,
+}
+
 /// Joins one program to the gateway until it has ended: its messages in while the gateway
 /// wants them, the gateway's for it out (a send it does not take is abandoned once it is to
 /// close), then its end reported.
 async fn run<R: Runtime>(
-    gateway: Arc<Driver<Gateway>>,
-    program: ProgramId,
+    joined: Joined,
     mut child: Connection<Message, R>,
     recorder: Option<Recorder>,
 ) {
+    let Joined {
+        gateway,
+        program,
+        channel,
+    } = joined;
     let to_child = child.sender();
     let reading = async {
         loop {
             gateway
-                .wait(|g, _| g.wants_program_output(program).then_some(()))
+                .wait_on(channel, |g, _| {
+                    g.wants_program_output(program).then_some(())
+                })
                 .await;
             match child.recv().await {
                 Some(Event::Message(message)) => {
@@ -89,7 +113,7 @@ async fn run<R: Runtime>(
     let writing = async {
         loop {
             let next = gateway
-                .wait(|g, _| match g.poll_program(program) {
+                .wait_on(channel, |g, _| match g.poll_program(program) {
                     Some(next) => Some(Some(next)),
                     None if g.program_closing(program) => Some(None),
                     None => None,
@@ -102,7 +126,7 @@ async fn run<R: Runtime>(
                             // Refused only once the program's input is closed; its end follows.
                             let _ = to_child.send(&message).await;
                         },
-                        gateway.wait(|g, _| g.program_closing(program).then_some(())),
+                        gateway.wait_on(channel, |g, _| g.program_closing(program).then_some(())),
                     )
                     .await;
                 }

@@ -30,7 +30,7 @@ pub use clock::now;
 pub use connection::{Connection, Sender};
 pub use error::Error;
 pub use listener::Listener;
-pub use machine::{Driver, Machine};
+pub use machine::{Driver, Machine, Wake, SHARDS};
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
 pub use process::{ChildOptions, Stderr};

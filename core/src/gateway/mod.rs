@@ -58,7 +58,7 @@
 mod gate;
 mod http;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,9 @@ const SERVER_ERROR: i64 = -32000;
 /// The headers a browser page may send with a request (answered to its preflight).
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-session-id, \
                              mcp-protocol-version, last-event-id";
+
+/// Channels kept for [`Gateway::poll_wake`] before it says [`Wake::All`] instead.
+const MAX_WAKES: usize = 256;
 
 /// The methods the MCP endpoint takes.
 const ALLOW_METHODS: &str = "GET, POST, DELETE";
@@ -200,6 +203,13 @@ macro_rules! ids {
     )*};
 }
 
+impl ConnId {
+    /// The channel its waiters wait on (see [`Gateway::poll_wake`]).
+    pub fn channel(self) -> u64 {
+        self.0
+    }
+}
+
 ids! {
     /// An accepted TCP connection.
     ConnId,
@@ -229,6 +239,17 @@ pub struct Start {
     pub program: ProgramId,
     /// The address of the client it serves (the bridge tells the program).
     pub client: SocketAddr,
+    /// The channel its waiters wait on (see [`Gateway::poll_wake`]).
+    pub channel: u64,
+}
+
+/// Whose waiters an input concerns (see [`Gateway::poll_wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The waiters on this channel.
+    Channel(u64),
+    /// Every waiter.
+    All,
 }
 
 /// What a program must be sent.
@@ -367,6 +388,10 @@ pub struct Gateway {
     starts: VecDeque<Start>,
     bodies: BTreeMap<BodyId, (u64, Sink)>,
     dropped: u64,
+    /// Channels whose waiters the last inputs concern.
+    wakes: BTreeSet<u64>,
+    /// Every waiter is concerned.
+    wake_all: bool,
 }
 
 impl Gateway {
@@ -392,6 +417,8 @@ impl Gateway {
             starts: VecDeque::new(),
             bodies: BTreeMap::new(),
             dropped: 0,
+            wakes: BTreeSet::new(),
+            wake_all: false,
         }
     }
 
@@ -410,6 +437,49 @@ impl Gateway {
         let now = self.now.map_or(now, |seen| seen.max(now));
         self.now = Some(now);
         now
+    }
+
+    /// Whose waiters the last inputs concern, one at a time (then `None`): a driver that
+    /// wakes only those, instead of every waiter on every input, keeps a bridge with many
+    /// sessions from waking them all for each message. A connection's waiters (its HTTP
+    /// requests, its websocket's relay, the program of a websocket session) wait on
+    /// [`ConnId::channel`]; a program's on [`Start::channel`]; a streamed body's on
+    /// [`body_channel`](Self::body_channel); anything else (starting programs, the end) on
+    /// [`Wake::All`] only.
+    pub fn poll_wake(&mut self) -> Option<Wake> {
+        if std::mem::take(&mut self.wake_all) {
+            self.wakes.clear();
+            return Some(Wake::All);
+        }
+        self.wakes.pop_first().map(Wake::Channel)
+    }
+
+    fn wake(&mut self, channel: u64) {
+        // Once stopping, any change may be the last one the end waits for.
+        // A driver that never asks is not owed a growing list: past a bound, everyone.
+        if self.stopping || self.wakes.len() >= MAX_WAKES {
+            self.wake_all = true;
+            self.wakes.clear();
+        } else {
+            self.wakes.insert(channel);
+        }
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_all = true;
+    }
+
+    fn wake_program(&mut self, program: ProgramId) {
+        match self.programs.get(&program).map(|p| p.owner) {
+            Some(Owner::Ws(conn)) => self.wake(conn.0),
+            Some(Owner::Http(key)) => self.wake(key),
+            None => self.wake_all(),
+        }
+    }
+
+    /// The channel a streamed body's reader waits on (its session's), if the body is known.
+    pub fn body_channel(&self, body: BodyId) -> Option<u64> {
+        self.bodies.get(&body).map(|(key, _)| *key)
     }
 
     // ---- connections ------------------------------------------------------------------
@@ -449,6 +519,7 @@ impl Gateway {
         if self.conns.remove(&conn).is_none() {
             return;
         }
+        self.wake(conn.0);
         self.requests.retain(|_, req| req.conn != conn);
         self.client_gone(conn);
         self.settle(now);
@@ -462,6 +533,7 @@ impl Gateway {
     /// [`handle_ws_open`](Self::handle_ws_open)), else a refusal to write before closing.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) -> RequestId {
         let now = self.clock(now);
+        self.wake(conn.0);
         let id = RequestId(self.id());
         let origin = request
             .header_values("origin")
@@ -631,6 +703,7 @@ impl Gateway {
             content_type: head.content_type.clone(),
         };
         let conn = req.conn;
+        self.wake(conn.0);
         let state = match body {
             Err(BodyError::TooLarge) => ReqState::Ready(Response::from_status(Status::too_large())),
             Err(BodyError::Failed) => ReqState::Ready(Response::error(
@@ -733,7 +806,12 @@ impl Gateway {
                 closing: false,
             },
         );
-        self.starts.push_back(Start { program, client });
+        self.starts.push_back(Start {
+            program,
+            client,
+            channel: key,
+        });
+        self.wake_all();
         (
             Response::full(500, "text/plain", Vec::new()),
             Some((program, reply)),
@@ -742,6 +820,7 @@ impl Gateway {
 
     /// A later request of the open session `key`.
     fn continue_session(&mut self, key: u64, request: SessionRequest, now: Instant) -> Response {
+        self.wake(key);
         let Some(http) = self.sessions.get_mut(&key) else {
             return Response::from_status(Status::unknown_session());
         };
@@ -826,10 +905,15 @@ impl Gateway {
         let Some(&(key, sink)) = self.bodies.get(&body) else {
             return Take::End;
         };
-        match self.sessions.get_mut(&key) {
+        let take = match self.sessions.get_mut(&key) {
             Some(http) => http.session.take(sink),
             None => Take::End,
+        };
+        if take != Take::Wait {
+            // Taking may have made room: the program is read again.
+            self.wake(key);
         }
+        take
     }
 
     /// A streamed body was sent, or its connection is gone: what it did not take stays for a
@@ -843,6 +927,7 @@ impl Gateway {
             http.bodies = http.bodies.saturating_sub(1);
             http.session.detach(sink, now);
         }
+        self.wake(key);
         self.settle(now);
     }
 
@@ -860,6 +945,7 @@ impl Gateway {
         c.phase = Phase::Websocket;
         c.deadline = None;
         let client = c.peer;
+        self.wake_all();
         let program = ProgramId(self.id());
         let Some(ws) = self.ws.get_mut(&conn) else {
             return;
@@ -882,7 +968,11 @@ impl Gateway {
                 closing: false,
             },
         );
-        self.starts.push_back(Start { program, client });
+        self.starts.push_back(Start {
+            program,
+            client,
+            channel: conn.0,
+        });
         self.settle(now);
     }
 
@@ -902,6 +992,7 @@ impl Gateway {
     /// or over, it goes nowhere (counted in [`dropped`](Self::dropped)).
     pub fn handle_client_message(&mut self, conn: ConnId, message: Message, now: Instant) {
         let now = self.clock(now);
+        self.wake(conn.0);
         let relay_queue = self.config.relay_queue;
         let program = self
             .ws
@@ -922,7 +1013,10 @@ impl Gateway {
         if ws.client_gone {
             return None;
         }
-        ws.queue.pop_front()
+        let next = ws.queue.pop_front()?;
+        // Room for the program's output again.
+        self.wake(conn.0);
+        Some(next)
     }
 
     /// Whether a send to client `conn` that is not completing should be abandoned: the
@@ -967,6 +1061,7 @@ impl Gateway {
         now: Instant,
     ) {
         let now = self.clock(now);
+        self.wake_all();
         let Some(p) = self.programs.get_mut(&program) else {
             return;
         };
@@ -1087,6 +1182,7 @@ impl Gateway {
     /// session's streams. Once the client is gone it goes nowhere.
     pub fn handle_program_message(&mut self, program: ProgramId, message: Message, now: Instant) {
         let now = self.clock(now);
+        self.wake_program(program);
         let relay_queue = self.config.relay_queue;
         match self.programs.get(&program).map(|p| p.owner) {
             Some(Owner::Ws(conn)) => match self.ws.get_mut(&conn) {
@@ -1116,6 +1212,7 @@ impl Gateway {
         now: Instant,
     ) {
         let now = self.clock(now);
+        self.wake_all();
         let Some(p) = self.programs.remove(&program) else {
             return;
         };
@@ -1149,6 +1246,13 @@ impl Gateway {
     /// What `program` must be sent next: its client's messages in order, then
     /// [`ToProgram::Close`]. Nothing while it is starting.
     pub fn poll_program(&mut self, program: ProgramId) -> Option<ToProgram> {
+        let next = self.next_for_program(program)?;
+        // Room for the client's input again.
+        self.wake_program(program);
+        Some(next)
+    }
+
+    fn next_for_program(&mut self, program: ProgramId) -> Option<ToProgram> {
         let p = self.programs.get_mut(&program)?;
         if p.running == Running::Starting {
             return None;
@@ -1193,6 +1297,14 @@ impl Gateway {
             return;
         }
         p.closing = true;
+        let owner = p.owner;
+        self.wake(match owner {
+            Owner::Ws(conn) => conn.0,
+            Owner::Http(key) => key,
+        });
+        let Some(p) = self.programs.get_mut(&program) else {
+            return;
+        };
         match p.owner {
             Owner::Ws(_) => {
                 self.dropped += p.queue.len() as u64;
@@ -1218,6 +1330,7 @@ impl Gateway {
             return;
         }
         self.stopping = true;
+        self.wake_all();
         let grace = now.checked_add(self.config.shutdown_grace);
         for c in self.conns.values_mut() {
             match c.phase {
@@ -1277,6 +1390,7 @@ impl Gateway {
     /// dropped, idle sessions end.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock(now);
+        self.wake_all();
         for c in self.conns.values_mut() {
             if c.deadline.is_some_and(|at| at <= now) {
                 c.deadline = None;

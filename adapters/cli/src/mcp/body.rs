@@ -20,15 +20,19 @@ use tether_io::Driver;
 pub(super) struct Events {
     gateway: Arc<Driver<Gateway>>,
     body: BodyId,
+    /// The channel its waits are on (its session's).
+    channel: Option<u64>,
     /// Armed while waiting for the gateway to change.
     listener: Option<EventListener>,
 }
 
 impl Events {
     pub(super) fn new(gateway: Arc<Driver<Gateway>>, body: BodyId) -> Self {
+        let channel = gateway.peek(|g| g.body_channel(body));
         Events {
             gateway,
             body,
+            channel,
             listener: None,
         }
     }
@@ -56,7 +60,7 @@ impl Body for Events {
                 Some(_) => return Poll::Ready(None),
                 // Listen first, then take again: a change in between is not missed.
                 None => match self.listener.as_mut() {
-                    None => self.listener = Some(self.gateway.listen()),
+                    None => self.listener = Some(self.gateway.listen(self.channel)),
                     Some(listener) => {
                         ready!(Pin::new(listener).poll(cx));
                         self.listener = None;

@@ -42,9 +42,9 @@ pub async fn serve(stream: impl Io, conn: ConnId, gateway: Arc<Driver<Gateway>>)
         let gateway = Arc::clone(&gateway);
         async move {
             gateway
-                .wait(|g, _| {
-                    (g.connection(conn) == wanted || g.connection(conn) == Order::Drop)
-                        .then_some(())
+                .wait_on(Some(conn.channel()), |g, _| {
+                    let order = g.connection(conn);
+                    (order == wanted || order == Order::Drop).then_some(())
                 })
                 .await;
             None
@@ -106,7 +106,9 @@ async fn answer(
             })
         });
     }
-    let response = gateway.wait(|g, _| g.take_response(id)).await;
+    let response = gateway
+        .wait_on(Some(conn.channel()), |g, _| g.take_response(id))
+        .await;
     hyper_response(response, gateway)
 }
 
