@@ -14,6 +14,7 @@
 mod clock;
 mod connection;
 mod error;
+mod http;
 mod listener;
 mod options;
 pub mod process;
@@ -28,6 +29,8 @@ mod ws;
 pub use clock::now;
 pub use connection::{Connection, Sender};
 pub use error::Error;
+pub use http::{check_http_url, HyperIo};
+pub use hyper::header::{HeaderName, HeaderValue};
 pub use listener::Listener;
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
