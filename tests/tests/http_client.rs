@@ -10,6 +10,7 @@ conformance!(
     a_session_carries_whole_messages_and_ends_with_delete,
     a_refusal_ends_the_connection_with_the_status_as_the_reason,
     a_bad_url_and_an_unreachable_server_are_typed_errors,
+    sending_never_waits_for_the_owner_to_read,
 );
 
 mod scenarios {
@@ -196,6 +197,44 @@ mod scenarios {
                 assert_eq!(reason, None);
             }
         }
+    }
+
+    /// Full duplex: with a read-ahead of one message and a send budget of about one request,
+    /// an owner that sends ten requests without reading gets every send through (the answers
+    /// wait, the POSTs do not), then reads every answer. Each request has a POST of its own,
+    /// so the server may answer them in any order.
+    pub(crate) async fn sending_never_waits_for_the_owner_to_read<R: Runtime>() {
+        let server = Server::start(&[]);
+        let options = Options::new().read_ahead(1, 1 << 20).send_budget(1024);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], options)
+            .await
+            .unwrap();
+        conn.send(&initialize()).await.unwrap();
+        until_answer(&mut conn, 1).await;
+        let initialized = Notification::new("notifications/initialized", None);
+        conn.send(&initialized.into()).await.unwrap();
+        let padding = "p".repeat(600);
+        for id in 2..12 {
+            let echo = json!({"name": "echo", "arguments": {"message": format!("{id}{padding}")}});
+            conn.send(&request(id, "tools/call", echo)).await.unwrap();
+        }
+        let mut answered = std::collections::HashMap::new();
+        while answered.len() < 10 {
+            match conn.recv().await {
+                Some(Event::Message(Message::Response(response))) => {
+                    let text = response.result.unwrap()["content"][0]["text"].clone();
+                    assert!(answered.insert(response.id, text).is_none());
+                }
+                Some(Event::Message(_)) => {}
+                other => panic!("expected answers, got {other:?}"),
+            }
+        }
+        for id in 2..12 {
+            let text = &answered[&Id::from(id)];
+            assert_eq!(text.as_str().unwrap(), format!("{id}{padding}"));
+        }
+        conn.close();
+        while conn.recv().await.is_some() {}
     }
 
     pub(crate) async fn a_bad_url_and_an_unreachable_server_are_typed_errors<R: Runtime>() {

@@ -64,6 +64,15 @@ const ACCEPT_SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
 /// a full read-ahead holds the streams back too.
 const REPORTS: usize = 16;
 
+/// The exchanges' reports, in two channels. A response's head (or a request that failed before
+/// one) carries no message and is taken whenever it comes: the next POST may wait for it, and
+/// sending must not wait on the owner's reading. What a body brings (events, a JSON body, its
+/// end or failure) is taken, in order, only while the endpoint has room for the messages.
+struct Channels {
+    heads: Sender<Report>,
+    bodies: Sender<Report>,
+}
+
 /// Where the requests go.
 #[derive(Debug)]
 pub(crate) struct Target {
@@ -265,7 +274,8 @@ where
     R: Runtime,
 {
     let mut client = Client::new();
-    let (reports_tx, reports) = async_channel::bounded(REPORTS);
+    let (heads_tx, heads) = async_channel::bounded(REPORTS);
+    let (bodies_tx, bodies) = async_channel::bounded(REPORTS);
     let mut running: BTreeMap<Exchange, Running> = BTreeMap::new();
     // Received messages the endpoint has no room for yet.
     let mut inbound: VecDeque<Vec<u8>> = VecDeque::new();
@@ -361,7 +371,10 @@ where
             let exchange = run_exchange::<R>(
                 Arc::clone(&http),
                 request,
-                reports_tx.clone(),
+                Channels {
+                    heads: heads_tx.clone(),
+                    bodies: bodies_tx.clone(),
+                },
                 read_rx,
                 stop_rx,
             );
@@ -371,35 +384,43 @@ where
             tracing::warn!("{warning}");
         }
         running.retain(|exchange, _| client.wants(*exchange));
-        if !inbound.is_empty() {
-            // Held back by a full read-ahead: the exchanges' reports wait in their bounded
-            // channel, and their streams behind them.
-            future::or(input, stop).await;
-            continue;
-        }
+        // Held back by a full read-ahead, bodies wait in their bounded channel, and their
+        // streams behind them; heads, the owner's messages and the timer go on.
+        let held_back = !inbound.is_empty();
         let deadline = client.poll_timeout();
+        // The driver holds a sender of each channel itself: neither ever closes.
         let wake = future::or(
             async {
-                match reports.recv().await {
+                match heads.recv().await {
                     Ok(report) => Wake::Report(report),
-                    // The driver holds a sender itself: the channel never closes.
                     Err(_) => future::pending().await,
                 }
             },
             future::or(
                 async {
-                    future::or(output, future::or(input, stop)).await;
-                    Wake::Endpoint
-                },
-                async {
-                    match deadline {
-                        Some(at) => {
-                            R::sleep(at.saturating_duration_since(clock::now())).await;
-                            Wake::Timeout
-                        }
-                        None => future::pending().await,
+                    match held_back {
+                        false => match bodies.recv().await {
+                            Ok(report) => Wake::Report(report),
+                            Err(_) => future::pending().await,
+                        },
+                        true => future::pending().await,
                     }
                 },
+                future::or(
+                    async {
+                        future::or(output, future::or(input, stop)).await;
+                        Wake::Endpoint
+                    },
+                    async {
+                        match deadline {
+                            Some(at) => {
+                                R::sleep(at.saturating_duration_since(clock::now())).await;
+                                Wake::Timeout
+                            }
+                            None => future::pending().await,
+                        }
+                    },
+                ),
             ),
         )
         .await;
@@ -459,7 +480,7 @@ fn handle_report(
 async fn run_exchange<R: Runtime>(
     http: Arc<Http>,
     request: HttpRequest,
-    reports: Sender<Report>,
+    channels: Channels,
     read: Receiver<Read>,
     stop: Receiver<()>,
 ) {
@@ -470,7 +491,10 @@ async fn run_exchange<R: Runtime>(
         let response = match http.send::<R>(request, stop.clone(), to_the_end).await {
             Ok(response) => response,
             Err(error) => {
-                let _ = reports.send(Report::Failure { exchange, error }).await;
+                let _ = channels
+                    .heads
+                    .send(Report::Failure { exchange, error })
+                    .await;
                 return;
             }
         };
@@ -484,7 +508,7 @@ async fn run_exchange<R: Runtime>(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         };
-        if reports.send(head).await.is_err() {
+        if channels.heads.send(head).await.is_err() {
             return;
         }
         let Ok(how) = read.recv().await else { return };
@@ -510,7 +534,8 @@ async fn run_exchange<R: Runtime>(
                 while let Some(event) = events.next().await {
                     match event {
                         Ok(event) => {
-                            if reports
+                            if channels
+                                .bodies
                                 .send(Report::Event { exchange, event })
                                 .await
                                 .is_err()
@@ -527,7 +552,7 @@ async fn run_exchange<R: Runtime>(
                 Report::End { exchange }
             }
         };
-        let _ = reports.send(last).await;
+        let _ = channels.bodies.send(last).await;
     };
     future::or(work, async {
         let _ = stop.recv().await;
