@@ -92,6 +92,7 @@ pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transcript;
+mod verbatim;
 
 pub use config::{
     Config, DEFAULT_MAX_FRAME, DEFAULT_READ_AHEAD_BYTES, DEFAULT_READ_AHEAD_EVENTS,
@@ -109,3 +110,4 @@ pub use keepalive::{Keepalive, KeepaliveAction};
 pub use malformed::{decode, Malformed, MalformedKind, EXCERPT_LEN};
 pub use message::{ErrorObject, Id, Lite, Message, Notification, Request, Response};
 pub use supervisor::{Action, ExitStatus, Policy, Supervisor};
+pub use verbatim::Verbatim;

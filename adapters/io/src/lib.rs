@@ -44,5 +44,5 @@ pub use async_tungstenite::tungstenite::protocol::Role;
 pub use tether_core::{
     CloseReason, Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Goodbye, Id,
     Lite, Malformed, MalformedKind, Message, Notification, Policy, Request, Response, RpcError,
-    SendError,
+    SendError, Verbatim,
 };
