@@ -9,6 +9,10 @@
 //! [`tether_core::Connection`]'s, every lifetime decision the core
 //! [`tether_core::Supervisor`]'s. They move bytes between the transport and the core, map the
 //! supervisor's actions to system calls, and wake whoever waits.
+//!
+//! Transports: byte streams (a child's pipes, TCP and Unix sockets, any reader and writer),
+//! websockets, and MCP's Streamable HTTP ([`Connection::connect_http`]), whose requests,
+//! headers, resumptions and waits are the core `streamable::Client`'s decisions.
 #![deny(missing_docs)]
 
 mod clock;
