@@ -23,7 +23,7 @@ pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// past what a deadline can hold, reopen it at once).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
 
-/// How much of a refusal's body is quoted in the line that reports it.
+/// How much of a refusal's body is quoted in the reason (or warning) that reports it.
 pub const QUOTE: usize = 4096;
 
 /// One HTTP exchange: a request and its response. Each reconnection is a new exchange; input
@@ -56,7 +56,7 @@ pub struct HttpRequest {
 pub struct ResponseHead<'a> {
     /// The status code.
     pub status: u16,
-    /// Its reason phrase, quoted in the line that reports a refusal.
+    /// Its reason phrase, quoted in the reason (or warning) that reports a refusal.
     pub reason: Option<&'a str>,
     /// `Mcp-Session-Id`, if the response has one.
     pub session: Option<&'a [u8]>,
@@ -220,7 +220,7 @@ pub struct Client {
     requests: VecDeque<HttpRequest>,
     /// Received messages for the connection, in order.
     messages: VecDeque<Vec<u8>>,
-    /// What is worth a warning in the log and reaches the program by no other way.
+    /// What is worth a warning in the log and reaches the owner by no other way.
     warnings: VecDeque<String>,
     end: Option<End>,
     /// Whether the session has ended (its end may not have been polled yet).
@@ -749,16 +749,16 @@ fn is_header_value(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
 }
 
-/// `line` without its trailing whitespace (the line break included).
-fn trim_end(line: &[u8]) -> &[u8] {
-    match std::str::from_utf8(line) {
+/// `message` without its trailing whitespace (a line break included).
+fn trim_end(message: &[u8]) -> &[u8] {
+    match std::str::from_utf8(message) {
         Ok(text) => text.trim_end().as_bytes(),
         Err(_) => {
-            let end = line
+            let end = message
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace())
                 .map_or(0, |i| i + 1);
-            &line[..end]
+            &message[..end]
         }
     }
 }
