@@ -429,11 +429,14 @@ where
 
     /// Waits for the child to exit and be reaped (without asking it to); `None` if there is
     /// no child.
+    ///
+    /// The child's output is read meanwhile, as while a send waits: a child that writes
+    /// before it exits would otherwise block on a full pipe and never exit, and its end of
+    /// output, unread, would be taken for output left open after the exit.
     pub async fn wait(&self) -> Option<ExitStatus> {
-        match &self.process {
-            Some(process) => Some(process.wait().await),
-            None => None,
-        }
+        let process = self.process.as_ref()?;
+        self.shared.hand_reading_over();
+        Some(process.wait().await)
     }
 
     /// Whether a close has been asked for (by the owner, a linger or an idle timeout).
