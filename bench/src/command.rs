@@ -54,10 +54,14 @@ fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
     let contender = match via {
         Via::Command(contender) => contender,
         Via::Cat => {
+            // On the read path standard input stays open until the command ends, and the
+            // command does not read it: nor does the floor.
+            let script = match path {
+                CliPath::Read => "\"$@\" | cat",
+                CliPath::Write | CliPath::RoundTrip => "cat | \"$@\" | cat",
+            };
             let mut command = Command::new("sh");
-            command
-                .args(["-c", "cat | \"$@\" | cat", "sh"])
-                .args(program);
+            command.args(["-c", script, "sh"]).args(program);
             return Ok(command);
         }
     };

@@ -2,8 +2,9 @@
 //! same bytes cost with no JSON-RPC at all, so that tether's figures can be read against what
 //! no relay can beat, not only against other relays.
 //!
-//! - **cat**: `cat | PROGRAM | cat` in the command's place. Two processes move the bytes each
-//!   way, as tether's threads do, without parsing or framing anything.
+//! - **cat**: `cat | PROGRAM | cat` in the command's place (`PROGRAM | cat` on the read path,
+//!   where standard input carries nothing). A process moves the bytes each way, as tether's
+//!   threads do, without parsing or framing anything.
 //! - **parse only**: every line of the input checked with `serde_json` (into `IgnoredAny`, so
 //!   nothing is built), in this process, from memory: no I/O and no threads. A relay that
 //!   validates what it forwards does at least this much work per message.

@@ -33,14 +33,15 @@ impl Verbatim {
     pub fn decode(frame: &[u8]) -> Result<Verbatim, Malformed> {
         let malformed = |err: serde_json::Error| Malformed::new(classify(frame, &err), frame);
         let mut seen = Seen::default();
-        let mut de = serde_json::Deserializer::from_slice(frame);
-        Check {
-            batch_allowed: true,
-            seen: &mut seen,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(malformed)?;
+        // A frame that is UTF-8 throughout (nearly all) is checked once here, and its strings
+        // are not checked again one by one. Otherwise the bytes are read as a `Message` reads
+        // them, so that invalid UTF-8 where decoding never looks (a member it skips) is
+        // still accepted.
+        let checked = match std::str::from_utf8(frame) {
+            Ok(text) => check(&mut serde_json::Deserializer::from_str(text), &mut seen),
+            Err(_) => check(&mut serde_json::Deserializer::from_slice(frame), &mut seen),
+        };
+        checked.map_err(malformed)?;
         let bytes = match seen.differs {
             false => frame.to_vec(),
             true => {
@@ -63,6 +64,19 @@ impl Verbatim {
     pub fn requests(&self) -> &[Id] {
         &self.requests
     }
+}
+
+/// Checks one whole frame read by `de`: a message or batch, then nothing but whitespace.
+fn check<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    seen: &mut Seen,
+) -> Result<(), serde_json::Error> {
+    Check {
+        batch_allowed: true,
+        seen,
+    }
+    .deserialize(&mut *de)?;
+    de.end()
 }
 
 /// What checking a frame found beyond its validity.

@@ -115,6 +115,22 @@ fn bad_frames_get_the_verdicts_of_decoding() {
     }
 }
 
+#[test]
+fn invalid_utf8_is_judged_where_decoding_looks_at_it() {
+    // In a member tether skips, as decoding does: accepted both ways, and kept.
+    let skipped = b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"x\":\"\xff\"}";
+    let verbatim = agree(skipped).unwrap().unwrap();
+    assert_eq!(verbatim.as_bytes(), skipped);
+    // In a member it reads: refused both ways, with the same verdict.
+    for frame in [
+        &b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}"[..],
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":[\"\xff\"]}",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"\xff\":1}}",
+    ] {
+        assert!(agree(frame).unwrap().is_none());
+    }
+}
+
 /// A JSON value of any kind, small.
 fn value() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![

@@ -161,12 +161,10 @@ mod tests {
         while let Ok(item) = rx.try_recv() {
             match item {
                 Input::Lines(lines) => out.extend(lines.into_iter().map(|line| match line {
-                    Line::Message(message) => {
-                        match tether_core::decode(message.as_bytes()) {
-                            Ok(tether_core::Message::Notification(n)) => Ok(n.method),
-                            _ => Ok(String::new()),
-                        }
-                    }
+                    Line::Message(message) => match tether_core::decode(message.as_bytes()) {
+                        Ok(tether_core::Message::Notification(n)) => Ok(n.method),
+                        _ => Ok(String::new()),
+                    },
                     Line::Invalid(_) => Err(()),
                 })),
                 Input::End => out.push(Ok("END".to_owned())),

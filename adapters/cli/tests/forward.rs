@@ -9,14 +9,20 @@ use serde_json::Value;
 /// Runs `tether run` with `input` against a child that copies its standard input to a file,
 /// and returns the file and tether's event lines.
 fn through(runtime: &str, input: &[u8]) -> (Vec<u8>, Vec<Value>) {
-    let dir = std::env::temp_dir().join(format!(
-        "tether-forward-{runtime}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("tether-forward-{runtime}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("stdin");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["run", "--runtime", runtime, "--linger", "0", "--", "sh", "-c"])
+        .args([
+            "run",
+            "--runtime",
+            runtime,
+            "--linger",
+            "0",
+            "--",
+            "sh",
+            "-c",
+        ])
         .arg(format!("cat > '{}'", file.display()))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
