@@ -82,6 +82,8 @@ pub struct Driver<M> {
     shards: Vec<Event>,
     /// The timer task: the deadline moved earlier, or the machine may be finished.
     timer: Event,
+    /// The deadline after the last input (taken only under the machine's lock).
+    deadline: Mutex<Option<Instant>>,
 }
 
 /// Who was concerned by one input.
@@ -100,6 +102,7 @@ impl<M: Machine> Driver<M> {
             machine: Mutex::new(machine),
             shards: (0..=SHARDS).map(|_| Event::new()).collect(),
             timer: Event::new(),
+            deadline: Mutex::new(None),
         });
         R::spawn(timer::<M, R>(Arc::downgrade(&driver)));
         driver
@@ -117,9 +120,12 @@ impl<M: Machine> Driver<M> {
     /// earlier.
     fn run<T>(&self, f: impl FnOnce(&mut M, Instant) -> T) -> (T, Woken, bool) {
         let mut machine = self.lock();
-        let before = machine.poll_timeout();
         let out = f(&mut machine, clock::now());
         let after = machine.poll_timeout();
+        let before = std::mem::replace(
+            &mut *self.deadline.lock().unwrap_or_else(PoisonError::into_inner),
+            after,
+        );
         let earlier = match (before, after) {
             (None, Some(_)) => true,
             (Some(before), Some(after)) => after < before,

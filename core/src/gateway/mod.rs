@@ -392,6 +392,8 @@ pub struct Gateway {
     wakes: BTreeSet<u64>,
     /// Every waiter is concerned.
     wake_all: bool,
+    /// Something may be over (a session, a websocket, an id): the next settle looks.
+    ended: bool,
 }
 
 impl Gateway {
@@ -419,6 +421,7 @@ impl Gateway {
             dropped: 0,
             wakes: BTreeSet::new(),
             wake_all: false,
+            ended: false,
         }
     }
 
@@ -516,6 +519,7 @@ impl Gateway {
     /// program is closed.
     pub fn handle_closed(&mut self, conn: ConnId, now: Instant) {
         let now = self.clock(now);
+        self.ended = true;
         if self.conns.remove(&conn).is_none() {
             return;
         }
@@ -821,6 +825,7 @@ impl Gateway {
     /// A later request of the open session `key`.
     fn continue_session(&mut self, key: u64, request: SessionRequest, now: Instant) -> Response {
         self.wake(key);
+        self.ended = true;
         let Some(http) = self.sessions.get_mut(&key) else {
             return Response::from_status(Status::unknown_session());
         };
@@ -920,6 +925,7 @@ impl Gateway {
     /// resumption.
     pub fn handle_body_dropped(&mut self, body: BodyId, now: Instant) {
         let now = self.clock(now);
+        self.ended = true;
         let Some((key, sink)) = self.bodies.remove(&body) else {
             return;
         };
@@ -936,6 +942,7 @@ impl Gateway {
     /// The accepted handshake's 101 went out: the session's program is to start.
     pub fn handle_ws_open(&mut self, conn: ConnId, now: Instant) {
         let now = self.clock(now);
+        self.ended = true;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -1061,6 +1068,7 @@ impl Gateway {
         now: Instant,
     ) {
         let now = self.clock(now);
+        self.ended = true;
         self.wake_all();
         let Some(p) = self.programs.get_mut(&program) else {
             return;
@@ -1212,6 +1220,7 @@ impl Gateway {
         now: Instant,
     ) {
         let now = self.clock(now);
+        self.ended = true;
         self.wake_all();
         let Some(p) = self.programs.remove(&program) else {
             return;
@@ -1297,6 +1306,7 @@ impl Gateway {
             return;
         }
         p.closing = true;
+        self.ended = true;
         let owner = p.owner;
         self.wake(match owner {
             Owner::Ws(conn) => conn.0,
@@ -1326,6 +1336,7 @@ impl Gateway {
     /// [`CloseReason::GoingAway`] and every program is closed. Idempotent.
     pub fn handle_stop(&mut self, now: Instant) {
         let now = self.clock(now);
+        self.ended = true;
         if self.stopping {
             return;
         }
@@ -1390,6 +1401,7 @@ impl Gateway {
     /// dropped, idle sessions end.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock(now);
+        self.ended = true;
         self.wake_all();
         for c in self.conns.values_mut() {
             if c.deadline.is_some_and(|at| at <= now) {
@@ -1451,6 +1463,10 @@ impl Gateway {
     /// Forgets what is over: ids of sessions that take no more requests, sessions whose
     /// program is over and whose bodies are all gone, websocket sessions over on both sides.
     fn settle(&mut self, _now: Instant) {
+        // Most inputs (a message either way) end nothing: no need to look at every session.
+        if !std::mem::take(&mut self.ended) {
+            return;
+        }
         let sessions = &self.sessions;
         self.by_id
             .retain(|_, key| sessions.get(key).is_some_and(|s| s.session.is_open()));
