@@ -19,10 +19,14 @@ pub(crate) enum Timer {
     Linger,
     /// Nothing went either way for the idle timeout.
     Idle,
+    /// The child must have sent something by then (its ready deadline).
+    Ready,
+    /// The delay before the next child is started has passed.
+    Restart,
 }
 
 impl Timer {
-    const ALL: [Timer; 7] = [
+    const ALL: [Timer; 9] = [
         Timer::Ladder,
         Timer::Keepalive,
         Timer::Requests,
@@ -30,6 +34,8 @@ impl Timer {
         Timer::Drain,
         Timer::Linger,
         Timer::Idle,
+        Timer::Ready,
+        Timer::Restart,
     ];
 }
 
