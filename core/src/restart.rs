@@ -130,7 +130,7 @@ pub struct End {
 
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.cause, self.status)
+        write!(f, "{}, {}", self.cause, self.status)
     }
 }
 

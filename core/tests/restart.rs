@@ -551,7 +551,7 @@ fn without_a_restart_policy_the_final_end_still_answers_unanswered_requests() {
     assert!(seen[0]["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("failed (exit code 1)"));
+        .contains("failed, exit code 1"));
     assert_eq!(seen[1], json!({"disconnected": null}));
 }
 

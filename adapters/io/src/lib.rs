@@ -26,12 +26,12 @@ mod timer;
 mod ws;
 
 pub use clock::now;
-pub use connection::{Connection, Sender};
+pub use connection::{Connection, Restarts, Sender};
 pub use error::Error;
 pub use listener::Listener;
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
-pub use process::{ChildOptions, Stderr};
+pub use process::{ChildOptions, EndReport, Limits, RestartReport, Stderr};
 pub use record::Recorder;
 pub use rpc::{CancelNotification, Client, Inbound, Incoming, Responder, RpcOptions};
 pub use runtime::{Io, Runtime};
@@ -43,3 +43,4 @@ pub use tether_core::{
     Lite, Malformed, MalformedKind, Message, Notification, Policy, Request, Response, RpcError,
     SendError,
 };
+pub use tether_core::{EndCause, RestartMode, RestartPolicy};
