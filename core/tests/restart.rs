@@ -289,8 +289,10 @@ fn a_crashed_child_is_restarted_after_the_delay_and_the_connection_goes_on() {
     assert_eq!(ep.poll_restart(), None);
     assert_eq!(actions(&mut ep)[0], Action::KillGroup);
     assert_eq!(ep.poll_timeout(), Some(t0 + SEC + 200 * MS));
-    // The owner sends during the delay: it waits for the next child.
+    // The owner sends during the delay: it waits for the next child, not written to the
+    // old pipe.
     ep.send_tracked(&request(7)).unwrap();
+    assert_eq!(written(&mut ep), Vec::<Value>::new());
     ep.handle_timeout(t0 + SEC + 199 * MS);
     assert!(!ep.poll_respawn());
     ep.handle_timeout(t0 + SEC + 200 * MS);

@@ -28,6 +28,8 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     let printed = async {
         while let Some(report) = restarts.next().await {
             output.restart(&report).await;
+            // Rare, and awaited by whoever watches: out at once.
+            output.flush().await;
         }
         std::future::pending::<bool>().await
     };
@@ -38,6 +40,10 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
         Duration::from_millis(args.linger),
     );
     let signalled = futures_lite::future::or(session, printed).await;
+    // Restarts reported as the session ended are printed all the same.
+    while let Some(report) = restarts.try_next() {
+        output.restart(&report).await;
+    }
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
     let survivors = conn.survivors();

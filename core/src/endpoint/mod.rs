@@ -725,9 +725,21 @@ where
         self.conn.wants_input() && self.conn.owed() < 2 * self.conn.send_budget()
     }
 
-    /// See [`Connection::poll_transmit`].
+    /// See [`Connection::poll_transmit`]. Nothing while a supervised child is down (its
+    /// output ended, or a restart waits for its delay): what the owner sends meanwhile waits
+    /// for the next child, rather than go to a pipe nobody reads.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        if self.is_child_down() {
+            return 0;
+        }
         self.conn.poll_transmit(out)
+    }
+
+    /// Whether the current child is gone or going, and another may follow.
+    fn is_child_down(&self) -> bool {
+        self.supervision
+            .as_ref()
+            .is_some_and(|s| s.down.is_some() || s.pending.is_some())
     }
 
     /// See [`Connection::poll_transmit_frame`].
@@ -771,7 +783,9 @@ where
         Wake {
             read: self.poll_read_wake(),
             write: !self.controls.is_empty()
-                || !self.aborted && (self.conn.queued() > 0 || self.conn.is_close_write_due()),
+                || !self.aborted
+                    && (self.conn.queued() > 0 && !self.is_child_down()
+                        || self.conn.is_close_write_due()),
             timer,
             results: std::mem::take(&mut self.dispatch.results_ready),
         }
@@ -1201,6 +1215,8 @@ where
         };
         supervision.respawn_due = false;
         supervision.end = Some(restart.end);
+        // A restart that will not happen is not reported, if it was not yet.
+        supervision.reports.retain(|r| *r != restart);
         self.timers.set(Timer::Restart, None);
         self.conn.close();
         if supervision.down.is_none() {
