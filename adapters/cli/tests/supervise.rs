@@ -3,6 +3,11 @@
 //! limits (a fork bomb under `--pids-max`, a memory hog under `--memory-max`). After every case:
 //! nothing of the child's tree alive, no zombie, no cgroup left behind.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test of real processes bounds its waits with the real clock"
+)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
