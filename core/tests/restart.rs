@@ -573,3 +573,39 @@ fn a_failed_respawn_ends_the_connection_with_the_reason() {
         .unwrap()
         .contains("cannot restart the program: no such file"));
 }
+
+#[test]
+fn the_answers_wait_a_moment_for_the_exit_they_name_when_the_output_ends_first() {
+    let t0 = base();
+    let mut ep = child(RestartPolicy::default(), t0);
+    ep.send_tracked(&request(5)).unwrap();
+    written(&mut ep);
+    ep.handle_eof(t0);
+    assert_eq!(events(&mut ep), Vec::<Value>::new(), "held for the exit");
+    ep.handle_exit(failed(5), t0 + 10 * MS);
+    let seen = events(&mut ep);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[0]["error"]["message"],
+        "the program ended (failed, exit code 5) before answering"
+    );
+    assert_eq!(seen[1], json!({"disconnected": null}));
+}
+
+#[test]
+fn an_exit_that_never_comes_holds_the_end_no_longer_than_the_close_timeout() {
+    let t0 = base();
+    let mut ep = child(RestartPolicy::default(), t0);
+    ep.send_tracked(&request(5)).unwrap();
+    written(&mut ep);
+    ep.handle_eof(t0);
+    assert_eq!(ep.poll_timeout(), Some(t0 + 2 * SEC));
+    ep.handle_timeout(t0 + 2 * SEC);
+    let seen = events(&mut ep);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[0]["error"]["message"],
+        "the program's output ended before it answered"
+    );
+    assert_eq!(seen[1], json!({"disconnected": null}));
+}

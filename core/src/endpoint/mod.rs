@@ -402,7 +402,7 @@ where
     /// for our last word to the peer comes now: nothing more can reach it.
     pub fn handle_eof(&mut self, now: Instant) {
         self.observe(now);
-        if self.hold_down(Down::Eof) {
+        if self.hold_down(Down::Eof, now) {
             return self.sync_timers();
         }
         match self.deferred_end.is_some() {
@@ -415,7 +415,7 @@ where
     /// Reading failed.
     pub fn handle_read_error(&mut self, detail: impl fmt::Display, now: Instant) {
         self.observe(now);
-        if self.hold_down(Down::ReadError(detail.to_string())) {
+        if self.hold_down(Down::ReadError(detail.to_string()), now) {
             return self.sync_timers();
         }
         self.deferred_end = None;
@@ -427,7 +427,7 @@ where
     /// ends with the error once buffered input is delivered.
     pub fn handle_write_error(&mut self, detail: impl fmt::Display, now: Instant) {
         self.observe(now);
-        if self.hold_down(Down::WriteError(detail.to_string())) {
+        if self.hold_down(Down::WriteError(detail.to_string()), now) {
             return self.sync_timers();
         }
         self.deferred_end = None;
@@ -531,6 +531,7 @@ where
                 Timer::Linger => self.close(now),
                 Timer::Idle => self.close_with(CloseReason::Idle, now),
                 Timer::Ready => self.ready_missed(now),
+                Timer::Exit => self.release_down(),
                 Timer::Restart => {
                     if let Some(supervision) = self.supervision.as_mut() {
                         supervision.respawn_due = supervision.pending.is_some();
@@ -1129,19 +1130,34 @@ where
         }
     }
 
-    /// The child's output ended, or writing to it failed, while a restart could still follow:
-    /// the end is held back from the connection until the child's end is decided. Returns
-    /// whether it was held.
-    fn hold_down(&mut self, down: Down) -> bool {
+    /// The child's output ended, or writing to it failed, while a restart could still follow,
+    /// or with requests unanswered whose answers are to name the child's end: the end is held
+    /// back from the connection until the child's end is decided (for the answers alone, at
+    /// most the close timeout). Returns whether it was held.
+    fn hold_down(&mut self, down: Down, now: Instant) -> bool {
         let closing = self.close_reason.is_some();
+        let exited = self
+            .supervisor
+            .as_ref()
+            .is_none_or(|s| s.exit_status().is_some());
+        let unanswered = !self.dispatch.unanswered().is_empty();
         let Some(supervision) = self.supervision.as_mut() else {
             return false;
         };
-        if !supervision.restarts.may_restart() || closing || supervision.end.is_some() {
+        if supervision.end.is_some() {
+            return false;
+        }
+        let may_restart = supervision.restarts.may_restart() && !closing;
+        let wait_exit = !exited && unanswered;
+        if !may_restart && !wait_exit {
             return false;
         }
         if supervision.down.is_none() {
             supervision.down = Some(down);
+            if !may_restart {
+                self.timers
+                    .set(Timer::Exit, now.checked_add(self.close_timeout));
+            }
         }
         true
     }
@@ -1194,6 +1210,7 @@ where
 
     /// What was held back reaches the connection: the child's end is final.
     fn release_down(&mut self) {
+        self.timers.set(Timer::Exit, None);
         let Some(down) = self.supervision.as_mut().and_then(|s| s.down.take()) else {
             return;
         };

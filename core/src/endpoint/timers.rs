@@ -23,10 +23,13 @@ pub(crate) enum Timer {
     Ready,
     /// The delay before the next child is started has passed.
     Restart,
+    /// The child's output ended with requests unanswered: its exit, which their answers
+    /// name, is awaited until then.
+    Exit,
 }
 
 impl Timer {
-    const ALL: [Timer; 9] = [
+    const ALL: [Timer; 10] = [
         Timer::Ladder,
         Timer::Keepalive,
         Timer::Requests,
@@ -36,6 +39,7 @@ impl Timer {
         Timer::Idle,
         Timer::Ready,
         Timer::Restart,
+        Timer::Exit,
     ];
 }
 
