@@ -609,3 +609,15 @@ fn an_exit_that_never_comes_holds_the_end_no_longer_than_the_close_timeout() {
     );
     assert_eq!(seen[1], json!({"disconnected": null}));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The `restart_ops` fuzz harness over random inputs: its checks hold on stable too.
+    #[test]
+    fn the_restart_harness_holds_on_random_inputs(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+    ) {
+        tether_core::harness::restart_ops(&data, base());
+    }
+}
