@@ -40,10 +40,14 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
         Duration::from_millis(args.linger),
     );
     let signalled = futures_lite::future::or(session, printed).await;
-    // Restarts reported as the session ended are printed all the same.
-    while let Some(report) = restarts.try_next() {
-        output.restart(&report).await;
-    }
+    // Restarts decided as the session ended are printed all the same (unless another signal
+    // says not to wait).
+    session::until_signal(&inputs, async {
+        while let Some(report) = restarts.next().await {
+            output.restart(&report).await;
+        }
+    })
+    .await;
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
     let survivors = conn.survivors();

@@ -562,7 +562,8 @@ impl<M> Restarts<M>
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// The next restart, in order; `None` once the connection has ended and none is left.
+    /// The next restart, in order; `None` once the connection has ended (or its owner left)
+    /// and every restart decided has been handed out.
     pub async fn next(&self) -> Option<RestartReport> {
         loop {
             let listener = self.shared.restarted.listen();
@@ -571,9 +572,12 @@ where
             }
             {
                 let state = self.shared.lock();
-                let over = state.abandoned
+                // Over: no restart can be decided any more, and every one decided is out.
+                let over = (state.abandoned
                     || state.ep.end().is_some()
-                    || (state.ep.is_closed() && !state.ep.is_restarting());
+                    || (state.ep.is_closed() && !state.ep.is_restarting()))
+                    && state.reporting == 0
+                    && !state.ep.has_restart_report();
                 if over {
                     drop(state);
                     // A report made just before the end is still handed out.

@@ -209,6 +209,9 @@ pub(crate) struct State<M> {
     /// stream for input since: the sends that follow leave theirs to the writer task, so that
     /// a burst goes out in few writes.
     pub(crate) burst: bool,
+    /// Restart reports taken from the endpoint and not yet handed to the owner (their stderr
+    /// tail is being read).
+    pub(crate) reporting: usize,
 }
 
 impl<M> Shared<M>
@@ -223,6 +226,7 @@ where
                 writing: Writing::Idle,
                 reading: Reading::Owner,
                 burst: false,
+                reporting: 0,
             }),
             child,
             writer: OnceLock::new(),
@@ -427,7 +431,12 @@ where
         let tail = generation.tail.clone();
         drop(generation);
         // A restart decided at this child's end is reported now, with its last words.
-        let restart = self.lock().ep.poll_restart();
+        let restart = {
+            let mut state = self.lock();
+            let restart = state.ep.poll_restart();
+            state.reporting += usize::from(restart.is_some());
+            restart
+        };
         if let Some(restart) = restart {
             let stderr_tail = tail.map(|t| t.text(crate::process::TAIL_WAIT));
             let report = RestartReport::new(restart, stderr_tail);
@@ -436,6 +445,7 @@ where
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push_back(report);
+            self.lock().reporting -= 1;
             self.restarted.notify(usize::MAX);
         }
     }

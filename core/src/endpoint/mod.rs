@@ -903,6 +903,13 @@ where
         self.supervision.as_mut()?.reports.pop_front()
     }
 
+    /// Whether a restart decided is waiting for [`poll_restart`](Self::poll_restart).
+    pub fn has_restart_report(&self) -> bool {
+        self.supervision
+            .as_ref()
+            .is_some_and(|s| !s.reports.is_empty())
+    }
+
     /// How the last child ended, once that end is final (no restart follows): the cause and
     /// the status.
     pub fn end(&self) -> Option<End> {
