@@ -29,10 +29,42 @@ pub(crate) enum CliPath {
     RoundTrip,
 }
 
-/// The command line of `contender`'s command running `program`; under `strace -f -c` if
+/// What stands between standard input and output and the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// A contender's command.
+    Command(Contender),
+    /// The floor: `cat | PROGRAM | cat`, no parsing at all.
+    Cat,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Command(contender) => contender.name(),
+            Via::Cat => "cat",
+        }
+    }
+}
+
+/// The command line of `via`'s command running `program`; under `strace -f -c` if
 /// [`STRACE_ENV`] names a file for the counts.
-fn command(contender: Contender, path: CliPath, program: &[&str]) -> io::Result<Command> {
+fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
     let exe = std::env::current_exe()?;
+    let contender = match via {
+        Via::Command(contender) => contender,
+        Via::Cat => {
+            // On the read path standard input stays open until the command ends, and the
+            // command does not read it: nor does the floor.
+            let script = match path {
+                CliPath::Read => "\"$@\" | cat",
+                CliPath::Write | CliPath::RoundTrip => "cat | \"$@\" | cat",
+            };
+            let mut command = Command::new("sh");
+            command.args(["-c", script, "sh"]).args(program);
+            return Ok(command);
+        }
+    };
     let mut args: Vec<OsString> = match contender {
         Contender::TetherTokio | Contender::TetherSmol => {
             let tether = exe.with_file_name("tether");
@@ -84,14 +116,9 @@ fn command(contender: Contender, path: CliPath, program: &[&str]) -> io::Result<
     })
 }
 
-/// Runs one path with `contender`'s command: `file` is what the child or standard input
-/// carries (the round trip has none), `count` the messages (or round trips) expected.
-pub(crate) fn run(
-    contender: Contender,
-    path: CliPath,
-    file: Option<&Path>,
-    count: u64,
-) -> io::Result<Report> {
+/// Runs one path through `via`: `file` is what the child or standard input carries (the
+/// round trip has none), `count` the messages (or round trips) expected.
+pub(crate) fn run(via: Via, path: CliPath, file: Option<&Path>, count: u64) -> io::Result<Report> {
     let file = file.unwrap_or(Path::new("/dev/null"));
     let file_arg = file.display().to_string();
     let started = Instant::now();
@@ -105,21 +132,21 @@ pub(crate) fn run(
                 .stdout
                 .take()
                 .ok_or_else(|| io::Error::other("no stdout"))?;
-            let child = command(contender, path, &["sh", "-c", "cat > /dev/null"])?
+            let child = command(via, path, &["sh", "-c", "cat > /dev/null"])?
                 .stdin(stdin)
                 .stdout(Stdio::null())
                 .spawn()?;
             (child, Some(producer))
         }
         CliPath::Read => {
-            let child = command(contender, path, &["cat", &file_arg])?
+            let child = command(via, path, &["cat", &file_arg])?
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()?;
             (child, None)
         }
         CliPath::RoundTrip => {
-            let child = command(contender, path, &["cat"])?
+            let child = command(via, path, &["cat"])?
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()?;
@@ -144,7 +171,7 @@ pub(crate) fn run(
         producer.wait()?;
     }
     if !usage.success {
-        return Err(io::Error::other(format!("{} failed", contender.name())));
+        return Err(io::Error::other(format!("{} failed", via.name())));
     }
     Ok(Report {
         secs: started.elapsed().as_secs_f64(),

@@ -6,6 +6,8 @@
 //! tether-bench [--quick] [--rounds N]          every scenario and contender, round-robin;
 //!                                              a markdown report on stdout, progress on stderr
 //! tether-bench one CONTENDER SCENARIO ARGS...  one measurement, in a process of its own
+//!                                              (CONTENDER may also name a floor: floor-cat,
+//!                                              floor-parse, for the command paths)
 //! tether-bench emit PATH                       a child that writes PATH one line per write
 //! tether-bench relay CONTENDER -- PROGRAM ARGS  `tether run PROGRAM`, written with another
 //!                                              contender (the command paths' counterpart)
@@ -20,6 +22,7 @@
 mod baseline;
 mod client;
 mod command;
+mod floor;
 mod rmcp;
 mod scenario;
 mod suite;
@@ -67,7 +70,7 @@ impl Contender {
     /// A command path runs the contender's command as a child instead.
     fn measure(self, scenario: &Scenario) -> io::Result<Report> {
         if let Scenario::Command { path, file, count } = scenario {
-            return command::run(self, *path, file.as_deref(), *count);
+            return command::run(command::Via::Command(self), *path, file.as_deref(), *count);
         }
         match self {
             Contender::TetherTokio => {
@@ -106,7 +109,7 @@ fn tokio() -> io::Result<tokio::runtime::Runtime> {
     .build()
 }
 
-const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
+const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER|FLOOR SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -130,14 +133,16 @@ fn usage() -> io::Error {
 }
 
 fn one(args: &[String]) -> io::Result<()> {
-    let (contender, scenario) = match args {
-        [contender, rest @ ..] => (
-            Contender::parse(contender).ok_or_else(usage)?,
-            Scenario::from_args(rest).ok_or_else(usage)?,
-        ),
+    let (name, scenario) = match args {
+        [name, rest @ ..] => (name, Scenario::from_args(rest).ok_or_else(usage)?),
         [] => return Err(usage()),
     };
-    let report = contender.measure(&scenario)?;
+    let report = match floor::Floor::parse(name) {
+        Some(floor) => floor.measure(&scenario)?,
+        None => Contender::parse(name)
+            .ok_or_else(usage)?
+            .measure(&scenario)?,
+    };
     println!("{}", report.to_line());
     Ok(())
 }

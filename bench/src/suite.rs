@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::command::CliPath;
+use crate::floor::Floor;
 use crate::scenario::{Pace, Report, Scenario, MAX_FRAME};
 use crate::Contender;
 
@@ -81,6 +82,31 @@ struct Case {
     scenario: Scenario,
     /// `reports[contender][round]`, contenders in [`Contender::ALL`] order.
     reports: Vec<Vec<Report>>,
+    /// `floors[floor][round]`, floors in [`Floor::ALL`] order; empty where a floor does not
+    /// apply (every scenario but the command paths).
+    floors: Vec<Vec<Report>>,
+}
+
+impl Case {
+    /// The command path this case takes, if it is one.
+    fn command_path(&self) -> Option<CliPath> {
+        match self.scenario {
+            Scenario::Command { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Above this one-minute load average on two cores, the machine's other work disturbs the
+/// ratios: a loaded machine slows the contenders with many system calls more than tether.
+const QUIET_LOAD: f64 = 1.5;
+
+/// The one-minute load average.
+fn load() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// Removes the generated inputs however the run ends.
@@ -109,12 +135,14 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     generate(&paced, sizes.paced, small_line)?;
 
     let mut cases = cases(&sizes, &small, &large, &paced);
+    let load_before = load();
+    eprintln!("load average at the start: {load_before:.2}");
     for round in 0..sizes.rounds {
         for case in &mut cases {
             for k in 0..Contender::ALL.len() {
                 let index = (k + round) % Contender::ALL.len();
                 let contender = Contender::ALL[index];
-                let report = measure(contender, &case.scenario)?;
+                let report = measure(contender.name(), &case.scenario)?;
                 eprintln!(
                     "round {}/{}  {:<28} {:<13} {:>8.3} s  p50 {:>7.1} µs  peak RSS {:>7.1} MiB",
                     round + 1,
@@ -127,12 +155,153 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
                 );
                 case.reports[index].push(report);
             }
+            let Some(path) = case.command_path() else {
+                continue;
+            };
+            for (index, floor) in Floor::ALL.into_iter().enumerate() {
+                if floor.applies(path) {
+                    let report = measure(floor.name(), &case.scenario)?;
+                    eprintln!(
+                        "round {}/{}  {:<28} {:<13} {:>8.3} s  p50 {:>7.1} µs",
+                        round + 1,
+                        sizes.rounds,
+                        case.title,
+                        floor.name(),
+                        report.secs,
+                        report.p50_ns as f64 / 1e3,
+                    );
+                    case.floors[index].push(report);
+                }
+            }
         }
     }
+    let load_after = load();
+    eprintln!("load average at the end: {load_after:.2}");
     let syscalls = trace(&dir.0, &cases)?;
-    let mut md = markdown(&sizes, &cases);
+    let mut md = loads(load_before, load_after);
+    md.push_str(&markdown(&sizes, &cases));
+    md.push_str(&floors(&cases));
     md.push_str(&syscalls);
     Ok(md)
+}
+
+/// The machine's load at the start and the end, and whether the run can be compared.
+fn loads(before: f64, after: f64) -> String {
+    let mut md =
+        format!("Load average (one minute): {before:.2} at the start, {after:.2} at the end.\n\n");
+    if before.max(after) > QUIET_LOAD || before.is_nan() || after.is_nan() {
+        let _ = writeln!(
+            md,
+            "**Not comparable**: the run was taken above a load of {QUIET_LOAD} on this machine, \
+             where other work flatters the contenders that make fewer system calls.\n"
+        );
+    }
+    md
+}
+
+/// tether's command paths against their floors.
+fn floors(cases: &[Case]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "\n### Against the floor\n");
+    let _ = writeln!(
+        md,
+        "The command paths against what moving the same bytes costs with no JSON-RPC: `cat | \
+         PROGRAM | cat` in the command's place (two processes, no parsing), and `serde_json` \
+         validation of each input line alone (into `IgnoredAny`, from memory, one thread, no \
+         I/O), measured in the same rounds. Ratios are tether ÷ floor of the figures shown.\n"
+    );
+    let titles: Vec<&str> = Floor::ALL.iter().map(|f| f.title()).collect();
+    let _ = writeln!(
+        md,
+        "| scenario | measure | tether-tokio | tether-smol | {} | tokio ÷ cat | smol ÷ cat | tokio ÷ parse only | smol ÷ parse only | goal | met (tokio / smol) |\n|---|---|---:|---:|{}---:|---:|---:|---:|---|---|",
+        titles.join(" | "),
+        "---:|".repeat(titles.len())
+    );
+    let mut missed = Vec::new();
+    for case in cases.iter().filter(|case| case.command_path().is_some()) {
+        let Some(row) = rows(case).into_iter().next() else {
+            continue;
+        };
+        let floor_values: Vec<Option<f64>> = case
+            .floors
+            .iter()
+            .map(|reports| (!reports.is_empty()).then(|| figure(case.kind, reports)))
+            .collect();
+        let cell = |value: Option<f64>| value.map_or("–".to_owned(), |v| number(v, row.decimals));
+        let values = &row.values;
+        let ratios: Vec<Option<f64>> = floor_values
+            .iter()
+            .flat_map(|floor| {
+                TETHER
+                    .iter()
+                    .map(move |&c| floor.map(|f| values[index(c)] / f))
+            })
+            .collect();
+        // The stdin → child path must stay within 2× of validating its input alone.
+        let parse_goal = case.command_path() == Some(CliPath::Write);
+        let (goal, met) = match parse_goal {
+            true => {
+                let met: Vec<&str> = TETHER
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &c)| {
+                        let ok = ratios[TETHER.len() + k].is_some_and(|r| r >= 0.5);
+                        if !ok {
+                            missed.push(format!("{} ({})", case.title, c.name()));
+                        }
+                        if ok {
+                            "yes"
+                        } else {
+                            "**no**"
+                        }
+                    })
+                    .collect();
+                ("tether ÷ parse only ≥ 0.50×".to_owned(), met.join(" / "))
+            }
+            false => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {goal} | {met} |",
+            case.title,
+            row.measure,
+            TETHER
+                .iter()
+                .map(|&c| number(row.values[index(c)], row.decimals))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            floor_values
+                .iter()
+                .map(|&v| cell(v))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            ratios
+                .iter()
+                .map(|r| r.map_or("–".to_owned(), |r| format!("{r:.2}×")))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
+    }
+    let _ = writeln!(md);
+    if missed.is_empty() {
+        let _ = writeln!(md, "Within 2× of the parse-only floor.");
+    } else {
+        let _ = writeln!(
+            md,
+            "Not within 2× of the parse-only floor: {}.",
+            missed.join("; ")
+        );
+    }
+    md
+}
+
+/// The first figure [`rows`] shows for a case, from one contender's (or floor's) rounds.
+fn figure(kind: Kind, reports: &[Report]) -> f64 {
+    match kind {
+        Kind::Throughput { .. } => reports[0].messages as f64 / min(reports.iter().map(|r| r.secs)),
+        Kind::Latency { .. } => min(reports.iter().map(|r| r.p50_ns as f64)) / 1e3,
+        Kind::Memory { .. } => max(reports.iter().map(|r| r.rss_kib as f64)) / 1024.0,
+    }
 }
 
 /// Messages in the traced runs: enough for the per-message counts to settle, few enough that
@@ -310,6 +479,7 @@ fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
         kind,
         scenario,
         reports: vec![Vec::new(); Contender::ALL.len()],
+        floors: vec![Vec::new(); Floor::ALL.len()],
     };
     vec![
         case(
@@ -432,11 +602,11 @@ fn generate(path: &Path, lines: u64, line: fn(u64) -> String) -> io::Result<()> 
     out.flush()
 }
 
-/// One measurement in a fresh process.
-fn measure(contender: Contender, scenario: &Scenario) -> io::Result<Report> {
+/// One measurement of the contender or floor `name`, in a fresh process.
+fn measure(name: &str, scenario: &Scenario) -> io::Result<Report> {
     let output = Command::new(std::env::current_exe()?)
         .arg("one")
-        .arg(contender.name())
+        .arg(name)
         .args(scenario.to_args())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -445,8 +615,7 @@ fn measure(contender: Contender, scenario: &Scenario) -> io::Result<Report> {
     match stdout.lines().last().and_then(Report::parse) {
         Some(report) if output.status.success() => Ok(report),
         _ => Err(io::Error::other(format!(
-            "{} on {:?} failed ({}): {stdout}",
-            contender.name(),
+            "{name} on {:?} failed ({}): {stdout}",
             scenario.to_args(),
             output.status
         ))),
@@ -773,7 +942,8 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
          the highest over the rounds (VmHWM of the measuring process). Ratios are tether ÷ \
          baseline of the figures shown: for throughput higher is better, for latency and RSS \
          lower is better. tokio contenders run on tokio's multi-threaded runtime (as \
-         `#[tokio::main]` builds it), tether-smol under `smol::block_on`. The baseline reads \
+         `#[tokio::main]` builds it), tether-smol under `smol::block_on`; `tether run` itself \
+         runs its one session on tokio's current-thread runtime. The baseline reads \
          with `BufReader::lines()`, parses each line with `serde_json::from_str` into an \
          untagged enum, passes events through an `mpsc` channel of 128, and writes each message \
          with `write_all`, `write_all(b\"\\n\")`, `flush`; tokio-util is the same with \

@@ -11,7 +11,7 @@ use crate::framing::{ContentLength, InBuf, Lines, Next, StreamFramer};
 use crate::transcript::{Direction, Tap, Tapped};
 use crate::{
     decode, Config, ConfigError, Disconnect, DisconnectKind, Event, Framing, Malformed,
-    MalformedKind, Message, SendError, UsageError,
+    MalformedKind, Message, SendError, UsageError, Verbatim,
 };
 
 /// One JSON-RPC connection, without any I/O.
@@ -343,6 +343,16 @@ where
         self.send_value(message)
     }
 
+    /// Queues a message kept as its bytes ([`Verbatim`]) behind everything queued, as
+    /// [`send`](Self::send) would queue it once encoded: framed for the transport, under the
+    /// same budget and with the same errors.
+    pub fn send_verbatim(&mut self, message: &Verbatim) -> Result<(), SendError> {
+        self.push(false, |out| {
+            out.extend_from_slice(message.as_bytes());
+            Ok(())
+        })
+    }
+
     /// [`send`](Self::send) for any serializable value: the endpoint's own messages
     /// (automatic replies, cancel notifications, goodbyes) whatever the connection's type.
     pub(crate) fn send_value<T: Serialize + ?Sized>(
@@ -355,16 +365,18 @@ where
     /// Encodes `message` behind everything queued; `owed` bypasses the send budget and counts
     /// the bytes as owed to the peer.
     fn queue<T: Serialize + ?Sized>(&mut self, message: &T, owed: bool) -> Result<(), SendError> {
-        let before = self.queued();
-        self.encode(message, owed)?;
-        self.owed.queued(self.queued() - before, owed);
-        Ok(())
+        self.push(owed, |out| {
+            serde_json::to_writer(out, message).map_err(SendError::Encode)
+        })
     }
 
-    fn encode<T: Serialize + ?Sized>(
+    /// Queues one message that `write` appends to the given buffer, framed for the transport,
+    /// behind everything queued; `owed` bypasses the send budget and counts the bytes as owed
+    /// to the peer. Nothing is queued if `write` fails.
+    fn push(
         &mut self,
-        message: &T,
-        bypass_budget: bool,
+        owed: bool,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
         if self.write_failed || matches!(self.end, End::Done) {
             return Err(SendError::Disconnected);
@@ -372,15 +384,16 @@ where
         if self.closing {
             return Err(SendError::Closed);
         }
-        if !bypass_budget && !self.can_send() {
+        if !owed && !self.can_send() {
             return Err(SendError::Full);
         }
+        let before = self.queued();
         match &mut self.output {
             Output::Stream(buf) => {
                 let body = buf.len();
-                if let Err(err) = serde_json::to_writer(&mut *buf, message) {
+                if let Err(err) = write(buf) {
                     buf.truncate(body);
-                    return Err(SendError::Encode(err));
+                    return Err(err);
                 }
                 if self.config.framing == Framing::ContentLength {
                     Tap::see(
@@ -392,7 +405,8 @@ where
                     buf.splice(body..body, header.into_bytes());
                 } else {
                     // Compact JSON never holds a raw newline, but a hand-written `Serialize`
-                    // (a pretty raw value, say) might; outside strings it is whitespace.
+                    // (a pretty raw value, say) or bytes kept as written might; outside
+                    // strings it is whitespace, and inside them JSON allows none.
                     if memchr::memchr(b'\n', &buf[body..]).is_some() {
                         for b in &mut buf[body..] {
                             if *b == b'\n' {
@@ -408,12 +422,14 @@ where
                 }
             }
             Output::Frames(queue, bytes) => {
-                let frame = serde_json::to_vec(message).map_err(SendError::Encode)?;
+                let mut frame = Vec::new();
+                write(&mut frame)?;
                 Tap::see(&self.config.tap, Tapped::Frame(Direction::Out, &frame));
                 *bytes += frame.len();
                 queue.push_back(frame);
             }
         }
+        self.owed.queued(self.queued() - before, owed);
         Ok(())
     }
 

@@ -93,6 +93,7 @@ pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transcript;
+mod verbatim;
 
 pub use config::{
     Config, DEFAULT_MAX_FRAME, DEFAULT_READ_AHEAD_BYTES, DEFAULT_READ_AHEAD_EVENTS,
@@ -111,3 +112,4 @@ pub use malformed::{decode, Malformed, MalformedKind, EXCERPT_LEN};
 pub use message::{ErrorObject, Id, Lite, Message, Notification, Request, Response};
 pub use restart::{Decision, End, EndCause, Restart, RestartMode, RestartPolicy, Restarts};
 pub use supervisor::{Action, ExitStatus, Policy, Supervisor};
+pub use verbatim::Verbatim;

@@ -89,7 +89,7 @@ pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, Malformed> {
     serde_json::from_slice(frame).map_err(|err| Malformed::new(classify(frame, &err), frame))
 }
 
-fn classify(frame: &[u8], err: &serde_json::Error) -> MalformedKind {
+pub(crate) fn classify(frame: &[u8], err: &serde_json::Error) -> MalformedKind {
     // UTF-8 is checked only on the failure path, so valid frames pay nothing for it.
     if let Err(utf8) = std::str::from_utf8(frame) {
         return MalformedKind::InvalidUtf8 {

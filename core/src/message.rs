@@ -433,8 +433,92 @@ impl<'de> Visitor<'de> for MessageVisitor {
         Ok(Message::Batch(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-        let mut fields = Fields::default();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
+        let fields = Fields::<String, Value>::read(map)?;
+        Ok(match fields.classify()? {
+            Shape::Request { id, method, params } => {
+                Message::Request(Request { id, method, params })
+            }
+            Shape::Notification { method, params } => {
+                Message::Notification(Notification { method, params })
+            }
+            Shape::Response { id, result } => Message::Response(Response { id, result }),
+        })
+    }
+}
+
+fn once<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+    match slot {
+        Some(_) => Err(E::duplicate_field(name)),
+        None => Ok(()),
+    }
+}
+
+/// Every member a message may have, each as it was found (or not).
+///
+/// What the members are decoded into is a choice: a [`Message`] keeps them whole (`String`
+/// and `Value`); a [`Verbatim`](crate::Verbatim) message only checks them, as its
+/// bytes are what is sent. One reader and one set of rules serve both, so both accept exactly
+/// the same messages.
+pub(crate) struct Fields<Method, Payload> {
+    jsonrpc: Option<VersionTag>,
+    id: Option<Id>,
+    method: Option<Method>,
+    params: Option<Option<Payload>>,
+    result: Option<Payload>,
+    error: Option<ErrorObject>,
+}
+
+impl<Method, Payload> Fields<Method, Payload> {
+    /// Whether these members, sent as they were written, would differ from the message
+    /// tether reads them as: no `"jsonrpc"` member (JSON-RPC lite, or sloppy), or
+    /// `"params": null` (read as absent).
+    pub(crate) fn differs_from_encoding(&self) -> bool {
+        self.jsonrpc.is_none() || matches!(self.params, Some(None))
+    }
+}
+
+/// A message's kind and members, as [`Fields::classify`] found them.
+pub(crate) enum Shape<Method, Payload> {
+    Request {
+        id: Id,
+        method: Method,
+        params: Option<Payload>,
+    },
+    Notification {
+        method: Method,
+        params: Option<Payload>,
+    },
+    Response {
+        id: Id,
+        result: Result<Payload, ErrorObject>,
+    },
+}
+
+/// A decoded `params` value that can say whether it is structured (an object or an array).
+pub(crate) trait Structured {
+    fn is_structured(&self) -> bool;
+}
+
+impl Structured for Value {
+    fn is_structured(&self) -> bool {
+        self.is_object() || self.is_array()
+    }
+}
+
+impl<'de, Method: Deserialize<'de>, Payload: Deserialize<'de> + Structured>
+    Fields<Method, Payload>
+{
+    /// Reads the members of one message object.
+    pub(crate) fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut fields = Fields {
+            jsonrpc: None,
+            id: None,
+            method: None,
+            params: None,
+            result: None,
+            error: None,
+        };
         while let Some(key) = map.next_key::<Field>()? {
             match key {
                 Field::Jsonrpc => {
@@ -466,30 +550,10 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 }
             }
         }
-        fields.classify()
+        Ok(fields)
     }
-}
 
-fn once<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
-    match slot {
-        Some(_) => Err(E::duplicate_field(name)),
-        None => Ok(()),
-    }
-}
-
-/// Every member a message may have, each as it was found (or not).
-#[derive(Default)]
-struct Fields {
-    jsonrpc: Option<VersionTag>,
-    id: Option<Id>,
-    method: Option<String>,
-    params: Option<Option<Value>>,
-    result: Option<Value>,
-    error: Option<ErrorObject>,
-}
-
-impl Fields {
-    fn classify<E: de::Error>(self) -> Result<Message, E> {
+    pub(crate) fn classify<E: de::Error>(self) -> Result<Shape<Method, Payload>, E> {
         if let Some(method) = self.method {
             if self.result.is_some() || self.error.is_some() {
                 return Err(E::custom(
@@ -500,13 +564,13 @@ impl Fields {
             // gives null no meaning here.
             let params = self.params.flatten();
             if let Some(p) = &params {
-                if !(p.is_object() || p.is_array()) {
+                if !p.is_structured() {
                     return Err(E::custom("`params` must be an object or an array"));
                 }
             }
             return Ok(match self.id {
-                Some(id) => Message::Request(Request { id, method, params }),
-                None => Message::Notification(Notification { method, params }),
+                Some(id) => Shape::Request { id, method, params },
+                None => Shape::Notification { method, params },
             });
         }
         if self.params.is_some() {
@@ -527,7 +591,7 @@ impl Fields {
             }
         };
         match self.id {
-            Some(id) => Ok(Message::Response(Response { id, result })),
+            Some(id) => Ok(Shape::Response { id, result }),
             None => Err(E::missing_field("id")),
         }
     }

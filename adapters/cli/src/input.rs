@@ -1,10 +1,12 @@
 //! Standard input and signals, each on a channel of its own.
 //!
 //! Both are read on threads of their own with plain blocking calls, so the same code serves
-//! every runtime. Standard input is read in large chunks and framed by the core's own line
+//! every runtime. Standard input is read in large chunks and cut by the core's own line
 //! framer, under the same frame limit as the peer's messages: a line over it becomes one
 //! invalid line and its bytes are dropped as they arrive, so a gigabyte line costs no more
-//! memory than the limit. Every chunk's complete lines go over as one batch; the bounded
+//! memory than the limit. Each line is checked as a JSON-RPC message by the core's rules and
+//! kept as written ([`Verbatim`]): it goes to the peer as its own bytes, never decoded into
+//! values and encoded again. Every chunk's complete lines go over as one batch; the bounded
 //! channel holds standard input back while the connection cannot take more. Signals never
 //! wait behind standard input: their channel is apart, and the signal thread never blocks.
 
@@ -14,7 +16,8 @@ use std::io::{self, Read};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smol::channel::{bounded, Receiver, Sender};
-use tether_core::{Config, Connection, Event, Message};
+use tether_core::framing::Frames;
+use tether_core::{Framing, Verbatim};
 
 /// How much of standard input is read at once.
 const CHUNK: usize = 64 * 1024;
@@ -31,8 +34,8 @@ pub enum Input {
 /// One non-blank line of standard input.
 #[derive(Debug)]
 pub enum Line {
-    /// A message to send.
-    Message(Message),
+    /// A message to send, as it was written.
+    Message(Verbatim),
     /// A line that is not a message (or is over the frame limit), and why.
     Invalid(String),
 }
@@ -96,8 +99,7 @@ fn forward_signals(mut caught: Signals, tx: &Sender<Signal>) {
 fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
     let mut buf = vec![0; CHUNK];
     // The core's framer: blank lines and `\r\n` as for the peer, and the frame limit.
-    let Ok(mut framer) = Connection::<Message>::new(Config::new().max_frame(max_frame.max(1)))
-    else {
+    let Ok(mut frames) = Frames::new(Framing::Lines, max_frame.max(1)) else {
         return;
     };
     loop {
@@ -107,28 +109,26 @@ fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        // A byte-stream connection always takes bytes.
-        let _ = framer.handle_input(&buf[..n]);
-        let lines = drain(&mut framer);
+        frames.handle_input(&buf[..n]);
+        let lines = drain(&mut frames);
         if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
             return;
         }
     }
-    framer.handle_eof();
-    let lines = drain(&mut framer);
+    frames.handle_eof();
+    let lines = drain(&mut frames);
     if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
         return;
     }
     let _ = tx.send_blocking(Input::End);
 }
 
-/// Every line the framer has whole.
-fn drain(framer: &mut Connection<Message>) -> Vec<Line> {
-    std::iter::from_fn(|| framer.poll_event())
-        .filter_map(|event| match event {
-            Event::Message(message) => Some(Line::Message(message)),
-            Event::Malformed(malformed) => Some(Line::Invalid(malformed.to_string())),
-            Event::Disconnected(_) => None,
+/// Every line the framer has whole, each checked.
+fn drain(frames: &mut Frames) -> Vec<Line> {
+    std::iter::from_fn(|| frames.poll_frame(Verbatim::decode))
+        .map(|line| match line.and_then(|checked| checked) {
+            Ok(message) => Line::Message(message),
+            Err(malformed) => Line::Invalid(malformed.to_string()),
         })
         .collect()
 }
@@ -161,8 +161,10 @@ mod tests {
         while let Ok(item) = rx.try_recv() {
             match item {
                 Input::Lines(lines) => out.extend(lines.into_iter().map(|line| match line {
-                    Line::Message(Message::Notification(n)) => Ok(n.method),
-                    Line::Message(_) => Ok(String::new()),
+                    Line::Message(message) => match tether_core::decode(message.as_bytes()) {
+                        Ok(tether_core::Message::Notification(n)) => Ok(n.method),
+                        _ => Ok(String::new()),
+                    },
                     Line::Invalid(_) => Err(()),
                 })),
                 Input::End => out.push(Ok("END".to_owned())),

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             logging();
             on(
                 args.common.runtime,
+                Threads::One,
                 run::run::<Tokio>(args),
                 run::run::<Smol>(args),
             )
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             logging();
             on(
                 args.common.runtime,
+                Threads::One,
                 run::connect::<Tokio>(args),
                 run::connect::<Smol>(args),
             )
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
             logging();
             on(
                 args.common.runtime,
+                Threads::Many,
                 bridge::bridge::<Tokio>(args),
                 bridge::bridge::<Smol>(args),
             )
@@ -58,18 +61,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// How many threads tokio runs tasks on.
+#[derive(Debug, Clone, Copy)]
+enum Threads {
+    /// One session: its tasks only move bytes for each other, and handing them between
+    /// threads costs a wake-up per message for nothing (the command's round trips measure
+    /// it). Blocking work (standard input, standard output, the children) has threads of its
+    /// own anyway.
+    One,
+    /// The bridge: sessions side by side, spread over the cores.
+    Many,
+}
+
 /// Runs the future for the chosen runtime.
 fn on(
     runtime: Runtime,
+    threads: Threads,
     tokio: impl Future<Output = Result<(), Failure>>,
     smol: impl Future<Output = Result<(), Failure>>,
 ) -> Result<(), Failure> {
     match runtime {
-        Runtime::Tokio => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(Failure::io)?
-            .block_on(tokio),
+        Runtime::Tokio => match threads {
+            Threads::One => tokio::runtime::Builder::new_current_thread(),
+            Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+        .map_err(Failure::io)?
+        .block_on(tokio),
         Runtime::Smol => smol::block_on(smol),
     }
 }

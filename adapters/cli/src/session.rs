@@ -119,7 +119,7 @@ async fn forward(
                         }
                         // A message refused because the connection has ended is dropped:
                         // the `disconnected` event says why.
-                        Line::Message(message) => drop(sender.send_tracked(&message).await),
+                        Line::Message(message) => drop(sender.send_verbatim(&message).await),
                         Line::Invalid(reason) => output.invalid_input(&reason).await,
                     }
                 }

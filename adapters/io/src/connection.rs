@@ -17,7 +17,9 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tether_core::{CloseReason, Endpoint, Event, ExitStatus, Framing, Message, SendError};
+use tether_core::{
+    CloseReason, Endpoint, Event, ExitStatus, Framing, Message, SendError, Verbatim,
+};
 use tracing::Instrument;
 
 use crate::process::contain::Mechanism;
@@ -627,6 +629,13 @@ impl Sender<Message> {
     /// for [`Connection::finish`].
     pub async fn send_tracked(&self, message: &Message) -> Result<(), SendError> {
         send_with(&self.shared, |ep| ep.send_tracked(message)).await
+    }
+
+    /// Sends a message as the bytes it was written in ([`Verbatim`]), waiting while the send
+    /// budget is used up, and tracks its requests as [`send_tracked`](Self::send_tracked)
+    /// does: a relay forwards what it was given without decoding it and encoding it again.
+    pub async fn send_verbatim(&self, message: &Verbatim) -> Result<(), SendError> {
+        send_with(&self.shared, |ep| ep.send_verbatim(message)).await
     }
 }
 

@@ -41,6 +41,6 @@ pub use async_tungstenite::tungstenite::protocol::Role;
 pub use tether_core::{
     CloseReason, Disconnect, DisconnectKind, ErrorObject, Event, ExitStatus, Framing, Goodbye, Id,
     Lite, Malformed, MalformedKind, Message, Notification, Policy, Request, Response, RpcError,
-    SendError,
+    SendError, Verbatim,
 };
 pub use tether_core::{EndCause, RestartMode, RestartPolicy};

@@ -31,6 +31,10 @@ use async_io::{Async, Timer};
 
 pub use tether_io::*;
 
+mod pipe;
+
+pub use pipe::PipeReader;
+
 /// The smol runtime, as tether's drivers need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Smol;
@@ -42,7 +46,7 @@ pub type Connection<M = Message> = tether_io::Connection<M, Smol>;
 pub type Listener = tether_io::Listener<Smol>;
 
 impl Runtime for Smol {
-    type PipeReader = Async<ChildStdout>;
+    type PipeReader = PipeReader;
     type PipeWriter = Async<ChildStdin>;
     type TcpStream = async_net::TcpStream;
     type TcpListener = async_net::TcpListener;
@@ -58,7 +62,7 @@ impl Runtime for Smol {
     }
 
     fn pipe_reader(stdout: ChildStdout) -> io::Result<Self::PipeReader> {
-        Async::new(stdout)
+        PipeReader::new(stdout)
     }
 
     fn pipe_writer(stdin: ChildStdin) -> io::Result<Self::PipeWriter> {

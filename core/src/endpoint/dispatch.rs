@@ -108,14 +108,22 @@ impl Dispatch {
     /// Tracks every request in a message the owner sends (`Track` mode).
     pub(crate) fn track(&mut self, now: std::time::Instant, message: &Message) {
         match message {
-            Message::Request(request) => {
-                // An id reused while pending is tracked once: its first answer counts.
-                let _ = self.correlator.track(now, request.id.clone(), None);
-            }
+            Message::Request(request) => self.track_one(now, &request.id),
             Message::Batch(items) => items.iter().for_each(|item| self.track(now, item)),
             _ => {}
         }
         self.collect();
+    }
+
+    /// Tracks the requests of a message sent as its bytes, by their ids.
+    pub(crate) fn track_ids(&mut self, now: std::time::Instant, ids: &[Id]) {
+        ids.iter().for_each(|id| self.track_one(now, id));
+        self.collect();
+    }
+
+    fn track_one(&mut self, now: std::time::Instant, id: &Id) {
+        // An id reused while pending is tracked once: its first answer counts.
+        let _ = self.correlator.track(now, id.clone(), None);
     }
 
     /// Routes one message from the peer. Returns what the owner still gets to see, if

@@ -37,7 +37,7 @@ use serde_json::Value;
 use crate::{
     Action, Config, ConfigError, Connection, Decision, End, EndCause, ErrorObject, Event,
     ExitStatus, Framing, Id, Keepalive, KeepaliveAction, Message, Notification, Request, Response,
-    Restart, Restarts, RpcError, SendError, Supervisor, UsageError,
+    Restart, Restarts, RpcError, SendError, Supervisor, UsageError, Verbatim,
 };
 use dispatch::{Dispatch, Mode};
 use timers::{Timer, Timers};
@@ -1372,6 +1372,18 @@ impl Endpoint<Message> {
         self.send(message)?;
         let now = self.now;
         self.dispatch.track(now, message);
+        self.sync_timers();
+        Ok(())
+    }
+
+    /// Sends a message kept as its bytes (see [`Verbatim`]) and tracks the requests in it, as
+    /// [`send_tracked`](Self::send_tracked) does for a [`Message`]: a relay forwards what it
+    /// was given without decoding it into values and encoding it again.
+    pub fn send_verbatim(&mut self, message: &Verbatim) -> Result<(), SendError> {
+        self.conn.send_verbatim(message)?;
+        let now = self.now;
+        self.touch(now);
+        self.dispatch.track_ids(now, message.requests());
         self.sync_timers();
         Ok(())
     }

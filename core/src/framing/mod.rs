@@ -7,12 +7,14 @@
 //! take up to [`MAX_HEADER`] bytes where that is more than the limit).
 
 mod content_length;
+mod frames;
 mod lines;
 
 use crate::Malformed;
 
 pub(crate) use content_length::ContentLength;
 pub use content_length::MAX_HEADER;
+pub use frames::Frames;
 pub(crate) use lines::Lines;
 
 /// How messages are delimited on the wire.
