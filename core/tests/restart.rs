@@ -621,3 +621,27 @@ proptest::proptest! {
         tether_core::harness::restart_ops(&data, base());
     }
 }
+
+#[test]
+fn a_child_whose_output_ends_while_it_runs_is_shut_down_and_its_end_decides() {
+    let t0 = base();
+    let mut ep = child(policy(RestartMode::OnFailure), t0);
+    // Its output ends; it runs on: the ladder ends it rather than leave a deaf child.
+    ep.handle_eof(t0);
+    assert_eq!(ep.poll_control(), Some(Control::CloseWrite));
+    ep.handle_timeout(t0 + SEC);
+    assert_eq!(actions(&mut ep), [Action::TerminateGroup]);
+    ep.handle_exit(signalled(15), t0 + SEC);
+    let restart = ep.poll_restart().expect("a failure: restarted");
+    assert_eq!(restart.end.cause, EndCause::Failed);
+    assert!(!ep.is_closed());
+    // Another that exits 0 once its stdin closes ended by itself: no restart on-failure.
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert!(ep.poll_respawn());
+    ep.handle_respawned(t0 + 2 * SEC);
+    ep.handle_eof(t0 + 3 * SEC);
+    assert_eq!(ep.poll_control(), Some(Control::CloseWrite));
+    ep.handle_exit(failed(0), t0 + 3 * SEC);
+    assert_eq!(ep.end().map(|e| e.cause), Some(EndCause::Exited));
+    assert_eq!(events(&mut ep), [json!({"disconnected": null})]);
+}

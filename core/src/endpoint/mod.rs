@@ -183,6 +183,10 @@ struct Supervision {
     ready: bool,
     /// The current child missed its ready deadline and the ladder is ending it.
     ready_failed: bool,
+    /// The ladder was started by the supervision (a missed ready deadline, an output that
+    /// ended), not by the owner: the child's stdin is closed, but the connection still takes
+    /// sends, for the next child.
+    own_ladder: bool,
     /// The current child's memory limit killed it (reported by the driver).
     oom: bool,
     /// A close was asked for while the current child's output was still open.
@@ -313,6 +317,7 @@ where
             reports: Default::default(),
             ready: false,
             ready_failed: false,
+            own_ladder: false,
             oom: false,
             requested_open: false,
             signalled: false,
@@ -740,7 +745,7 @@ where
     fn is_child_down(&self) -> bool {
         self.supervision
             .as_ref()
-            .is_some_and(|s| s.down.is_some() || s.pending.is_some())
+            .is_some_and(|s| s.down.is_some() || s.pending.is_some() || s.own_ladder)
     }
 
     /// See [`Connection::poll_transmit_frame`].
@@ -869,6 +874,7 @@ where
         if let Some(supervision) = self.supervision.as_mut() {
             supervision.down = None;
             supervision.ready_failed = false;
+            supervision.own_ladder = false;
             supervision.oom = false;
             supervision.requested_open = false;
             supervision.signalled = false;
@@ -1065,8 +1071,15 @@ where
             return;
         };
         let running = supervisor.exit_status().is_none();
+        let own_ladder = self.supervision.as_ref().is_some_and(|s| s.own_ladder);
         while let Some(action) = supervisor.poll_action() {
             match action {
+                Action::CloseStdin if own_ladder && self.close_reason.is_none() => {
+                    // Only this child's stdin: what the owner sends waits for the next one.
+                    if !self.aborted {
+                        self.controls.push_back(Control::CloseWrite);
+                    }
+                }
                 Action::CloseStdin => self.conn.close(),
                 signal => {
                     if running {
@@ -1118,6 +1131,7 @@ where
             return;
         }
         supervision.ready_failed = true;
+        supervision.own_ladder = true;
         if let Some(supervisor) = self.supervisor.as_mut() {
             supervisor.request_shutdown(now);
         }
@@ -1164,6 +1178,14 @@ where
             if !may_restart {
                 self.timers
                     .set(Timer::Exit, now.checked_add(self.close_timeout));
+            } else if !exited {
+                // A child that can no longer be heard (or told) is of no use running: the
+                // ladder ends it, and its end decides whether another follows.
+                supervision.own_ladder = true;
+                if let Some(supervisor) = self.supervisor.as_mut() {
+                    supervisor.request_shutdown(now);
+                }
+                self.take_supervisor_actions();
             }
         }
         true
