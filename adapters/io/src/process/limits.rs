@@ -153,6 +153,37 @@ fn unified_has(controller: &str) -> bool {
         .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
 }
 
+/// Removes, once per directory and process, the empty `tether-<pid>-<n>` cgroups that tethers
+/// now gone left in `own` (a tether killed by `SIGKILL` removes nothing). Only names of that
+/// form whose `<pid>` is not alive are touched, each with `rmdir`, which the kernel refuses for
+/// a cgroup still holding a process.
+fn remove_stale(own: &Path) {
+    static DONE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if done.iter().any(|d| d == own) {
+        return;
+    }
+    done.push(own.to_path_buf());
+    let me = std::process::id();
+    for entry in fs::read_dir(own).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("tether-")) else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<u32>(), n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        if pid != me && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+}
+
 /// The cgroups one child runs in for its limits; removed when dropped (after the child's
 /// reap), once whatever is left in them has been killed.
 #[derive(Debug)]
@@ -174,6 +205,7 @@ impl LimitGroups {
         let mut made = LimitGroups { groups: Vec::new() };
         for controller in limits.wanted() {
             let own = own_v1_dir(controller).map_err(io::Error::other)?;
+            remove_stale(&own);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let dir = own.join(format!("tether-{}-{n}", std::process::id()));
             fs::create_dir(&dir)?;
