@@ -74,10 +74,10 @@ fn one(client: &mut Client) -> HttpRequest {
     all.remove(0)
 }
 
-/// The lines for the program, as text.
-fn lines(client: &mut Client) -> Vec<String> {
-    std::iter::from_fn(|| client.poll_line())
-        .map(|line| String::from_utf8(line.bytes).unwrap())
+/// The messages received, as text.
+fn messages(client: &mut Client) -> Vec<String> {
+    std::iter::from_fn(|| client.poll_message())
+        .map(|message| String::from_utf8(message).unwrap())
         .collect()
 }
 
@@ -99,7 +99,7 @@ fn data(exchange: Exchange, client: &mut Client, id: Option<&str>, message: &Val
 /// request returned and every queue emptied.
 fn initialized(now: Instant) -> (Client, Exchange) {
     let mut client = Client::new();
-    client.handle_line(&line(&initialize(0)), now);
+    client.handle_message(&line(&initialize(0)), now);
     let init = one(&mut client);
     let mut response = ok(JSON);
     response.session = Some(b"s1");
@@ -109,7 +109,7 @@ fn initialized(now: Instant) -> (Client, Exchange) {
     );
     let body = answer(0, json!({"protocolVersion": PROTOCOL}));
     client.handle_body(init.exchange, body.to_string().as_bytes(), now);
-    assert_eq!(lines(&mut client).len(), 1);
+    assert_eq!(messages(&mut client).len(), 1);
     let get = one(&mut client);
     assert_eq!(get.method, Method::Get);
     (client, get.exchange)
@@ -119,14 +119,14 @@ fn initialized(now: Instant) -> (Client, Exchange) {
 fn initialize_goes_alone_first_and_its_session_and_protocol_go_with_every_later_request() {
     let now = base();
     let mut client = Client::new();
-    client.handle_line(&line(&initialize(1)), now);
-    client.handle_line(&line(&notification("notifications/initialized")), now);
-    client.handle_line(&line(&request(2, "tools/list")), now);
+    client.handle_message(&line(&initialize(1)), now);
+    client.handle_message(&line(&notification("notifications/initialized")), now);
+    client.handle_message(&line(&request(2, "tools/list")), now);
     let init = one(&mut client);
     assert_eq!(init.method, Method::Post);
     assert_eq!(body(&init)["method"], "initialize");
     assert_eq!((init.session, init.protocol_version), (None, None));
-    assert!(!client.wants_line());
+    assert!(!client.wants_message());
 
     let mut response = ok(SSE);
     response.session = Some(b"s1");
@@ -141,8 +141,8 @@ fn initialize_goes_alone_first_and_its_session_and_protocol_go_with_every_later_
     let result = answer(1, json!({"protocolVersion": PROTOCOL}));
     data(init.exchange, &mut client, Some("e2"), &result, now);
     assert_eq!(
-        lines(&mut client),
-        [format!("{note}\n"), format!("{result}\n")]
+        messages(&mut client),
+        [note.to_string(), result.to_string()]
     );
     // The answer ends the stream.
     assert!(!client.wants(init.exchange));
@@ -173,7 +173,7 @@ fn initialize_goes_alone_first_and_its_session_and_protocol_go_with_every_later_
 fn the_protocol_version_comes_from_a_json_answer_too() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
     let ping = one(&mut client);
     assert_eq!(ping.protocol_version.as_deref(), Some(PROTOCOL.as_bytes()));
     assert_eq!(ping.session.as_deref(), Some(&b"s1"[..]));
@@ -183,9 +183,9 @@ fn the_protocol_version_comes_from_a_json_answer_too() {
 fn requests_go_in_order_each_once_the_one_before_is_answered_or_streaming() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(1, "a")), now);
-    client.handle_line(&line(&request(2, "b")), now);
-    client.handle_line(&line(&request(3, "c")), now);
+    client.handle_message(&line(&request(1, "a")), now);
+    client.handle_message(&line(&request(2, "b")), now);
+    client.handle_message(&line(&request(3, "c")), now);
     let a = one(&mut client);
     assert_eq!(body(&a)["id"], 1);
     // A JSON answer holds the next back until it has been read, so the lines keep the order.
@@ -206,15 +206,15 @@ fn requests_go_in_order_each_once_the_one_before_is_answered_or_streaming() {
     let c = one(&mut client);
     assert_eq!(body(&c)["id"], 3);
     assert!(client.wants(b.exchange));
-    assert!(!client.wants_line());
-    assert_eq!(lines(&mut client), [format!("{one_answer}\n")]);
+    assert!(!client.wants_message());
+    assert_eq!(messages(&mut client), [one_answer.to_string()]);
 }
 
 #[test]
 fn answers_to_the_servers_requests_go_at_once_and_hold_nothing_back() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(1, "tools/call")), now);
+    client.handle_message(&line(&request(1, "tools/call")), now);
     let call = one(&mut client);
     assert_eq!(
         client.handle_response(call.exchange, ok(SSE), now),
@@ -223,14 +223,14 @@ fn answers_to_the_servers_requests_go_at_once_and_hold_nothing_back() {
     // The server asks something on the call's stream; the answer goes while it is open.
     let sampling = json!({"jsonrpc": "2.0", "id": "s-1", "method": "sampling/createMessage"});
     data(call.exchange, &mut client, None, &sampling, now);
-    assert_eq!(lines(&mut client), [format!("{sampling}\n")]);
+    assert_eq!(messages(&mut client), [sampling.to_string()]);
     let reply = json!({"jsonrpc": "2.0", "id": "s-1", "result": {}});
-    client.handle_line(&line(&reply), now);
+    client.handle_message(&line(&reply), now);
     let sent = one(&mut client);
     assert_eq!(body(&sent), reply);
     // Unanswered, it holds back nothing.
-    assert!(client.wants_line());
-    client.handle_line(&line(&notification("n")), now);
+    assert!(client.wants_message());
+    client.handle_message(&line(&notification("n")), now);
     assert_eq!(body(&one(&mut client))["method"], "n");
     assert_eq!(
         client.handle_response(sent.exchange, head(202, "Accepted", None), now),
@@ -243,14 +243,20 @@ fn answers_to_the_servers_requests_go_at_once_and_hold_nothing_back() {
 fn a_stream_dropped_before_its_answer_is_resumed_with_the_last_event_id() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(7, "slow")), now);
+    client.handle_message(&line(&request(7, "slow")), now);
     let post = one(&mut client);
     client.handle_response(post.exchange, ok(SSE), now);
     let progress = notification("notifications/progress");
     data(post.exchange, &mut client, Some("e1"), &progress, now);
     client.handle_end(post.exchange, now);
     assert!(!client.wants(post.exchange));
-    // The first resumption goes at once.
+    // The first resumption goes after the wait (no `retry:` came), not before.
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(client.poll_timeout(), Some(now + RECONNECT_DELAY));
+    client.handle_timeout(now + RECONNECT_DELAY - Duration::from_millis(1));
+    assert!(requests(&mut client).is_empty());
+    let now = now + RECONNECT_DELAY;
+    client.handle_timeout(now);
     let get = one(&mut client);
     assert_eq!(get.method, Method::Get);
     assert_eq!(get.last_event_id.as_deref(), Some(&b"e1"[..]));
@@ -272,16 +278,62 @@ fn a_stream_dropped_before_its_answer_is_resumed_with_the_last_event_id() {
     assert!(!client.wants(again.exchange));
     assert_eq!(client.poll_timeout(), None);
     assert_eq!(
-        lines(&mut client),
-        [format!("{progress}\n"), format!("{result}\n")]
+        messages(&mut client),
+        [progress.to_string(), result.to_string()]
     );
+}
+
+/// The conformance suite's `sse-retry` client scenario, in virtual time: a POST's stream
+/// primes with an event id and `retry: 500`, then closes before the answer. The client must
+/// wait those 500 ms, not a moment less, then resume with `GET` and `Last-Event-ID`.
+#[test]
+fn a_posts_stream_cut_before_its_answer_is_resumed_after_the_servers_retry() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_message(&line(&request(3, "tools/call")), now);
+    let post = one(&mut client);
+    assert_eq!(
+        client.handle_response(post.exchange, ok(SSE), now),
+        Read::Events
+    );
+    let priming = Event {
+        id: Some("event-1"),
+        data: Some(""),
+        retry: Some(500),
+    };
+    client.handle_event(post.exchange, priming, now);
+    let cut = now + Duration::from_millis(50);
+    client.handle_end(post.exchange, cut);
+    assert!(!client.wants(post.exchange));
+    let due = cut + Duration::from_millis(500);
+    assert_eq!(client.poll_timeout(), Some(due));
+    // Time that jumps back, or not far enough, reopens nothing.
+    client.handle_timeout(now);
+    client.handle_timeout(due - Duration::from_millis(1));
+    assert!(requests(&mut client).is_empty());
+    client.handle_timeout(due);
+    let get = one(&mut client);
+    assert_eq!(get.method, Method::Get);
+    assert_eq!(get.last_event_id.as_deref(), Some(&b"event-1"[..]));
+    assert_eq!(get.session.as_deref(), Some(&b"s1"[..]));
+    assert_eq!(get.protocol_version.as_deref(), Some(PROTOCOL.as_bytes()));
+    // The answer comes on the resumed stream; the request is done, nothing waits.
+    assert_eq!(
+        client.handle_response(get.exchange, ok(SSE), due),
+        Read::Events
+    );
+    let result = answer(3, json!({"content": []}));
+    data(get.exchange, &mut client, Some("event-2"), &result, due);
+    assert!(!client.wants(get.exchange));
+    assert_eq!(client.poll_timeout(), None);
+    assert_eq!(messages(&mut client), [result.to_string()]);
 }
 
 #[test]
 fn a_stream_dropped_with_no_event_id_is_not_resumed() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(7, "slow")), now);
+    client.handle_message(&line(&request(7, "slow")), now);
     let post = one(&mut client);
     client.handle_response(post.exchange, ok(SSE), now);
     client.handle_end(post.exchange, now);
@@ -319,9 +371,9 @@ fn an_empty_get_stream_is_reopened_with_a_doubling_wait_and_then_given_up() {
         Some("the GET stream keeps failing; no longer reopened")
     );
     // The POSTs go on.
-    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
     assert_eq!(one(&mut client).method, Method::Post);
-    assert!(lines(&mut client).is_empty());
+    assert!(messages(&mut client).is_empty());
 }
 
 #[test]
@@ -355,7 +407,7 @@ fn the_servers_retry_sets_the_wait() {
     };
     client.handle_event(get, priming, now);
     // A priming event is no message.
-    assert!(lines(&mut client).is_empty());
+    assert!(messages(&mut client).is_empty());
     client.handle_end(get, now);
     assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(3)));
     client.handle_timeout(now + Duration::from_secs(3));
@@ -391,7 +443,7 @@ fn a_405_to_get_means_no_get_stream() {
     assert!(!client.wants(get));
     assert_eq!(client.poll_timeout(), None);
     assert!(requests(&mut client).is_empty());
-    assert!(lines(&mut client).is_empty());
+    assert!(messages(&mut client).is_empty());
     assert_eq!(client.poll_end(), None);
 }
 
@@ -401,7 +453,7 @@ fn once_the_session_has_ended_no_stream_waits_to_be_reopened() {
     let (mut client, get) = initialized(now);
     client.handle_failure(get, "reset", now);
     assert!(client.poll_timeout().is_some());
-    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
     let ping = one(&mut client);
     client.handle_response(ping.exchange, head(404, "Not Found", None), now);
     assert!(client.poll_end().is_some());
@@ -414,8 +466,8 @@ fn once_the_session_has_ended_no_stream_waits_to_be_reopened() {
 fn a_404_once_the_session_exists_ends_it_with_the_reason() {
     let now = base();
     let (mut client, get) = initialized(now);
-    client.handle_line(&line(&request(1, "ping")), now);
-    client.handle_line(&line(&request(2, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(2, "ping")), now);
     let ping = one(&mut client);
     let gone = head(404, "Not Found", Some(JSON));
     assert_eq!(
@@ -435,15 +487,15 @@ fn a_404_once_the_session_exists_ends_it_with_the_reason() {
     assert!(requests(&mut client).is_empty());
     client.handle_close(now);
     assert!(requests(&mut client).is_empty());
-    assert!(lines(&mut client).is_empty());
+    assert!(messages(&mut client).is_empty());
 }
 
 #[test]
-fn a_refusal_is_reported_as_a_line_of_text_and_the_session_goes_on() {
+fn a_refused_post_ends_the_session_with_the_status_and_the_body_as_the_reason() {
     let now = base();
     let mut client = Client::new();
-    client.handle_line(&line(&request(1, "tools/list")), now);
-    client.handle_line(&line(&request(2, "tools/list")), now);
+    client.handle_message(&line(&request(1, "tools/list")), now);
+    client.handle_message(&line(&request(2, "tools/list")), now);
     let first = one(&mut client);
     // Without a session, a 404 is a refusal like any other.
     let refused = head(404, "Not Found", Some(JSON));
@@ -452,27 +504,59 @@ fn a_refusal_is_reported_as_a_line_of_text_and_the_session_goes_on() {
         Read::Quote { limit: 4096 }
     );
     assert!(requests(&mut client).is_empty());
-    client.handle_body(first.exchange, b"{\"error\":\n  \"no session\"}\n", now);
-    let reported: Vec<_> = std::iter::from_fn(|| client.poll_line()).collect();
-    assert_eq!(reported.len(), 1);
-    assert!(reported[0].notice);
-    assert_eq!(
-        String::from_utf8(reported[0].bytes.clone()).unwrap(),
-        "HTTP 404 Not Found from POST: {\"error\": \"no session\"}\n"
-    );
-    let second = one(&mut client);
-    let unauthorized = head(401, "Unauthorized", None);
-    client.handle_response(second.exchange, unauthorized, now);
-    client.handle_body(second.exchange, b"", now);
-    assert_eq!(lines(&mut client), ["HTTP 401 Unauthorized from POST:\n"]);
     assert_eq!(client.poll_end(), None);
+    client.handle_body(first.exchange, b"{\"error\":\n  \"no session\"}\n", now);
+    assert_eq!(
+        client.poll_end(),
+        Some(End {
+            reason: Some("HTTP 404 Not Found from POST: {\"error\": \"no session\"}".into())
+        })
+    );
+    // Nothing is received from a refusal, and nothing more is sent.
+    assert!(messages(&mut client).is_empty());
+    assert!(requests(&mut client).is_empty());
+    assert!(!client.wants(first.exchange));
+
+    // An empty body: the status alone.
+    let mut client = Client::new();
+    client.handle_message(&line(&initialize(1)), now);
+    let init = one(&mut client);
+    let unauthorized = head(401, "Unauthorized", None);
+    client.handle_response(init.exchange, unauthorized, now);
+    client.handle_failure(init.exchange, "connection reset", now);
+    assert_eq!(
+        client.poll_end(),
+        Some(End {
+            reason: Some("HTTP 401 Unauthorized from POST:".into())
+        })
+    );
+}
+
+#[test]
+fn a_refused_get_stream_is_given_up_with_a_warning_and_the_posts_go_on() {
+    let now = base();
+    let (mut client, get) = initialized(now);
+    let refused = head(400, "Bad Request", None);
+    assert_eq!(
+        client.handle_response(get, refused, now),
+        Read::Quote { limit: 4096 }
+    );
+    client.handle_body(get, b"no GET here", now);
+    assert_eq!(
+        client.poll_warning().as_deref(),
+        Some("HTTP 400 Bad Request from GET: no GET here; the stream is not reopened")
+    );
+    assert_eq!(client.poll_timeout(), None);
+    assert_eq!(client.poll_end(), None);
+    client.handle_message(&line(&request(1, "ping")), now);
+    assert_eq!(one(&mut client).method, Method::Post);
 }
 
 #[test]
 fn a_failed_post_ends_the_session_with_the_reason() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
     let ping = one(&mut client);
     client.handle_failure(ping.exchange, "connection reset", now);
     assert_eq!(
@@ -487,7 +571,7 @@ fn a_failed_post_ends_the_session_with_the_reason() {
 fn close_with_a_session_sends_delete_and_ends_once_it_is_answered() {
     let now = base();
     let (mut client, get) = initialized(now);
-    client.handle_line(&line(&request(1, "ping")), now);
+    client.handle_message(&line(&request(1, "ping")), now);
     let ping = one(&mut client);
     client.handle_close(now);
     // The request before goes first: the DELETE waits for its answer.
@@ -503,7 +587,7 @@ fn close_with_a_session_sends_delete_and_ends_once_it_is_answered() {
     assert_eq!(delete.session.as_deref(), Some(&b"s1"[..]));
     assert!(delete.body.is_empty());
     assert_eq!(client.poll_end(), None);
-    // While closing, a stream that ends is not reopened, and a refusal is not reported.
+    // While closing, a stream that ends is not reopened.
     client.handle_response(get, ok(SSE), now);
     client.handle_end(get, now);
     assert_eq!(client.poll_timeout(), None);
@@ -512,7 +596,7 @@ fn close_with_a_session_sends_delete_and_ends_once_it_is_answered() {
         Read::Nothing
     );
     assert_eq!(client.poll_end(), Some(End { reason: None }));
-    assert_eq!(lines(&mut client).len(), 1);
+    assert_eq!(messages(&mut client).len(), 1);
 }
 
 #[test]
@@ -535,11 +619,11 @@ fn a_delete_refused_or_failed_still_ends_the_session() {
 }
 
 #[test]
-fn a_body_that_is_neither_json_nor_sse_is_quoted_and_one_unreadable_is_reported() {
+fn a_body_that_is_neither_json_nor_sse_is_a_warning_and_one_unreadable_ends_the_session() {
     let now = base();
     let (mut client, _) = initialized(now);
-    client.handle_line(&line(&request(1, "a")), now);
-    client.handle_line(&line(&request(2, "b")), now);
+    client.handle_message(&line(&request(1, "a")), now);
+    client.handle_message(&line(&request(2, "b")), now);
     let a = one(&mut client);
     assert_eq!(
         client.handle_response(a.exchange, ok("text/html"), now),
@@ -548,21 +632,26 @@ fn a_body_that_is_neither_json_nor_sse_is_quoted_and_one_unreadable_is_reported(
     client.handle_body(a.exchange, b"<p>hello</p>", now);
     let b = one(&mut client);
     client.handle_response(b.exchange, ok(JSON), now);
-    client.handle_failure(b.exchange, "length limit exceeded", now);
     assert_eq!(
-        lines(&mut client),
-        [
-            "HTTP 200 OK: a body that is neither JSON nor SSE: <p>hello</p>\n",
-            "the JSON response could not be read: length limit exceeded\n"
-        ]
+        client.poll_warning().as_deref(),
+        Some("HTTP 200 OK: a body that is neither JSON nor SSE: <p>hello</p>")
+    );
+    assert_eq!(client.poll_end(), None);
+    client.handle_failure(b.exchange, "length limit exceeded", now);
+    assert!(messages(&mut client).is_empty());
+    assert_eq!(
+        client.poll_end(),
+        Some(End {
+            reason: Some("the JSON response could not be read: length limit exceeded".into())
+        })
     );
 }
 
 #[test]
-fn line_breaks_in_a_message_become_spaces_and_blank_lines_are_not_sent() {
+fn messages_come_whole_as_sent_and_blank_ones_are_not_sent() {
     let now = base();
     let (mut client, get) = initialized(now);
-    client.handle_line(b"   \n", now);
+    client.handle_message(b"   \n", now);
     assert!(requests(&mut client).is_empty());
     client.handle_response(get, ok(SSE), now);
     let event = Event {
@@ -572,7 +661,7 @@ fn line_breaks_in_a_message_become_spaces_and_blank_lines_are_not_sent() {
     };
     client.handle_event(get, event, now);
     assert_eq!(
-        lines(&mut client),
-        ["{\"jsonrpc\":\"2.0\", \"method\":\"n\"}\n"]
+        messages(&mut client),
+        ["{\"jsonrpc\":\"2.0\",\n\"method\":\"n\"}"]
     );
 }

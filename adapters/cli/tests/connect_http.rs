@@ -318,16 +318,17 @@ fn a_session_over_sse_keeps_its_id_and_ends_with_delete() {
             "{runtime}: no GET stream: {requests:#?}"
         );
 
-        // The session is gone: a request with its id gets 404, reported as such.
+        // The session is gone: a request with its id gets 404, which ends the connection
+        // with that reason (never a message, nor a malformed one).
         let header = format!("Mcp-Session-Id: {session}");
         let output = run(
             runtime,
             &server,
-            &["--linger", "100", "--header", &header],
+            &["--linger", "5000", "--header", &header],
             &[list(5)],
         );
-        assert_eq!(output.len(), 2, "{output:#?}");
-        assert_eq!(output[0]["event"], "malformed", "{output:#?}");
+        assert_eq!(output.len(), 1, "{output:#?}");
+        assert_eq!(output[0]["event"], "disconnected", "{output:#?}");
         let reason = output[0]["reason"].as_str().unwrap();
         assert!(reason.contains("HTTP 404 Not Found from POST"), "{reason}");
         assert_eq!(server.until("404", |_| true)[0]["status"], 404);
@@ -344,18 +345,18 @@ fn run(runtime: &str, server: &Server, extra: &[&str], lines: &[Value]) -> Vec<V
 }
 
 #[test]
-fn without_the_session_id_a_request_is_refused_and_reported() {
+fn without_the_session_id_a_request_is_refused_and_the_refusal_ends_the_connection() {
     for runtime in RUNTIMES {
         let server = Server::start(&[]);
-        let output = run(runtime, &server, &["--linger", "100"], &[list(1)]);
-        assert_eq!(output.len(), 2, "{output:#?}");
-        assert_eq!(output[0]["event"], "malformed", "{output:#?}");
+        // However long the linger: the refusal ends it at once.
+        let output = run(runtime, &server, &["--linger", "30000"], &[list(1)]);
+        assert_eq!(output.len(), 1, "{output:#?}");
+        assert_eq!(output[0]["event"], "disconnected", "{output:#?}");
         let reason = output[0]["reason"].as_str().unwrap();
         assert!(
             reason.contains("HTTP 400 Bad Request from POST"),
             "{reason}"
         );
-        assert_eq!(output[1]["event"], "disconnected");
     }
 }
 
@@ -516,7 +517,7 @@ fn a_session_the_server_ended_disconnects_with_the_reason() {
 }
 
 #[test]
-fn a_bearer_token_goes_with_every_request_and_its_absence_is_reported() {
+fn a_bearer_token_goes_with_every_request_and_its_absence_ends_the_connection() {
     let dir = std::env::temp_dir().join(format!("tether-http-token-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("token");
@@ -524,8 +525,9 @@ fn a_bearer_token_goes_with_every_request_and_its_absence_is_reported() {
     let token_file = token_file.to_str().unwrap();
     for runtime in RUNTIMES {
         let server = Server::start(&["--token", "sesame"]);
-        let output = run(runtime, &server, &["--linger", "100"], &[initialize(1)]);
-        assert_eq!(output.len(), 2, "{output:#?}");
+        let output = run(runtime, &server, &["--linger", "30000"], &[initialize(1)]);
+        assert_eq!(output.len(), 1, "{output:#?}");
+        assert_eq!(output[0]["event"], "disconnected", "{output:#?}");
         let reason = output[0]["reason"].as_str().unwrap();
         assert!(
             reason.contains("HTTP 401 Unauthorized from POST"),

@@ -434,7 +434,13 @@ where
 
     /// Waits for the child to exit and be reaped (without asking it to), and for no restart
     /// to follow: with a restart policy, the last child; `None` if there is no child.
+    ///
+    /// The child's output is read meanwhile, as while a send waits: a child that writes
+    /// before it exits would otherwise block on a full pipe and never exit, and its end of
+    /// output, unread, would be taken for output left open after the exit.
     pub async fn wait(&self) -> Option<ExitStatus> {
+        self.shared.process().as_ref()?;
+        self.shared.hand_reading_over();
         loop {
             let (pid, reaped) = {
                 let process = self.shared.process();
@@ -748,4 +754,48 @@ where
     shared
         .wait_for(&shared.progress, |s| s.ep.is_input_ended() || s.abandoned)
         .await;
+}
+
+/// MCP's Streamable HTTP transport (`http.rs`): the one constructor, kept apart.
+impl<M, R> Connection<M, R>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+    R: Runtime,
+{
+    /// Connects to an MCP server's Streamable HTTP endpoint at `url`
+    /// (`http://HOST[:PORT][/PATH]`), sending `headers` (an `Authorization`, say) with every
+    /// request. Each message sent becomes a POST; each message of a response (a JSON body, an
+    /// event of an SSE stream, of a POST's or of the `GET` stream) arrives whole, as from a
+    /// websocket. [`close`](Self::close) ends the session with `DELETE`. The server reached
+    /// is checked at once ([`Error::Connect`]); an HTTP refusal later ends the connection with
+    /// a `Disconnected` that names the status, as does the server ending the session.
+    pub async fn connect_http(
+        url: &str,
+        headers: impl IntoIterator<Item = (crate::HeaderName, crate::HeaderValue)>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let target = crate::http::Target::parse(url)?;
+        // A server that cannot be reached fails here, as for every other transport, rather
+        // than at the first message; this connection is only a check.
+        drop(
+            R::connect_tcp(&target.addr)
+                .await
+                .map_err(|source| Error::Connect {
+                    addr: target.addr.clone(),
+                    source,
+                })?,
+        );
+        // No websocket keepalive: HTTP has no pings.
+        let mut core = options.core().clone();
+        core.keepalive = None;
+        let options = options.config(core);
+        let max_frame = options.core().max_frame;
+        let http = crate::http::Http::new(target, headers.into_iter().collect(), max_frame);
+        let (this, span) = Self::new(&options, Framing::Messages, url.to_owned(), None)?;
+        span.in_scope(|| tracing::debug!("Streamable HTTP open"));
+        R::spawn(
+            crate::http::run::<M, R>(Arc::clone(&this.shared), Arc::new(http)).instrument(span),
+        );
+        Ok(this)
+    }
 }

@@ -37,4 +37,13 @@ pub enum Error {
     /// A URL that is not `ws://HOST:PORT/PATH`.
     #[error("invalid websocket URL {0:?}: expected ws://HOST:PORT/PATH")]
     Url(String),
+    /// A Streamable HTTP URL that cannot work: not `http://HOST[:PORT][/PATH]`, or with
+    /// credentials in it (which would not be sent).
+    #[error("invalid URL {url:?}: {detail}")]
+    HttpUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }

@@ -9,11 +9,16 @@
 //! [`tether_core::Connection`]'s, every lifetime decision the core
 //! [`tether_core::Supervisor`]'s. They move bytes between the transport and the core, map the
 //! supervisor's actions to system calls, and wake whoever waits.
+//!
+//! Transports: byte streams (a child's pipes, TCP and Unix sockets, any reader and writer),
+//! websockets, and MCP's Streamable HTTP ([`Connection::connect_http`]), whose requests,
+//! headers, resumptions and waits are the core `streamable::Client`'s decisions.
 #![deny(missing_docs)]
 
 mod clock;
 mod connection;
 mod error;
+mod http;
 mod listener;
 mod options;
 pub mod process;
@@ -28,6 +33,8 @@ mod ws;
 pub use clock::now;
 pub use connection::{Connection, Restarts, Sender};
 pub use error::Error;
+pub use http::{check_http_url, HyperIo};
+pub use hyper::header::{HeaderName, HeaderValue};
 pub use listener::Listener;
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};

@@ -1,4 +1,4 @@
-//! The `streamable_client_ops` target: a Streamable HTTP client under arbitrary lines,
+//! The `streamable_client_ops` target: a Streamable HTTP client under arbitrary messages,
 //! responses, events, bodies, failures, closes and timeouts.
 
 use std::time::Instant;
@@ -6,14 +6,14 @@ use std::time::Instant;
 use super::{arbitrary_time, Reader};
 use crate::streamable::{Client, Event, Exchange, Method, Read, ResponseHead};
 
-/// Drives one client the way an adapter does (handing it a line only while it wants one) and
+/// Drives one client the way an adapter does (handing it a message only while it wants one) and
 /// checks after every step:
 ///
 /// - the session ends at most once, and after its end nothing more is asked or said;
 /// - a `DELETE` always names the session it ends;
 /// - after `handle_timeout(now)` no deadline is at or before `now`.
 ///
-/// Layout: operations, each an opcode byte (modulo 9) and its operands: 0 a line (an id
+/// Layout: operations, each an opcode byte (modulo 9) and its operands: 0 a message (an id
 /// byte, then a kind byte: initialize, request, notification, answer, batch, or garbage from a
 /// chunk), 1 a response to an exchange asked for (a byte choosing it, a status byte, a session
 /// byte, a content-type byte), 2 an event on an exchange (a flags byte choosing id, data and
@@ -42,8 +42,8 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
                     4 => format!(r#"[{{"jsonrpc":"2.0","id":{id},"method":"a"}}]"#),
                     _ => String::from_utf8_lossy(r.chunk()).into_owned(),
                 };
-                if client.wants_line() {
-                    client.handle_line(line.as_bytes(), now);
+                if client.wants_message() {
+                    client.handle_message(line.as_bytes(), now);
                 }
             }
             1 => {
@@ -127,8 +127,8 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
             }
             exchanges.push(request.exchange);
         }
-        while client.poll_line().is_some() {
-            assert!(!ended, "a line after the end");
+        while client.poll_message().is_some() {
+            assert!(!ended, "a message after the end");
         }
         while client.poll_warning().is_some() {}
         if client.poll_end().is_some() {

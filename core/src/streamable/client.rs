@@ -1,6 +1,6 @@
 //! The client side of the Streamable HTTP transport, with no HTTP in it: which request to
-//! make when, with which headers, what a response means, when a dropped stream is resumed,
-//! and when the session is over. See [`Client`].
+//! make when, with which headers, what a response means, when a dropped stream is resumed
+//! and after what wait, and when the session is over. See [`Client`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use super::Method;
 /// client gives up on it (the POSTs go on).
 pub const RECONNECTS: u32 = 5;
 
-/// The wait before reopening a `GET` stream, unless the server said otherwise (`retry:`); it
+/// The wait before reopening a stream (a `GET` stream, or a POST's stream that ended before
+/// its answer), unless the server said otherwise (`retry:`, which a client must respect); it
 /// doubles with each reconnection in a row that received nothing.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
@@ -22,7 +23,7 @@ pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// past what a deadline can hold, reopen it at once).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
 
-/// How much of a refusal's body is quoted in the line that reports it.
+/// How much of a refusal's body is quoted in the reason (or warning) that reports it.
 pub const QUOTE: usize = 4096;
 
 /// One HTTP exchange: a request and its response. Each reconnection is a new exchange; input
@@ -55,7 +56,7 @@ pub struct HttpRequest {
 pub struct ResponseHead<'a> {
     /// The status code.
     pub status: u16,
-    /// Its reason phrase, quoted in the line that reports a refusal.
+    /// Its reason phrase, quoted in the reason (or warning) that reports a refusal.
     pub reason: Option<&'a str>,
     /// `Mcp-Session-Id`, if the response has one.
     pub session: Option<&'a [u8]>,
@@ -93,22 +94,13 @@ pub struct Event<'a> {
     pub retry: Option<u64>,
 }
 
-/// A line for the program's peer: one JSON text, or one line of text about what went wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// The line, ending with `\n`. A JSON text's line breaks (only ever between tokens, since
-    /// a break inside a string is escaped) have become spaces.
-    pub bytes: Vec<u8>,
-    /// Whether it is a report (a refusal, an unreadable body) rather than a received message:
-    /// not JSON, so the connection reports it as malformed, and worth a warning in the log.
-    pub notice: bool,
-}
-
 /// How the session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct End {
-    /// Why, if not cleanly (the connection closed): the server ended the session, or a
-    /// request failed. The adapter hands it to the connection as a read error.
+    /// Why, if not cleanly (the connection closed): the server ended the session, refused a
+    /// POST (`HTTP 401 Unauthorized from POST: …`, with the start of its body), or a request
+    /// failed. The transport hands it to the connection as a read error, so that the owner's
+    /// `Disconnected` names it: a refusal is the end of the conversation, never a message.
     pub reason: Option<String>,
 }
 
@@ -137,7 +129,8 @@ enum Reading {
     Json,
     /// Server-sent events.
     Events,
-    /// The quote of a refusal by `method`, with the status as text.
+    /// The quote of a refusal by `method`, with the status as text: the end of the session
+    /// for a POST, a warning for a `GET`.
     Refusal(&'static str, String),
     /// The quote of a body that is neither JSON nor SSE.
     Unknown(String),
@@ -163,7 +156,7 @@ struct Flow {
     failures: u32,
     /// Whether the current stream carried anything (an event id or a message).
     received: bool,
-    /// When to reopen.
+    /// When to (re)open its `GET`.
     reopen_at: Option<Instant>,
     /// Whether the next message waits for it.
     blocking: bool,
@@ -198,23 +191,26 @@ enum Next {
 /// A Streamable HTTP client's state machine.
 ///
 /// The adapter owns the HTTP connections and the clock. It hands the client each message the
-/// program wants sent ([`Client::handle_line`]), makes every request
+/// owner wants sent ([`Client::handle_message`]), makes every request
 /// [`poll_request`](Client::poll_request) returns, reads each response's head into a
 /// [`ResponseHead`] for [`handle_response`](Client::handle_response) and then reads the body
 /// the way the answer ([`Read`]) says: server-sent events one by one into
 /// [`handle_event`](Client::handle_event), or the whole body into
-/// [`handle_body`](Client::handle_body). The lines for the program come out of
-/// [`poll_line`](Client::poll_line); the session's end out of [`poll_end`](Client::poll_end).
-/// Time is an argument: when a dropped stream is due to be reopened is
-/// [`poll_timeout`](Client::poll_timeout), acted on by [`handle_timeout`](Client::handle_timeout).
+/// [`handle_body`](Client::handle_body). The messages received come out of
+/// [`poll_message`](Client::poll_message), whole, one JSON text (or batch) each; the session's
+/// end out of [`poll_end`](Client::poll_end). Time is an argument: when a dropped stream is due
+/// to be reopened is [`poll_timeout`](Client::poll_timeout), acted on by
+/// [`handle_timeout`](Client::handle_timeout); the adapter only sleeps until then.
 ///
 /// The decisions are the transport's: nothing is sent before the initialize answer (it
 /// carries the session id and the protocol revision every later request needs); answers to
 /// the server's requests go at once (what the server does next may wait for them); other
 /// messages go in the order written, each once the server has started to answer the one
-/// before; a stream dropped before its answer is resumed with `GET` and `Last-Event-ID`,
-/// reopened after a backoff a bounded number of times; a 404 once the session exists means
-/// the server ended it; an HTTP refusal becomes a line of text for the program's peer to see.
+/// before; a stream dropped before its answer is resumed with `GET` and `Last-Event-ID` after
+/// the server's `retry:` wait (else [`RECONNECT_DELAY`]), reopened after a backoff a bounded
+/// number of times; a 404 once the session exists means the server ended it; any other
+/// refusal of a POST ends the session with the status and the start of the body as the
+/// reason; a refused `GET` stream is given up with a warning, and the POSTs go on.
 #[derive(Debug, Default)]
 pub struct Client {
     /// Messages not sent yet, in order.
@@ -222,8 +218,9 @@ pub struct Client {
     flows: Vec<Flow>,
     next_exchange: u64,
     requests: VecDeque<HttpRequest>,
-    lines: VecDeque<Line>,
-    /// What is worth a warning in the log and reaches the program by no other way.
+    /// Received messages for the connection, in order.
+    messages: VecDeque<Vec<u8>>,
+    /// What is worth a warning in the log and reaches the owner by no other way.
     warnings: VecDeque<String>,
     end: Option<End>,
     /// Whether the session has ended (its end may not have been polled yet).
@@ -246,25 +243,26 @@ impl Client {
         Client::default()
     }
 
-    /// A line the program's peer wants sent: one JSON message or batch. Blank lines are
-    /// ignored. It is sent once the messages before it allow ([`wants_line`](Self::wants_line)
-    /// says when the client takes the next without holding it).
-    pub fn handle_line(&mut self, line: &[u8], now: Instant) {
-        let line = trim_end(line);
-        if !line.is_empty() && !self.ended && !self.closing {
-            self.queue.push_back(line.to_vec());
+    /// A message the owner wants sent: one JSON text or batch, whole. A blank one is
+    /// ignored. It is sent once the messages before it allow
+    /// ([`wants_message`](Self::wants_message) says when the client takes the next without
+    /// holding it).
+    pub fn handle_message(&mut self, message: &[u8], now: Instant) {
+        let message = trim_end(message);
+        if !message.is_empty() && !self.ended && !self.closing {
+            self.queue.push_back(message.to_vec());
             self.advance(now);
         }
     }
 
-    /// Whether the next line would be sent at once: reading lines no faster than they can be
-    /// sent leaves the program's peer held back by its pipe, as a socket would.
-    pub fn wants_line(&self) -> bool {
+    /// Whether the next message would be sent at once: taking messages no faster than they
+    /// can be sent leaves the owner held back by its send budget, as a socket would.
+    pub fn wants_message(&self) -> bool {
         self.queue.is_empty() && !self.blocked() && !self.ended && !self.closing
     }
 
-    /// The program's peer closed its write side: once the lines before are sent, the session
-    /// is ended with `DELETE` if there is one (and ends when that is answered), else at once.
+    /// The owner closed its write side: once the messages before are sent, the session is
+    /// ended with `DELETE` if there is one (and ends when that is answered), else at once.
     pub fn handle_close(&mut self, now: Instant) {
         self.input_closed = true;
         self.advance(now);
@@ -275,19 +273,20 @@ impl Client {
         self.requests.pop_front()
     }
 
-    /// The next line for the program's peer.
-    pub fn poll_line(&mut self) -> Option<Line> {
-        self.lines.pop_front()
+    /// The next message received, whole, as the server sent it: one JSON text or batch.
+    pub fn poll_message(&mut self) -> Option<Vec<u8>> {
+        self.messages.pop_front()
     }
 
-    /// The next warning for the log: a stream given up on, which the program's peer is not
-    /// otherwise told about.
+    /// The next warning for the log: a stream given up on or refused, a body that is neither
+    /// JSON nor SSE; what the owner is not otherwise told about.
     pub fn poll_warning(&mut self) -> Option<String> {
         self.warnings.pop_front()
     }
 
     /// The session's end, once: after it, nothing more is wanted (every exchange may be
-    /// dropped) and every input is ignored.
+    /// dropped) and every input is ignored. The messages received before it are still polled
+    /// first.
     pub fn poll_end(&mut self) -> Option<End> {
         self.end.take()
     }
@@ -302,7 +301,8 @@ impl Client {
         !self.ended && self.flows.iter().any(|f| f.exchange == Some(exchange))
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is due: the next stream to reopen.
+    /// When [`handle_timeout`](Self::handle_timeout) is due: the next stream to reopen (or to
+    /// resume, after the server's `retry:`).
     /// Nothing once the session has ended.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.ended {
@@ -325,8 +325,8 @@ impl Client {
     }
 
     /// A request could not be made or its response not read: the connection failed, or a
-    /// JSON body was unreadable (`error` says why). A failed POST ends the session; a failed
-    /// `GET` is tried again; an unreadable body is reported as a line.
+    /// JSON body was unreadable (`error` says why). A failed POST, or an unreadable answer to
+    /// one, ends the session; a failed `GET` is tried again.
     pub fn handle_failure(&mut self, exchange: Exchange, error: &str, now: Instant) {
         let Some(index) = self.flow(exchange) else {
             return;
@@ -345,7 +345,11 @@ impl Client {
                 Next::Done
             }
             (Reading::Json, _, _) => {
-                self.notice(format!("the JSON response could not be read: {error}"));
+                if !self.closing {
+                    self.finish(Some(format!(
+                        "the JSON response could not be read: {error}"
+                    )));
+                }
                 Next::Done
             }
             (Reading::Events, _, _) => return self.handle_end(exchange, now),
@@ -429,13 +433,20 @@ impl Client {
                 self.message(body);
             }
             Reading::Refusal(method, status) => {
-                let line = format!("HTTP {status} from {method}: {}", quote(body));
-                self.notice(line.trim_end().to_owned());
+                let text = format!("HTTP {status} from {method}: {}", quote(body));
+                let text = text.trim_end().to_owned();
+                match *method {
+                    // The GET stream is optional: the POSTs go on without it.
+                    "GET" => self
+                        .warnings
+                        .push_back(format!("{text}; the stream is not reopened")),
+                    _ => self.finish(Some(text)),
+                }
             }
             Reading::Unknown(status) => {
                 let body = quote(body);
                 if !body.trim().is_empty() {
-                    self.notice(format!(
+                    self.warnings.push_back(format!(
                         "HTTP {status}: a body that is neither JSON nor SSE: {body}"
                     ));
                 }
@@ -479,9 +490,10 @@ impl Client {
     }
 
     /// A stream read as [`Read::Events`] ended (or failed). A POST's stream that ended
-    /// before its answer is resumed with `GET` if it gave an event id to resume from; a
-    /// `GET` stream is reopened after [`RECONNECT_DELAY`] (or the server's `retry:`), doubled
-    /// for each reopening in a row that received nothing, up to [`RECONNECTS`] of them.
+    /// before its answer is resumed with `GET` if it gave an event id to resume from, once the
+    /// server's `retry:` wait (else [`RECONNECT_DELAY`]) has passed; a `GET` stream is
+    /// reopened after the same wait, doubled for each reopening in a row that received
+    /// nothing, up to [`RECONNECTS`] of them.
     pub fn handle_end(&mut self, exchange: Exchange, now: Instant) {
         let Some(index) = self.flow(exchange) else {
             return;
@@ -493,8 +505,13 @@ impl Client {
         let next = if flow.role == Role::Listen || flow.resuming {
             self.dropped(index, now)
         } else if flow.until.is_some() && flow.last_id.is_some() && !self.closing {
+            // The server's wait holds for this reconnection as for any other: a client that
+            // comes back at once finds nothing ready, and defeats the server's pacing.
             flow.resuming = true;
-            self.get(index);
+            flow.exchange = None;
+            flow.reading = Reading::Head;
+            let wait = flow.delay.min(MAX_RECONNECT_DELAY);
+            flow.reopen_at = now.checked_add(wait).or(Some(now));
             Next::Stay
         } else {
             Next::Done
@@ -600,8 +617,9 @@ impl Client {
         Next::Stay
     }
 
-    /// An HTTP refusal: the end of the session for a 404 once one exists, else a line that
-    /// quotes it (read next); nothing while closing.
+    /// An HTTP refusal: the end of the session for a 404 once one exists; else its body's
+    /// start is read next, for the reason the session ends with (a POST) or the warning (a
+    /// `GET`); nothing while closing.
     fn refused(
         &mut self,
         index: usize,
@@ -658,39 +676,15 @@ impl Client {
         true
     }
 
-    /// A received message as one line; blank ones are skipped.
+    /// A received message, whole; blank ones are skipped.
     fn message(&mut self, payload: &[u8]) {
         if self.ended || payload.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let mut bytes: Vec<u8> = payload
-            .iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-            .collect();
-        bytes.push(b'\n');
-        self.lines.push_back(Line {
-            bytes,
-            notice: false,
-        });
+        self.messages.push_back(payload.to_vec());
     }
 
-    /// A report as one line of text.
-    fn notice(&mut self, text: String) {
-        if self.ended || text.trim().is_empty() {
-            return;
-        }
-        let mut bytes: Vec<u8> = text
-            .bytes()
-            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-            .collect();
-        bytes.push(b'\n');
-        self.lines.push_back(Line {
-            bytes,
-            notice: true,
-        });
-    }
-
-    /// Ends the session: every exchange is dropped, the lines not yet polled still go.
+    /// Ends the session: every exchange is dropped, the messages not yet polled still go.
     fn finish(&mut self, reason: Option<String>) {
         if !self.ended {
             self.ended = true;
@@ -755,16 +749,16 @@ fn is_header_value(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
 }
 
-/// `line` without its trailing whitespace (the line break included).
-fn trim_end(line: &[u8]) -> &[u8] {
-    match std::str::from_utf8(line) {
+/// `message` without its trailing whitespace (a line break included).
+fn trim_end(message: &[u8]) -> &[u8] {
+    match std::str::from_utf8(message) {
         Ok(text) => text.trim_end().as_bytes(),
         Err(_) => {
-            let end = line
+            let end = message
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace())
                 .map_or(0, |i| i + 1);
-            &line[..end]
+            &message[..end]
         }
     }
 }

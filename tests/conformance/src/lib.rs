@@ -157,6 +157,7 @@ macro_rules! suite {
             websocket_binary_frames_and_pings,
             tcp_listener_and_client,
             unix_listener_and_client,
+            waiting_for_the_exit_reads_what_the_child_writes,
             sending_to_a_child_that_exited_fails_with_a_typed_error,
         }
     };

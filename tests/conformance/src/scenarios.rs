@@ -610,6 +610,34 @@ pub fn drop_and_check<R: Runtime>(conn: Connection<Message, R>, grandchildren: V
     assert_gone(pid);
 }
 
+/// The owner waits for the exit without receiving: what the child writes before it exits,
+/// more than its pipe holds, is read meanwhile (within the read-ahead), so the child is not
+/// left blocked on a full pipe and exits; then every message comes out, in order, and the end.
+pub async fn waiting_for_the_exit_reads_what_the_child_writes<R: Runtime>(peer: &Peer) {
+    const N: u64 = 100;
+    let mut conn = spawn_peer::<R>(peer, options());
+    conn.send(&request(1, "notify", json!({"count": N, "size": 2000})))
+        .await
+        .unwrap();
+    conn.send(&request(2, "exit", json!({"code": 3})))
+        .await
+        .unwrap();
+    assert_eq!(conn.wait().await.unwrap().code, Some(3));
+    for n in 0..N {
+        match conn.recv().await {
+            Some(Event::Message(Message::Notification(tick))) => {
+                assert_eq!(tick.params.unwrap()["n"], n);
+            }
+            other => panic!("tick {n}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        conn.recv().await,
+        Some(Event::Message(Message::Response(_)))
+    ));
+    assert!(matches!(conn.recv().await, Some(Event::Disconnected(None))));
+}
+
 /// Sending to a child that has exited fails with a typed error once the pipe breaks, and the
 /// connection ends: cleanly if the end of the child's output was read first (the reader runs
 /// whether or not the owner receives), else with the write error.

@@ -90,7 +90,7 @@ impl Body for Bounded {
                 if !self.events.count(data) {
                     let limit = self.events.limit;
                     return Err(io::Error::other(format!(
-                        "a server-sent event over {limit} bytes (--max-frame)"
+                        "a server-sent event over {limit} bytes (the frame limit)"
                     )));
                 }
             }
