@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::supervisor::DEFAULT_GRACE;
-use crate::{ConfigError, Framing, Goodbye, Policy};
+use crate::{ConfigError, Framing, Goodbye, Policy, RestartPolicy};
 
 /// The default frame limit: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -40,6 +40,8 @@ pub struct Config {
     pub policy: Policy,
     /// See [`Config::goodbye`].
     pub goodbye: Option<Goodbye>,
+    /// See [`Config::restart`].
+    pub restart: RestartPolicy,
     /// See [`Config::close_timeout`].
     pub close_timeout: Duration,
     /// Ping interval and timeout; see [`Config::keepalive`].
@@ -63,6 +65,7 @@ impl Default for Config {
             label: "peer".to_owned(),
             policy: Policy::default(),
             goodbye: None,
+            restart: RestartPolicy::default(),
             close_timeout: DEFAULT_GRACE,
             keepalive: None,
             idle_timeout: None,
@@ -169,6 +172,14 @@ impl Config {
     /// For a server facing clients; off by default.
     pub fn answer_malformed(mut self, on: bool) -> Self {
         self.answer_malformed = on;
+        self
+    }
+
+    /// How a child is supervised across its ends: restarts, their delays, the crash-loop
+    /// guard and the ready deadline (default: never restarted, no ready deadline). Only an
+    /// endpoint for a child uses it.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
         self
     }
 

@@ -300,6 +300,37 @@ where
         }
     }
 
+    /// A supervised child ended and another takes its place (see
+    /// [`Endpoint`](crate::Endpoint)): what the old one's output left buffered is decoded as at
+    /// a clean end, `extra` events follow it, and the input and output start over for the new
+    /// child's pipes. What was handed out to write and not reported written is forgotten (it
+    /// went to the old pipe). Events already decoded stay, in order. After `Disconnected`, it
+    /// changes nothing.
+    pub(crate) fn restart_transport(&mut self, extra: Vec<Event<M>>) {
+        if matches!(self.end, End::Done) {
+            return;
+        }
+        while let Some(event) = self.decode_next(true) {
+            self.ahead.push_back(event);
+        }
+        self.ahead.extend(extra);
+        if let Input::Stream { buf, framer } = &mut self.input {
+            buf.clear();
+            *framer = match framer {
+                StreamFramer::Lines(_) => StreamFramer::Lines(Lines::new(self.config.max_frame)),
+                StreamFramer::ContentLength(_) => {
+                    StreamFramer::ContentLength(ContentLength::new(self.config.max_frame))
+                }
+            };
+        }
+        self.end = End::Open;
+        self.write_failed = false;
+        self.closing = false;
+        self.close_write_polled = false;
+        self.in_flight = 0;
+        self.owed.clear();
+    }
+
     // ----- requests from the owner -------------------------------------------------------
 
     /// Encodes `message` and queues it behind everything queued before it.

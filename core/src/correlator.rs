@@ -177,6 +177,14 @@ impl Correlator {
         }
     }
 
+    /// The ids of the requests still pending, in key order.
+    pub(crate) fn pending_ids(&self) -> Vec<Id> {
+        self.pending
+            .values()
+            .map(|entry| entry.id.clone())
+            .collect()
+    }
+
     /// The connection ended: every pending request fails at once, and later ones are refused.
     pub fn handle_disconnect(&mut self) {
         self.disconnected = true;

@@ -88,6 +88,7 @@ pub mod harness;
 mod keepalive;
 mod malformed;
 pub mod message;
+pub mod restart;
 pub mod streamable;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
@@ -110,5 +111,6 @@ pub use framing::Framing;
 pub use keepalive::{Keepalive, KeepaliveAction};
 pub use malformed::{decode, Malformed, MalformedKind, EXCERPT_LEN};
 pub use message::{ErrorObject, Id, Lite, Message, Notification, Request, Response};
+pub use restart::{Decision, End, EndCause, Restart, RestartMode, RestartPolicy, Restarts};
 pub use supervisor::{Action, ExitStatus, Policy, Supervisor};
 pub use verbatim::Verbatim;

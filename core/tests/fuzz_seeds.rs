@@ -13,7 +13,7 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 10] = [
+const TARGETS: [(&str, Harness); 11] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
@@ -24,7 +24,16 @@ const TARGETS: [(&str, Harness); 10] = [
     ("streamable_ops", streamable_ops),
     ("streamable_client_ops", streamable_client_ops),
     ("gateway_ops", gateway_ops),
+    ("restart_ops", restart_ops),
 ];
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the restart harness needs one real instant as the origin of its virtual time"
+)]
+fn restart_ops(data: &[u8]) {
+    harness::restart_ops(data, Instant::now());
+}
 
 #[allow(
     clippy::disallowed_methods,
@@ -117,6 +126,11 @@ fn message() {
 #[test]
 fn connection_ops() {
     replay("connection_ops");
+}
+
+#[test]
+fn restart_ops_seeds() {
+    replay("restart_ops");
 }
 
 #[test]

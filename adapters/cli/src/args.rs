@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tether_core::Framing;
 use tether_io::async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tether_io::{Containment, Goodbye, Options, Stderr};
+use tether_io::{Containment, Goodbye, Limits, Options, RestartMode, RestartPolicy, Stderr};
 
 use crate::output::Mode;
 
@@ -152,6 +152,94 @@ pub struct Spawning {
     /// Where each child's standard error goes.
     #[arg(long, value_enum, default_value = "log")]
     pub stderr: StderrArg,
+    /// The most memory each child's tree may use (a cgroup limit; K, M and G suffixes, powers
+    /// of 1024). Past it the kernel kills it: the exit's cause is `oom`.
+    #[arg(long, value_name = "BYTES", value_parser = bytes)]
+    pub memory_max: Option<u64>,
+    /// The most processes (and threads) each child's tree may hold at once (a cgroup limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids_max: Option<u64>,
+    /// The most CPU each child's tree may use, in percent of one CPU (a cgroup limit; 200 is
+    /// two CPUs).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpu_max: Option<u32>,
+}
+
+/// `BYTES`, with an optional K, M or G suffix (powers of 1024).
+fn bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&text[..at], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        other => return Err(format!("unknown unit {other:?}: use K, M or G")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a number of bytes: {text:?}"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("the limit must be above zero".to_owned()),
+        Some(n) => Ok(n),
+        None => Err(format!("too large: {text:?}")),
+    }
+}
+
+/// `tether run`'s supervision: restarts, their delays, the crash-loop guard, the ready
+/// deadline.
+#[derive(Debug, Args)]
+#[allow(missing_docs, reason = "clap documents each flag")]
+pub struct Supervise {
+    /// When to start the child again after it ended without being asked: `on-failure` after a
+    /// non-zero code, a signal or a missed ready deadline; `always` after code 0 too. Never
+    /// after tether's own shutdown.
+    #[arg(long, value_enum, default_value = "never")]
+    pub restart: RestartArg,
+    /// The first delay before a restart, in ms; it doubles with each restart, up to 30 s, and
+    /// starts over once a child has stayed up for a whole window.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub backoff: u64,
+    /// How many restarts the window allows; the next failure inside it gives up (`crash_loop`)
+    /// and the session ends.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_restarts: u32,
+    /// The crash-loop guard's sliding window, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 60000)]
+    pub restart_window: u64,
+    /// A child that sends nothing within MS of its start has failed to start: the ladder ends
+    /// it (`ready_timeout`), and a restart follows if the policy allows.
+    #[arg(long, value_name = "MS")]
+    pub ready_timeout: Option<u64>,
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs, reason = "clap documents each value")]
+pub enum RestartArg {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl Supervise {
+    /// These flags applied to connection options.
+    pub fn apply(&self, options: Options) -> Options {
+        options.restart(RestartPolicy {
+            mode: match self.restart {
+                RestartArg::Never => RestartMode::Never,
+                RestartArg::OnFailure => RestartMode::OnFailure,
+                RestartArg::Always => RestartMode::Always,
+            },
+            backoff: Duration::from_millis(self.backoff),
+            max_restarts: self.max_restarts,
+            window: Duration::from_millis(self.restart_window),
+            ready_timeout: self.ready_timeout.map(Duration::from_millis),
+        })
+    }
 }
 
 impl Spawning {
@@ -165,9 +253,29 @@ impl Spawning {
         });
     }
 
+    /// The limits asked for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_max: self.memory_max,
+            pids_max: self.pids_max,
+            cpu_max: self.cpu_max,
+        }
+    }
+
+    /// Limits this machine cannot enforce are a usage error that says why.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        self.limits().check().map_err(|why| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--memory-max, --pids-max and --cpu-max cannot be enforced here: {why}\n"),
+            )
+        })
+    }
+
     /// These flags applied to connection options.
     pub fn apply(&self, options: Options) -> Options {
         options
+            .limits(self.limits())
             .stderr(self.stderr.stderr())
             .contain(match self.contain {
                 ContainArg::Auto => Containment::Auto,
@@ -188,8 +296,14 @@ impl Command {
     /// `--framing` says otherwise.
     pub fn settle(&mut self) -> Result<(), clap::Error> {
         match self {
-            Command::Run(run) => run.spawning.settle(&mut run.common),
-            Command::Bridge(bridge) => bridge.spawning.settle(&mut bridge.common),
+            Command::Run(run) => {
+                run.spawning.check()?;
+                run.spawning.settle(&mut run.common)
+            }
+            Command::Bridge(bridge) => {
+                bridge.spawning.check()?;
+                bridge.spawning.settle(&mut bridge.common)
+            }
             Command::Connect(connect) => connect.check()?,
             Command::Man(Man {
                 subcommand: Some(name),
@@ -245,6 +359,9 @@ pub struct Run {
     #[command(flatten)]
     #[allow(missing_docs, reason = "flattened: clap documents each flag")]
     pub spawning: Spawning,
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: clap documents each flag")]
+    pub supervise: Supervise,
     /// After stdin ends, how long to wait for responses to the requests sent, in ms.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub linger: u64,

@@ -12,6 +12,7 @@ use smol::channel::{bounded, Sender};
 use serde::Serialize;
 use serde_json::json;
 use tether_core::{ExitStatus, Message};
+use tether_io::{EndReport, RestartReport};
 
 /// What standard output carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,11 +23,35 @@ pub enum Mode {
     Summary,
 }
 
-/// How the child ended, in the `exit` event and the summary.
+/// How the child ended, in the `exit` event, the `restart` event and the summary: the status,
+/// then (added after the status, so the older fields keep their places) why it ended and the
+/// tail of its standard error.
 #[derive(Debug, Serialize)]
 struct Exit {
     code: Option<i32>,
     signal: Option<i32>,
+    cause: Option<&'static str>,
+    stderr_tail: Option<String>,
+}
+
+impl Exit {
+    fn new(status: ExitStatus, end: Option<&EndReport>) -> Self {
+        Exit {
+            code: status.code,
+            signal: status.signal,
+            cause: end.map(|e| e.cause.name()),
+            stderr_tail: end.and_then(|e| e.stderr_tail.clone()),
+        }
+    }
+}
+
+/// `{"event":"restart","attempt":K,"delay_ms":D,"exit":{…}}`.
+#[derive(Debug, Serialize)]
+struct RestartLine {
+    event: &'static str,
+    attempt: u32,
+    delay_ms: u128,
+    exit: Exit,
 }
 
 /// `{"event":"exit","code":…,"signal":…}`, in that order, then `"survivors":[…]` when some
@@ -165,14 +190,32 @@ impl Output {
         self.maybe_flush().await;
     }
 
+    /// A restart is scheduled: the end of the child it replaces, and the delay.
+    pub async fn restart(&self, report: &RestartReport) {
+        if self.mode == Mode::Events {
+            let line = RestartLine {
+                event: "restart",
+                attempt: report.attempt,
+                delay_ms: report.delay.as_millis(),
+                exit: Exit::new(report.end.status, Some(&report.end)),
+            };
+            let mut state = self.state.borrow_mut();
+            let _ = serde_json::to_writer(&mut state.buf, &line);
+            state.buf.push(b'\n');
+        }
+        self.maybe_flush().await;
+    }
+
     /// The child was reaped and its group is gone (but for `survivors`, its descendants that
     /// outlived the kill); in summary mode, the summary line. Then everything is written
     /// out, and the writing thread ends.
-    pub async fn exit(mut self, status: Option<ExitStatus>, survivors: &[u32]) {
-        let exit = status.map(|s| Exit {
-            code: s.code,
-            signal: s.signal,
-        });
+    pub async fn exit(
+        mut self,
+        status: Option<ExitStatus>,
+        end: Option<&EndReport>,
+        survivors: &[u32],
+    ) {
+        let exit = status.map(|s| Exit::new(s, end));
         {
             let mut state = self.state.borrow_mut();
             let state = &mut *state;
@@ -278,15 +321,42 @@ mod tests {
                 exit: Exit {
                     code: None,
                     signal: Some(15),
+                    cause: Some("requested"),
+                    stderr_tail: None,
                 },
                 survivors,
             })
             .unwrap()
         };
-        assert_eq!(line(&[]), r#"{"event":"exit","code":null,"signal":15}"#);
+        assert_eq!(
+            line(&[]),
+            r#"{"event":"exit","code":null,"signal":15,"cause":"requested","stderr_tail":null}"#
+        );
         assert_eq!(
             line(&[41, 42]),
-            r#"{"event":"exit","code":null,"signal":15,"survivors":[41,42]}"#
+            r#"{"event":"exit","code":null,"signal":15,"cause":"requested","stderr_tail":null,"survivors":[41,42]}"#
+        );
+    }
+
+    /// The restart line: attempt, delay, then the exit it follows with every field of the
+    /// exit event.
+    #[test]
+    fn the_restart_line_carries_the_exit_it_follows() {
+        let line = serde_json::to_string(&RestartLine {
+            event: "restart",
+            attempt: 2,
+            delay_ms: 400,
+            exit: Exit {
+                code: Some(3),
+                signal: None,
+                cause: Some("failed"),
+                stderr_tail: Some("boom\n".to_owned()),
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"event":"restart","attempt":2,"delay_ms":400,"exit":{"code":3,"signal":null,"cause":"failed","stderr_tail":"boom\n"}}"#
         );
     }
 }

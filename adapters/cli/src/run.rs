@@ -19,20 +19,40 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     let command = args::program(&args.program).map_err(Failure::io)?;
     let recorder = record::open(args.record.as_deref())?;
     let options = args.spawning.apply(args.common.options());
+    let options = args.supervise.apply(options);
     let options = record::options(options, recorder.as_ref());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
     let output = Output::new(args.output).map_err(Failure::io)?;
-    let signalled = session::run(
+    let restarts = conn.restarts();
+    // Each restart is printed as it is scheduled, beside the session's events.
+    let printed = async {
+        while let Some(report) = restarts.next().await {
+            output.restart(&report).await;
+            // Rare, and awaited by whoever watches: out at once.
+            output.flush().await;
+        }
+        std::future::pending::<bool>().await
+    };
+    let session = session::run(
         &mut conn,
         &inputs,
         &output,
         Duration::from_millis(args.linger),
-    )
+    );
+    let signalled = futures_lite::future::or(session, printed).await;
+    // Restarts decided as the session ended are printed all the same (unless another signal
+    // says not to wait).
+    session::until_signal(&inputs, async {
+        while let Some(report) = restarts.next().await {
+            output.restart(&report).await;
+        }
+    })
     .await;
     let status = conn.wait().await;
     reap::reap_group(conn.pid());
     let survivors = conn.survivors();
-    finish_output(&inputs, output, status, &survivors, signalled).await;
+    let end = conn.end();
+    finish_output(&inputs, output, status, end.as_ref(), &survivors, signalled).await;
     record::finish(recorder.as_ref(), status)?;
     match survivors.is_empty() {
         true => Ok(()),
@@ -90,7 +110,7 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
         Duration::from_millis(args.linger),
     )
     .await;
-    finish_output(&inputs, output, None, &[], signalled).await;
+    finish_output(&inputs, output, None, None, &[], signalled).await;
     record::finish(recorder.as_ref(), None)
 }
 
@@ -99,11 +119,12 @@ async fn finish_output(
     inputs: &input::Inputs,
     output: Output,
     status: Option<tether_core::ExitStatus>,
+    end: Option<&tether_io::EndReport>,
     survivors: &[u32],
     signalled: bool,
 ) {
     match signalled {
-        true => session::until_signal(inputs, output.exit(status, survivors)).await,
-        false => output.exit(status, survivors).await,
+        true => session::until_signal(inputs, output.exit(status, end, survivors)).await,
+        false => output.exit(status, end, survivors).await,
     }
 }

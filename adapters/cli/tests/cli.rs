@@ -92,7 +92,7 @@ fn run_prints_each_event_exactly() {
             text(&output),
             "{\"event\":\"message\",\"message\":{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"hello\":\"world\"}}}\n\
              {\"event\":\"disconnected\",\"reason\":null}\n\
-             {\"event\":\"exit\",\"code\":0,\"signal\":null}\n",
+             {\"event\":\"exit\",\"code\":0,\"signal\":null,\"cause\":\"requested\",\"stderr_tail\":\"\"}\n",
             "{runtime}"
         );
     }
@@ -119,7 +119,7 @@ fn invalid_input_is_reported_and_not_sent() {
         assert_eq!(events[3]["event"], "disconnected");
         assert_eq!(
             events[4],
-            json!({"event": "exit", "code": 0, "signal": null})
+            json!({"event": "exit", "code": 0, "signal": null, "cause": "requested", "stderr_tail": ""})
         );
         assert_eq!(events.len(), 5);
     }
@@ -156,7 +156,7 @@ fn stdin_end_waits_for_responses_within_the_linger() {
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(
             summary["exit"],
-            json!({"code": 0, "signal": null}),
+            json!({"code": 0, "signal": null, "cause": "requested", "stderr_tail": ""}),
             "{runtime}"
         );
     }
@@ -171,7 +171,9 @@ fn summary_output_is_one_line() {
         );
         assert_eq!(
             text(&output),
-            "{\"messages\":1002,\"malformed\":1,\"disconnected\":null,\"exit\":{\"code\":0,\"signal\":null},\"invalid_input\":0}\n",
+            // The `write` request is never answered by the peer: tether answers it -32603 at
+            // the end, one message more.
+            "{\"messages\":1003,\"malformed\":1,\"disconnected\":null,\"exit\":{\"code\":0,\"signal\":null,\"cause\":\"requested\",\"stderr_tail\":\"\"},\"invalid_input\":0}\n",
             "{runtime}"
         );
     }
@@ -191,8 +193,13 @@ fn the_child_exiting_ends_the_session_with_stdin_still_open() {
         assert_eq!(
             lines(&output),
             [
+                // The request the child never answered, answered by tether.
+                json!({"event": "message", "message": {"jsonrpc": "2.0", "id": 1, "error": {
+                    "code": -32603,
+                    "message": "the program ended (failed, exit code 5) before answering"
+                }}}),
                 json!({"event": "disconnected", "reason": null}),
-                json!({"event": "exit", "code": 5, "signal": null})
+                json!({"event": "exit", "code": 5, "signal": null, "cause": "failed", "stderr_tail": ""})
             ],
             "{runtime}"
         );
@@ -242,7 +249,7 @@ fn sigterm_runs_the_ladder_and_leaves_no_process_behind() {
             [
                 json!({"event": "disconnected", "reason": null}),
                 // The child ignored SIGTERM: killed after the second grace.
-                json!({"event": "exit", "code": null, "signal": 9})
+                json!({"event": "exit", "code": null, "signal": 9, "cause": "requested", "stderr_tail": ""})
             ],
             "{runtime}"
         );

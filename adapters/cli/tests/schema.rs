@@ -272,6 +272,29 @@ fn listening(runtime: &str, extra: &[&str]) -> String {
     line.trim_end().to_owned()
 }
 
+/// A child that fails at once, under `--restart on-failure --max-restarts 1`, with standard
+/// input left open: a `restart`, then the crash loop ends the session by itself.
+fn restarted(runtime: &str) -> Vec<String> {
+    let mut child = tether()
+        .args(["run", "--runtime", runtime, "--restart", "on-failure"])
+        .args(["--backoff", "10", "--max-restarts", "1"])
+        .args(["--", "sh", "-c", "echo oops >&2; exit 3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let output = wait_output(child);
+    drop(stdin);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Lines of every kind from real sessions under `runtime`.
 fn lines_of_every_kind(runtime: &str) -> Vec<String> {
     let mut lines = Vec::new();
@@ -291,6 +314,8 @@ not json
         &["run", rt[0], rt[1], "--grace", "100"],
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ignore_term\",\"params\":{\"stay\":true}}\n",
     ));
+    // A restart, then a crash loop: a child that fails at once, restarted once.
+    lines.extend(restarted(runtime));
     // The summary of a child's session.
     lines.extend(session(
         &["run", rt[0], rt[1], "--output", "summary"],
@@ -349,6 +374,7 @@ fn every_line_tether_prints_fits_the_schema() {
             "invalid_input",
             "disconnected",
             "exit",
+            "restart",
             "summary",
             "listening",
         ]
@@ -434,6 +460,11 @@ fn the_schema_refuses_what_tether_never_prints() {
         json!({"event": "exit", "code": null, "signal": 9, "survivors": []}),
         json!({"event": "exit", "code": null, "signal": 9, "survivors": [0]}),
         json!({"event": "exit", "code": null, "signal": 9, "survivors": ["12"]}),
+        json!({"event": "exit", "code": null, "signal": 9, "cause": "killed", "stderr_tail": null}),
+        json!({"event": "exit", "code": null, "signal": 9, "cause": "failed", "stderr_tail": ["x"]}),
+        json!({"event": "restart", "attempt": 0, "delay_ms": 10, "exit": {"code": 1, "signal": null, "cause": "failed", "stderr_tail": null}}),
+        json!({"event": "restart", "attempt": 1, "delay_ms": 10, "exit": {"code": 1, "signal": null}}),
+        json!({"event": "restart", "attempt": 1, "delay_ms": 10}),
         json!({"messages": 0, "malformed": 0, "disconnected": null, "exit": null, "invalid_input": 0, "survivors": 3}),
         json!({"messages": 0, "malformed": 0, "disconnected": null, "exit": null, "invalid_input": 0, "other": 3}),
     ] {
@@ -444,7 +475,7 @@ fn the_schema_refuses_what_tether_never_prints() {
     let coming = [
         json!({"event": "exit", "code": null, "signal": 9, "survivors": [4242, 4243]}),
         json!({"messages": 1, "malformed": 0, "disconnected": null, "exit": {"code": 0, "signal": null}, "invalid_input": 0, "survivors": [4242]}),
-        json!({"event": "exit", "code": null, "signal": 9, "cause": "killed", "stderr_tail": ["x"], "survivors": [7]}),
+        json!({"event": "exit", "code": null, "signal": 9, "cause": "oom", "stderr_tail": "x", "survivors": [7], "later": 1}),
         json!({"messages": 0, "malformed": 0, "disconnected": "read failed: x", "exit": {"code": 1, "signal": null, "cause": "exited"}, "invalid_input": 2}),
     ];
     for line in &coming {

@@ -4,7 +4,7 @@ use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
@@ -23,9 +23,9 @@ use tether_core::{
 use tracing::Instrument;
 
 use crate::process::contain::Mechanism;
-use crate::process::{self, Lifetime, Process};
+use crate::process::{self, EndReport, Lifetime, Respawn, RestartReport, TAIL_WAIT};
 use crate::runtime::{Io, Runtime};
-use crate::shared::{Child, Reader, Reading, Shared, Writer};
+use crate::shared::{Child, Generation, Reader, Reading, Shared, Writer};
 use crate::{clock, stream, timer, ws, Error, Options};
 
 /// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
@@ -48,7 +48,6 @@ where
 {
     shared: Arc<Shared<M>>,
     listener: Option<EventListener>,
-    process: Option<Process>,
     /// The containment in force for a child.
     containment: Option<Mechanism>,
     label: String,
@@ -62,7 +61,7 @@ where
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("label", &self.label)
-            .field("pid", &self.process.as_ref().map(Process::pid))
+            .field("pid", &self.shared.process().as_ref().map(|p| p.pid()))
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +91,6 @@ where
         let this = Connection {
             shared,
             listener: None,
-            process: None,
             containment: None,
             label,
             _runtime: PhantomData,
@@ -137,21 +135,29 @@ where
         options
             .config_for(options.stream_framing(), program.clone())
             .validate()?;
+        // Remembered before the spawn, to start it again if a restart policy asks.
+        let respawn = (options.core().restart.mode != tether_core::RestartMode::Never)
+            .then(|| Respawn::new(&command, options.child.clone(), program.clone()));
         let spawned =
             process::spawn(&mut command, &options.child, &program).map_err(spawn_error)?;
         let mut process = spawned.process;
         let pid = process.pid();
         let label = format!("{program} (pid {pid})");
         let containment = spawned.container.mechanism();
-        let child = Child {
+        let child = Child::new(Generation {
             pgid: pid,
-            container: Mutex::new(Some(spawned.container)),
-        };
+            tail: process.tail(),
+            container: Some(spawned.container),
+            limits: Some(spawned.limits),
+        });
         let (mut this, span) = Self::new(&options, options.stream_framing(), label, Some(child))?;
         this.containment = Some(containment);
+        if let Some(respawn) = respawn {
+            let _ = this.shared.respawn.set(respawn);
+        }
         let lifetime: Arc<dyn Lifetime> = this.shared.clone();
         process.watch(lifetime).map_err(spawn_error)?;
-        this.process = Some(process);
+        *this.shared.process() = Some(process);
         let reader = R::pipe_reader(spawned.stdout).map_err(spawn_error)?;
         let writer = R::pipe_writer(spawned.stdin).map_err(spawn_error)?;
         Ok(this.start_stream(span, reader, writer))
@@ -394,15 +400,13 @@ where
     pub async fn shutdown(mut self) -> Option<ExitStatus> {
         self.close();
         while self.recv().await.is_some() {}
-        match &self.process {
-            Some(process) => Some(process.wait().await),
-            None => None,
-        }
+        self.wait().await
     }
 
-    /// The child's process id (also its process group id), for a child connection.
+    /// The current child's process id (also its process group id), for a child connection;
+    /// a restart changes it.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Process::pid)
+        self.shared.process().as_ref().map(|p| p.pid())
     }
 
     /// How a child's whole tree is reached at the end: its cgroup, the subreaper sweep, or
@@ -416,27 +420,68 @@ where
     /// the process group alone, which cannot tell. Complete once [`wait`](Self::wait) or
     /// [`shutdown`](Self::shutdown) has returned.
     pub fn survivors(&self) -> Vec<u32> {
-        self.process
+        self.shared
+            .process()
             .as_ref()
-            .map(Process::survivors)
+            .map(|p| p.survivors())
             .unwrap_or_default()
     }
 
-    /// How the child exited, once it has been reaped.
+    /// How the current child exited, once it has been reaped.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.process.as_ref().and_then(Process::exit_status)
+        self.shared.process().as_ref().and_then(|p| p.exit_status())
     }
 
-    /// Waits for the child to exit and be reaped (without asking it to); `None` if there is
-    /// no child.
+    /// Waits for the child to exit and be reaped (without asking it to), and for no restart
+    /// to follow: with a restart policy, the last child; `None` if there is no child.
     ///
     /// The child's output is read meanwhile, as while a send waits: a child that writes
     /// before it exits would otherwise block on a full pipe and never exit, and its end of
     /// output, unread, would be taken for output left open after the exit.
     pub async fn wait(&self) -> Option<ExitStatus> {
-        let process = self.process.as_ref()?;
+        self.shared.process().as_ref()?;
         self.shared.hand_reading_over();
-        Some(process.wait().await)
+        loop {
+            let (pid, reaped) = {
+                let process = self.shared.process();
+                let process = process.as_ref()?;
+                (process.pid(), process.reaped())
+            };
+            let status = reaped.wait().await;
+            // Its end is decided before its reap: a restart, if one follows, is pending now.
+            self.shared
+                .wait_for(&self.shared.progress, |s| {
+                    !s.ep.is_restarting() || s.abandoned
+                })
+                .await;
+            if self.pid() == Some(pid) {
+                return Some(status);
+            }
+        }
+    }
+
+    /// How the last child ended, once that end is final (no restart follows): why, its
+    /// status, and the last 4 KiB of its standard error when captured. `None` before, and for
+    /// a connection without a child. Complete once [`wait`](Self::wait) has returned.
+    pub fn end(&self) -> Option<EndReport> {
+        let end = self.shared.lock().ep.end()?;
+        let stderr_tail = self
+            .shared
+            .process()
+            .as_ref()
+            .and_then(|p| p.stderr_tail(TAIL_WAIT));
+        Some(EndReport {
+            cause: end.cause,
+            status: end.status,
+            stderr_tail,
+        })
+    }
+
+    /// A handle that reports this connection's restarts as they are decided.
+    pub fn restarts(&self) -> Restarts<M> {
+        Restarts {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Whether a close has been asked for (by the owner, a linger or an idle timeout).
@@ -477,7 +522,8 @@ where
         // runtime still runs them, stop and release the transport; a thread of the process
         // layer fires the rest of the ladder, with no runtime needed.
         self.shared.abandon();
-        if let Some(process) = self.process.take() {
+        let process = self.shared.process().take();
+        if let Some(process) = process {
             let lifetime: Arc<dyn Lifetime> = self.shared.clone();
             process.take_over(lifetime);
         }
@@ -497,6 +543,66 @@ impl<R: Runtime> Connection<Message, R> {
     /// after `linger`.
     pub fn finish(&self, linger: std::time::Duration) {
         self.shared.handle(|ep, now| ep.finish(linger, now));
+    }
+}
+
+/// The restarts of a child connection, reported as they are decided (before each delay). See
+/// [`Connection::restarts`].
+pub struct Restarts<M> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M> Clone for Restarts<M> {
+    fn clone(&self) -> Self {
+        Restarts {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Restarts<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restarts").finish_non_exhaustive()
+    }
+}
+
+impl<M> Restarts<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// The next restart, in order; `None` once the connection has ended (or its owner left)
+    /// and every restart decided has been handed out.
+    pub async fn next(&self) -> Option<RestartReport> {
+        loop {
+            let listener = self.shared.restarted.listen();
+            if let Some(report) = self.try_next() {
+                return Some(report);
+            }
+            {
+                let state = self.shared.lock();
+                // Over: no restart can be decided any more, and every one decided is out.
+                let over = (state.abandoned
+                    || state.ep.end().is_some()
+                    || (state.ep.is_closed() && !state.ep.is_restarting()))
+                    && state.reporting == 0
+                    && !state.ep.has_restart_report();
+                if over {
+                    drop(state);
+                    // A report made just before the end is still handed out.
+                    return self.try_next();
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// The next restart already reported, if any.
+    pub fn try_next(&self) -> Option<RestartReport> {
+        self.shared
+            .restarts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
     }
 }
 

@@ -32,7 +32,7 @@ mod timer;
 mod ws;
 
 pub use clock::now;
-pub use connection::{Connection, Sender};
+pub use connection::{Connection, Restarts, Sender};
 pub use error::Error;
 pub use http::{check_http_url, HyperIo};
 pub use hyper::header::{HeaderName, HeaderValue};
@@ -40,7 +40,7 @@ pub use listener::Listener;
 pub use machine::{Driver, Machine, Wake, SHARDS};
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
-pub use process::{ChildOptions, Stderr};
+pub use process::{ChildOptions, EndReport, Limits, RestartReport, Stderr};
 pub use record::Recorder;
 pub use rpc::{CancelNotification, Client, Inbound, Incoming, Responder, RpcOptions};
 pub use runtime::{Io, Runtime};
@@ -52,3 +52,4 @@ pub use tether_core::{
     Lite, Malformed, MalformedKind, Message, Notification, Policy, Request, Response, RpcError,
     SendError, Verbatim,
 };
+pub use tether_core::{EndCause, RestartMode, RestartPolicy};

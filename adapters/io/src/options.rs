@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tether_core::{Config, Framing, Goodbye, Policy};
+use tether_core::{Config, Framing, Goodbye, Policy, RestartPolicy};
 
 use crate::process::contain::Containment;
 use crate::process::{ChildOptions, Stderr};
@@ -65,6 +65,7 @@ impl Options {
         close_timeout(timeout: Duration),
         idle_timeout(timeout: Option<Duration>),
         answer_malformed(on: bool),
+        restart(policy: RestartPolicy),
     }
 
     /// The name in disconnect reasons and logs (by default the program and pid, address or
@@ -84,6 +85,13 @@ impl Options {
     /// see [`Containment`]).
     pub fn contain(mut self, contain: Containment) -> Self {
         self.child.contain = contain;
+        self
+    }
+
+    /// Memory, process and CPU limits for the child's tree, through cgroups; spawning fails
+    /// if they cannot be enforced here (see [`Limits::check`](crate::Limits::check)).
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.child.limits = limits;
         self
     }
 

@@ -4,6 +4,8 @@
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
 //! check under the lock, then await the listener — so no wake-up is lost.
 
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -15,7 +17,8 @@ use tether_core::{Action, Endpoint, ExitStatus};
 
 use crate::clock;
 use crate::process::contain::Container;
-use crate::process::{kill_process_group, Lifetime};
+use crate::process::{kill_process_group, Lifetime, LimitGroups, Process, Respawn, Tail};
+use crate::RestartReport;
 
 /// Shared by the owner, every sender and the I/O tasks of one connection.
 #[derive(Debug)]
@@ -43,6 +46,14 @@ pub(crate) struct Shared<M> {
     /// Tasks watching for their end: the connection ended or was abandoned. Notified only
     /// then, so that a watch costs nothing while the connection runs.
     pub(crate) stop: Event,
+    /// The current child's handle (a restart replaces it).
+    pub(crate) process: Mutex<Option<Process>>,
+    /// How to start the next child, when a restart policy is set.
+    pub(crate) respawn: OnceLock<Respawn>,
+    /// Restarts made, with the end of the child each replaced, until the owner takes them.
+    pub(crate) restarts: Mutex<VecDeque<RestartReport>>,
+    /// Watchers of restarts: one was reported, or the connection ended.
+    pub(crate) restarted: Event,
 }
 
 /// Who is moving output from the core to a byte stream. Only the holder of the turn pushes,
@@ -65,6 +76,9 @@ pub(crate) enum Writing {
 /// state, so that this module depends on no other.
 pub(crate) struct Writer {
     pub(crate) half: Mutex<Half>,
+    /// Which stream the writer task serves: a restart gives the writer a new stream and a
+    /// new task, and the task of an older one stops.
+    pub(crate) generation: AtomicU64,
 }
 
 pub(crate) struct Half {
@@ -99,38 +113,85 @@ pub(crate) enum Reading {
     Task,
 }
 
-/// What the endpoint's actions act on.
+/// What the endpoint's actions act on: the children not yet reaped, the current one last (a
+/// restarted child's predecessor may still be being reaped).
 #[derive(Debug)]
 pub(crate) struct Child {
+    pub(crate) generations: Mutex<Vec<Generation>>,
+}
+
+/// One child, until it is reaped.
+#[derive(Debug)]
+pub(crate) struct Generation {
     /// The child's pid, also its process group id.
     pub(crate) pgid: u32,
-    /// Until the child has been reaped.
-    pub(crate) container: Mutex<Option<Container>>,
+    /// What reaches its whole tree.
+    pub(crate) container: Option<Container>,
+    /// The cgroups of its limits.
+    pub(crate) limits: Option<LimitGroups>,
+    /// Its standard error's last bytes, when captured.
+    pub(crate) tail: Option<Tail>,
 }
 
 impl Child {
-    /// Carries out one of the endpoint's actions on the child's tree.
+    /// The first child.
+    pub(crate) fn new(generation: Generation) -> Self {
+        Child {
+            generations: Mutex::new(vec![generation]),
+        }
+    }
+
+    fn generations(&self) -> MutexGuard<'_, Vec<Generation>> {
+        self.generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out one of the endpoint's actions on the current child's tree.
     fn act(&self, action: Action) {
-        tracing::debug!(pgid = self.pgid, ?action, "endpoint action");
+        let mut generations = self.generations();
+        let Some(current) = generations.last_mut() else {
+            return;
+        };
+        let pgid = current.pgid;
+        tracing::debug!(pgid, ?action, "endpoint action");
         match action {
             Action::KillDescendants { within } => {
-                let mut container = self
-                    .container
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some(container) = container.as_mut() {
+                if let Some(container) = current.container.as_mut() {
                     let outcome = container.kill(clock::now() + within);
                     if !outcome.left.is_empty() {
-                        tracing::warn!(pgid = self.pgid, left = ?outcome.left, "descendants outlived the kill");
+                        tracing::warn!(pgid, left = ?outcome.left, "descendants outlived the kill");
                     }
                 }
             }
             signal => {
-                if let Err(err) = kill_process_group(self.pgid, signal) {
-                    tracing::warn!(pgid = self.pgid, %err, ?signal, "cannot signal the process group");
+                drop(generations);
+                if let Err(err) = kill_process_group(pgid, signal) {
+                    tracing::warn!(pgid, %err, ?signal, "cannot signal the process group");
                 }
             }
         }
+    }
+
+    /// Whether the memory limit of child `pid` killed something of it.
+    fn oom_killed(&self, pid: u32) -> bool {
+        self.generations()
+            .iter()
+            .find(|g| g.pgid == pid)
+            .and_then(|g| g.limits.as_ref())
+            .is_some_and(LimitGroups::oom_killed)
+    }
+
+    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed).
+    fn remove(&self, pid: u32) -> Option<Generation> {
+        let mut generations = self.generations();
+        let at = generations.iter().position(|g| g.pgid == pid)?;
+        Some(generations.remove(at))
+    }
+
+    /// The next child takes the place of the current one.
+    pub(crate) fn push(&self, generation: Generation) {
+        self.generations().push(generation);
     }
 }
 
@@ -148,6 +209,9 @@ pub(crate) struct State<M> {
     /// stream for input since: the sends that follow leave theirs to the writer task, so that
     /// a burst goes out in few writes.
     pub(crate) burst: bool,
+    /// Restart reports taken from the endpoint and not yet handed to the owner (their stderr
+    /// tail is being read).
+    pub(crate) reporting: usize,
 }
 
 impl<M> Shared<M>
@@ -162,6 +226,7 @@ where
                 writing: Writing::Idle,
                 reading: Reading::Owner,
                 burst: false,
+                reporting: 0,
             }),
             child,
             writer: OnceLock::new(),
@@ -172,7 +237,21 @@ where
             progress: Event::new(),
             timer: Event::new(),
             stop: Event::new(),
+            process: Mutex::new(None),
+            respawn: OnceLock::new(),
+            restarts: Mutex::new(VecDeque::new()),
+            restarted: Event::new(),
         }
+    }
+
+    /// The child connection's part of the state: what its actions act on.
+    pub(crate) fn child(&self) -> Option<&Child> {
+        self.child.as_ref()
+    }
+
+    /// The current child's handle.
+    pub(crate) fn process(&self) -> MutexGuard<'_, Option<Process>> {
+        self.process.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Gives the connection a byte stream's write half; once, before its writer task starts.
@@ -238,6 +317,9 @@ where
         self.input.notify(usize::MAX);
         if ended {
             self.stop.notify(usize::MAX);
+        }
+        if self.child.is_some() {
+            self.restarted.notify(usize::MAX);
         }
     }
 
@@ -328,18 +410,43 @@ impl<M> Lifetime for Shared<M>
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    fn exited(&self, status: ExitStatus) {
-        self.handle(|ep, now| ep.handle_exit(status, now));
+    fn exited(&self, pid: u32, status: ExitStatus) {
+        let oom = self.child.as_ref().is_some_and(|c| c.oom_killed(pid));
+        self.handle(|ep, now| {
+            if oom {
+                ep.handle_oom(now);
+            }
+            ep.handle_exit(status, now);
+        });
     }
 
-    fn reaped(&self) {
-        if let Some(child) = &self.child {
-            // Dropping the container removes the child's cgroup.
-            child
-                .container
+    fn reaped(&self, pid: u32) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        // Dropping the container and the limits removes the child's cgroups.
+        let Some(generation) = child.remove(pid) else {
+            return;
+        };
+        let tail = generation.tail.clone();
+        drop(generation);
+        // A restart decided at this child's end is reported now, with its last words.
+        let restart = {
+            let mut state = self.lock();
+            let restart = state.ep.poll_restart();
+            state.reporting += usize::from(restart.is_some());
+            restart
+        };
+        if let Some(restart) = restart {
+            let stderr_tail = tail.map(|t| t.text(crate::process::TAIL_WAIT));
+            let report = RestartReport::new(restart, stderr_tail);
+            tracing::info!(attempt = report.attempt, delay = ?report.delay, end = %report.end.cause, "restarting the child");
+            self.restarts
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .take();
+                .push_back(report);
+            self.lock().reporting -= 1;
+            self.restarted.notify(usize::MAX);
         }
     }
 

@@ -59,6 +59,7 @@ impl Writer {
                 out: Vec::new(),
                 written: 0,
             }),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -265,9 +266,14 @@ where
     let Some(writer) = shared.writer() else {
         return;
     };
+    // A restarted child's stream gets a task of its own; this one then stops.
+    let generation = writer.generation.load(std::sync::atomic::Ordering::Acquire);
     // Woken: the endpoint may have output for which nobody took the turn.
     let mut woken = true;
     loop {
+        if writer.generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+            return;
+        }
         // Listening before looking: whatever is handed over, queued, closed or abandoned
         // after this point wakes the task.
         let mut notified = shared.output.listen();
@@ -364,7 +370,9 @@ where
         }
     }
     let Some(stream) = half.stream.as_mut() else {
-        return Poll::Ready(false);
+        // No stream while the input goes on: a supervised child's output ended and the next
+        // child's is not there yet. Whoever reads is woken when it is.
+        return Poll::Pending;
     };
     let result = match Pin::new(stream).poll_read(cx, &mut half.buf) {
         Poll::Pending => return Poll::Pending,

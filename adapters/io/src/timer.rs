@@ -32,6 +32,11 @@ where
         match deadline {
             Some(deadline) if deadline <= clock::now() => {
                 shared.tick();
+                // A restart's delay may have passed: the endpoint says when.
+                let respawn = shared.lock().ep.poll_respawn();
+                if respawn {
+                    crate::process::respawn::<M, R>(&shared);
+                }
             }
             Some(deadline) => {
                 let wait = deadline.saturating_duration_since(clock::now());

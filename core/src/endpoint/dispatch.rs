@@ -328,6 +328,20 @@ impl Dispatch {
         self.outbox.clear();
     }
 
+    /// A new peer takes the old one's place (a restarted child): the old one's requests are
+    /// owed nothing any more.
+    pub(crate) fn new_peer(&mut self) {
+        self.owed.clear();
+        self.batches.clear();
+    }
+
+    /// The requests of ours still waiting for an answer, the goodbye aside.
+    pub(crate) fn unanswered(&self) -> Vec<Id> {
+        let mut ids = self.correlator.pending_ids();
+        ids.retain(|id| self.goodbye.as_ref() != Some(id));
+        ids
+    }
+
     /// How many requests of ours wait for an answer.
     pub(crate) fn pending(&self) -> usize {
         self.correlator.pending()

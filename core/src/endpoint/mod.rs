@@ -35,9 +35,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    Action, Config, ConfigError, Connection, ErrorObject, Event, ExitStatus, Framing, Id,
-    Keepalive, KeepaliveAction, Message, Notification, Request, RpcError, SendError, Supervisor,
-    UsageError, Verbatim,
+    Action, Config, ConfigError, Connection, Decision, End, EndCause, ErrorObject, Event,
+    ExitStatus, Framing, Id, Keepalive, KeepaliveAction, Message, Notification, Request, Response,
+    Restart, Restarts, RpcError, SendError, Supervisor, UsageError, Verbatim,
 };
 use dispatch::{Dispatch, Mode};
 use timers::{Timer, Timers};
@@ -152,6 +152,53 @@ enum DeferredEnd {
     ReadError(String),
 }
 
+/// How a supervised child's output or input failed while a restart could still follow: held
+/// back from the connection until the child's end is decided.
+#[derive(Debug)]
+enum Down {
+    Eof,
+    ReadError(String),
+    WriteError(String),
+}
+
+/// The supervision of a child across its ends (see [`crate::restart`]).
+#[derive(Debug)]
+struct Supervision {
+    restarts: Restarts,
+    /// The current child's output or input ended; held while a restart may follow.
+    down: Option<Down>,
+    /// A restart decided, waiting for its delay.
+    pending: Option<Restart>,
+    /// The delay has passed: the driver must start the next child.
+    respawn_due: bool,
+    /// The requests of ours the ended child had not answered when its restart was decided;
+    /// those still unanswered once its output is all delivered are answered with an error.
+    doomed: Option<Vec<Id>>,
+    /// After a restart, how many events of the old child are still to be delivered before
+    /// its unanswered requests are answered.
+    old_events: Option<usize>,
+    /// Restarts decided and not yet polled by the driver.
+    reports: std::collections::VecDeque<Restart>,
+    /// The current child sent something (its ready deadline is met).
+    ready: bool,
+    /// The current child missed its ready deadline and the ladder is ending it.
+    ready_failed: bool,
+    /// The ladder was started by the supervision (a missed ready deadline, an output that
+    /// ended), not by the owner: the child's stdin is closed, but the connection still takes
+    /// sends, for the next child.
+    own_ladder: bool,
+    /// The current child's memory limit killed it (reported by the driver).
+    oom: bool,
+    /// A close was asked for while the current child's output was still open.
+    requested_open: bool,
+    /// The ladder signalled the current child's group before it exited.
+    signalled: bool,
+    /// The last child's end, once it is final.
+    end: Option<End>,
+    /// The latest child's end, final or not.
+    last: Option<End>,
+}
+
 /// The id of the goodbye request.
 const GOODBYE_ID: &str = "tether:goodbye";
 
@@ -189,6 +236,13 @@ pub struct Endpoint<M = Message> {
     reported_wants_input: bool,
     /// [`Control::Abort`] has been queued: the transport is given up.
     aborted: bool,
+    /// For a child: its restarts, ready deadline and end.
+    supervision: Option<Supervision>,
+    /// Events held until the answers owed to the owner's unanswered requests are delivered
+    /// (the connection's end waits behind them).
+    tail: std::collections::VecDeque<M>,
+    /// The connection's end, delivered after `tail`.
+    held_end: Option<Event<M>>,
 }
 
 impl<M> fmt::Debug for Endpoint<M> {
@@ -235,6 +289,9 @@ where
             reported_deadline: None,
             reported_wants_input: true,
             aborted: false,
+            supervision: None,
+            tail: Default::default(),
+            held_end: None,
         };
         endpoint.touch(now);
         endpoint.sync_timers();
@@ -246,9 +303,29 @@ where
     pub fn for_child(config: Config, now: Instant) -> Result<Self, ConfigError> {
         let policy = config.policy;
         let goodbye = config.goodbye.clone();
+        let restart = config.restart;
         let mut endpoint = Endpoint::new(config, now)?;
         endpoint.supervisor = Some(Supervisor::new(policy));
         endpoint.goodbye = goodbye;
+        endpoint.supervision = Some(Supervision {
+            restarts: Restarts::new(restart),
+            down: None,
+            pending: None,
+            respawn_due: false,
+            doomed: None,
+            old_events: None,
+            reports: Default::default(),
+            ready: false,
+            ready_failed: false,
+            own_ladder: false,
+            oom: false,
+            requested_open: false,
+            signalled: false,
+            end: None,
+            last: None,
+        });
+        endpoint.child_started(now);
+        endpoint.sync_timers();
         Ok(endpoint)
     }
 
@@ -259,6 +336,9 @@ where
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) -> Result<(), UsageError> {
         self.observe(now);
         self.conn.handle_input(bytes)?;
+        if !bytes.is_empty() {
+            self.child_ready();
+        }
         self.touch(now);
         self.sync_timers();
         Ok(())
@@ -327,6 +407,9 @@ where
     /// for our last word to the peer comes now: nothing more can reach it.
     pub fn handle_eof(&mut self, now: Instant) {
         self.observe(now);
+        if self.hold_down(Down::Eof, now) {
+            return self.sync_timers();
+        }
         match self.deferred_end.is_some() {
             true => self.release_end(),
             false => self.conn.handle_eof(),
@@ -337,6 +420,9 @@ where
     /// Reading failed.
     pub fn handle_read_error(&mut self, detail: impl fmt::Display, now: Instant) {
         self.observe(now);
+        if self.hold_down(Down::ReadError(detail.to_string()), now) {
+            return self.sync_timers();
+        }
         self.deferred_end = None;
         self.conn.handle_read_error(detail);
         self.sync_timers();
@@ -346,6 +432,9 @@ where
     /// ends with the error once buffered input is delivered.
     pub fn handle_write_error(&mut self, detail: impl fmt::Display, now: Instant) {
         self.observe(now);
+        if self.hold_down(Down::WriteError(detail.to_string()), now) {
+            return self.sync_timers();
+        }
         self.deferred_end = None;
         self.conn.handle_write_error(detail);
         self.sync_timers();
@@ -389,6 +478,11 @@ where
             self.actions.push_back(Action::KillDescendants {
                 within: self.close_timeout,
             });
+            if self.decide_end(status, now) {
+                // A restart follows: the old output needs no drain, the next child brings
+                // its own.
+                return self.sync_timers();
+            }
         }
         if !self.conn.is_input_ended() {
             self.timers
@@ -441,6 +535,13 @@ where
                 }
                 Timer::Linger => self.close(now),
                 Timer::Idle => self.close_with(CloseReason::Idle, now),
+                Timer::Ready => self.ready_missed(now),
+                Timer::Exit => self.release_down(),
+                Timer::Restart => {
+                    if let Some(supervision) = self.supervision.as_mut() {
+                        supervision.respawn_due = supervision.pending.is_some();
+                    }
+                }
             }
         }
         self.flush_outbox();
@@ -480,6 +581,11 @@ where
         self.observe(now);
         if self.close_reason.is_none() {
             self.close_reason = Some(reason);
+            self.note_request();
+            if self.cancel_restart() {
+                self.flush_outbox();
+                return self.sync_timers();
+            }
             match self.supervisor.is_some() {
                 true => self.start_goodbye(now),
                 false => {
@@ -500,9 +606,16 @@ where
     /// the same as [`close`](Self::close).
     pub fn kill(&mut self, now: Instant) {
         self.observe(now);
+        if self.supervisor.is_some() && self.close_reason.is_none() {
+            self.close_reason = Some(CloseReason::Normal);
+            self.note_request();
+            if self.cancel_restart() {
+                self.flush_outbox();
+                return self.sync_timers();
+            }
+        }
         match self.supervisor.as_mut() {
             Some(supervisor) => {
-                self.close_reason.get_or_insert(CloseReason::Normal);
                 supervisor.request_kill(now);
                 self.conn.close();
                 self.take_supervisor_actions();
@@ -532,7 +645,40 @@ where
     /// more input (or time). `Disconnected` comes exactly once, last.
     pub fn poll_event(&mut self) -> Option<Event<M>> {
         loop {
-            let event = self.conn.poll_event()?;
+            let (event, from_conn) = match self.tail.pop_front() {
+                Some(message) => (Event::Message(message), false),
+                None => match self.held_end.take() {
+                    Some(end) => (end, false),
+                    None => match self.conn.poll_event() {
+                        Some(event) => {
+                            self.count_old_event();
+                            (event, true)
+                        }
+                        None => {
+                            // Everything the ended child said is delivered: its unanswered
+                            // requests are answered now.
+                            if self.supervision.as_ref().is_some_and(|s| {
+                                s.down.is_some() && s.pending.is_some() && s.doomed.is_some()
+                            }) {
+                                self.settle_unanswered();
+                                if !self.tail.is_empty() {
+                                    continue;
+                                }
+                            }
+                            return None;
+                        }
+                    },
+                },
+            };
+            if from_conn && matches!(event, Event::Disconnected(_)) {
+                // The child's unanswered requests are answered first, if a child there is.
+                let answers = self.unanswered_answers(None);
+                if !answers.is_empty() {
+                    self.tail.extend(answers);
+                    self.held_end = Some(event);
+                    continue;
+                }
+            }
             let event = match event {
                 Event::Message(message) => match self.router {
                     Some(route) => match route(&mut self.dispatch, message) {
@@ -585,9 +731,21 @@ where
         self.conn.wants_input() && self.conn.owed() < 2 * self.conn.send_budget()
     }
 
-    /// See [`Connection::poll_transmit`].
+    /// See [`Connection::poll_transmit`]. Nothing while a supervised child is down (its
+    /// output ended, or a restart waits for its delay): what the owner sends meanwhile waits
+    /// for the next child, rather than go to a pipe nobody reads.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        if self.is_child_down() {
+            return 0;
+        }
         self.conn.poll_transmit(out)
+    }
+
+    /// Whether the current child is gone or going, and another may follow.
+    fn is_child_down(&self) -> bool {
+        self.supervision
+            .as_ref()
+            .is_some_and(|s| s.down.is_some() || s.pending.is_some() || s.own_ladder)
     }
 
     /// See [`Connection::poll_transmit_frame`].
@@ -631,7 +789,9 @@ where
         Wake {
             read: self.poll_read_wake(),
             write: !self.controls.is_empty()
-                || !self.aborted && (self.conn.queued() > 0 || self.conn.is_close_write_due()),
+                || !self.aborted
+                    && (self.conn.queued() > 0 && !self.is_child_down()
+                        || self.conn.is_close_write_due()),
             timer,
             results: std::mem::take(&mut self.dispatch.results_ready),
         }
@@ -656,6 +816,117 @@ where
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    // ----- supervision: the driver's side ---------------------------------------------------
+
+    /// The child's memory limit killed it (the driver read its cgroup's OOM record): its end,
+    /// reported next with [`handle_exit`](Self::handle_exit), is `oom`.
+    pub fn handle_oom(&mut self, now: Instant) {
+        self.observe(now);
+        if let Some(supervision) = self.supervision.as_mut() {
+            supervision.oom = true;
+        }
+    }
+
+    /// `true`, once per restart, when the restart's delay has passed: the driver starts the
+    /// next child now and reports [`handle_respawned`](Self::handle_respawned) (or
+    /// [`handle_respawn_failed`](Self::handle_respawn_failed)). Its transport replaces the old
+    /// one; nothing is read from the old one after that.
+    pub fn poll_respawn(&mut self) -> bool {
+        let Some(supervision) = self.supervision.as_mut() else {
+            return false;
+        };
+        std::mem::take(&mut supervision.respawn_due) && supervision.pending.is_some()
+    }
+
+    /// The next child is running, on a new transport: the old child's buffered output is
+    /// delivered, its unanswered requests are answered with an error, and the connection goes
+    /// on with the new child (what the owner queued meanwhile is written to it).
+    pub fn handle_respawned(&mut self, now: Instant) {
+        self.observe(now);
+        let Some(supervision) = self.supervision.as_mut() else {
+            return;
+        };
+        if supervision.pending.take().is_none() {
+            return;
+        }
+        // What the old child left buffered is decoded ahead of anything the new one says; its
+        // unanswered requests are answered once the last of it is delivered.
+        self.conn.restart_transport(Vec::new());
+        if self
+            .supervision
+            .as_ref()
+            .is_some_and(|s| s.doomed.is_some())
+        {
+            match self.conn.read_ahead().0 {
+                0 => self.settle_unanswered(),
+                left => {
+                    if let Some(supervision) = self.supervision.as_mut() {
+                        supervision.old_events = Some(left);
+                    }
+                }
+            }
+        }
+        self.dispatch.new_peer();
+        let policy = self.conn.config().policy;
+        self.supervisor = Some(Supervisor::new(policy));
+        if let Some(supervision) = self.supervision.as_mut() {
+            supervision.down = None;
+            supervision.ready_failed = false;
+            supervision.own_ladder = false;
+            supervision.oom = false;
+            supervision.requested_open = false;
+            supervision.signalled = false;
+        }
+        self.child_started(now);
+        self.flush_outbox();
+        self.sync_timers();
+    }
+
+    /// The next child could not be started: the end of the one before is final, and the
+    /// connection ends with `detail`.
+    pub fn handle_respawn_failed(&mut self, detail: impl fmt::Display, now: Instant) {
+        self.observe(now);
+        let Some(supervision) = self.supervision.as_mut() else {
+            return;
+        };
+        let Some(restart) = supervision.pending.take() else {
+            return;
+        };
+        supervision.end = Some(restart.end);
+        supervision.down = Some(Down::ReadError(format!(
+            "cannot restart the program: {detail}"
+        )));
+        self.conn.close();
+        self.release_down();
+        self.sync_timers();
+    }
+
+    /// The next restart decided, in order: for the owner's report (`restart` events). Each is
+    /// handed out once.
+    pub fn poll_restart(&mut self) -> Option<Restart> {
+        self.supervision.as_mut()?.reports.pop_front()
+    }
+
+    /// Whether a restart decided is waiting for [`poll_restart`](Self::poll_restart).
+    pub fn has_restart_report(&self) -> bool {
+        self.supervision
+            .as_ref()
+            .is_some_and(|s| !s.reports.is_empty())
+    }
+
+    /// How the last child ended, once that end is final (no restart follows): the cause and
+    /// the status.
+    pub fn end(&self) -> Option<End> {
+        self.supervision.as_ref()?.end
+    }
+
+    /// Whether a restart is scheduled and its child not started yet.
+    pub fn is_restarting(&self) -> bool {
+        self.supervision
+            .as_ref()
+            .is_some_and(|s| s.pending.is_some())
     }
 
     // ----- queries ------------------------------------------------------------------------
@@ -799,10 +1070,264 @@ where
         let Some(supervisor) = self.supervisor.as_mut() else {
             return;
         };
+        let running = supervisor.exit_status().is_none();
+        let own_ladder = self.supervision.as_ref().is_some_and(|s| s.own_ladder);
         while let Some(action) = supervisor.poll_action() {
             match action {
+                Action::CloseStdin if own_ladder && self.close_reason.is_none() => {
+                    // Only this child's stdin: what the owner sends waits for the next one.
+                    if !self.aborted {
+                        self.controls.push_back(Control::CloseWrite);
+                    }
+                }
                 Action::CloseStdin => self.conn.close(),
-                signal => self.actions.push_back(signal),
+                signal => {
+                    if running {
+                        if let Some(supervision) = self.supervision.as_mut() {
+                            supervision.signalled = true;
+                        }
+                    }
+                    self.actions.push_back(signal)
+                }
+            }
+        }
+    }
+
+    // ----- supervision across children ------------------------------------------------------
+
+    /// A child has started: its ready deadline runs from now.
+    fn child_started(&mut self, now: Instant) {
+        let Some(supervision) = self.supervision.as_mut() else {
+            return;
+        };
+        supervision.restarts.handle_start(now);
+        let ready = supervision.restarts.policy().ready_timeout;
+        supervision.ready = ready.is_none();
+        self.timers
+            .set(Timer::Ready, ready.and_then(|t| now.checked_add(t)));
+    }
+
+    /// The child sent something: it is ready.
+    fn child_ready(&mut self) {
+        if let Some(supervision) = self.supervision.as_mut() {
+            if !supervision.ready {
+                supervision.ready = true;
+                self.timers.set(Timer::Ready, None);
+            }
+        }
+    }
+
+    /// The ready deadline passed with nothing from the child: the ladder ends it, and its end
+    /// is a failure to start (which a restart may follow).
+    fn ready_missed(&mut self, now: Instant) {
+        let Some(supervision) = self.supervision.as_mut() else {
+            return;
+        };
+        let running = self
+            .supervisor
+            .as_ref()
+            .is_some_and(|s| s.exit_status().is_none() && !s.is_shutting_down());
+        if supervision.ready || !running || self.close_reason.is_some() {
+            return;
+        }
+        supervision.ready_failed = true;
+        supervision.own_ladder = true;
+        if let Some(supervisor) = self.supervisor.as_mut() {
+            supervisor.request_shutdown(now);
+        }
+        self.take_supervisor_actions();
+    }
+
+    /// A close or kill was asked for: if the child's output was still open, its end is
+    /// `requested`.
+    fn note_request(&mut self) {
+        let open = !self.conn.is_input_ended();
+        let running = self
+            .supervisor
+            .as_ref()
+            .is_some_and(|s| s.exit_status().is_none());
+        if let Some(supervision) = self.supervision.as_mut() {
+            supervision.requested_open |= open && running && supervision.down.is_none();
+        }
+    }
+
+    /// The child's output ended, or writing to it failed, while a restart could still follow,
+    /// or with requests unanswered whose answers are to name the child's end: the end is held
+    /// back from the connection until the child's end is decided (for the answers alone, at
+    /// most the close timeout). Returns whether it was held.
+    fn hold_down(&mut self, down: Down, now: Instant) -> bool {
+        let closing = self.close_reason.is_some();
+        let exited = self
+            .supervisor
+            .as_ref()
+            .is_none_or(|s| s.exit_status().is_some());
+        let unanswered = !self.dispatch.unanswered().is_empty();
+        let Some(supervision) = self.supervision.as_mut() else {
+            return false;
+        };
+        if supervision.end.is_some() {
+            return false;
+        }
+        let may_restart = supervision.restarts.may_restart() && !closing;
+        let wait_exit = !exited && unanswered;
+        if !may_restart && !wait_exit {
+            return false;
+        }
+        if supervision.down.is_none() {
+            supervision.down = Some(down);
+            if !may_restart {
+                self.timers
+                    .set(Timer::Exit, now.checked_add(self.close_timeout));
+            } else if !exited {
+                // A child that can no longer be heard (or told) is of no use running: the
+                // ladder ends it, and its end decides whether another follows.
+                supervision.own_ladder = true;
+                if let Some(supervisor) = self.supervisor.as_mut() {
+                    supervisor.request_shutdown(now);
+                }
+                self.take_supervisor_actions();
+            }
+        }
+        true
+    }
+
+    /// The child's end is known: its cause, and whether another child follows. Returns whether
+    /// a restart was scheduled.
+    fn decide_end(&mut self, status: ExitStatus, now: Instant) -> bool {
+        let closing = self.close_reason.is_some();
+        let Some(supervision) = self.supervision.as_mut() else {
+            return false;
+        };
+        self.timers.set(Timer::Ready, None);
+        let cause = if supervision.oom {
+            EndCause::Oom
+        } else if supervision.ready_failed {
+            EndCause::ReadyTimeout
+        } else if supervision.requested_open || supervision.signalled && closing {
+            EndCause::Requested
+        } else if status.success() {
+            EndCause::Exited
+        } else {
+            EndCause::Failed
+        };
+        supervision.last = Some(End { cause, status });
+        let decision = match closing {
+            // Nothing restarts after tether's own shutdown.
+            true => Decision::End(cause),
+            false => supervision.restarts.handle_end(cause, status, now),
+        };
+        match decision {
+            Decision::Restart(restart) => {
+                supervision.doomed = Some(self.dispatch.unanswered());
+                supervision.pending = Some(restart);
+                supervision.reports.push_back(restart);
+                self.timers
+                    .set(Timer::Restart, now.checked_add(restart.delay));
+                true
+            }
+            Decision::End(cause) => {
+                supervision.end = Some(End { cause, status });
+                if cause == EndCause::CrashLoop {
+                    // The session ends: nothing is sent to a child that is gone.
+                    self.conn.close();
+                }
+                self.release_down();
+                false
+            }
+        }
+    }
+
+    /// What was held back reaches the connection: the child's end is final.
+    fn release_down(&mut self) {
+        self.timers.set(Timer::Exit, None);
+        let Some(down) = self.supervision.as_mut().and_then(|s| s.down.take()) else {
+            return;
+        };
+        match down {
+            Down::Eof => self.conn.handle_eof(),
+            Down::ReadError(detail) => self.conn.handle_read_error(detail),
+            Down::WriteError(detail) => self.conn.handle_write_error(detail),
+        }
+    }
+
+    /// A close while a restart waits for its delay: no restart follows, and the end of the
+    /// child that was to be replaced is final. Returns whether a restart was cancelled.
+    fn cancel_restart(&mut self) -> bool {
+        let Some(supervision) = self.supervision.as_mut() else {
+            return false;
+        };
+        let Some(restart) = supervision.pending.take() else {
+            return false;
+        };
+        supervision.respawn_due = false;
+        supervision.end = Some(restart.end);
+        // A restart that will not happen is not reported, if it was not yet.
+        supervision.reports.retain(|r| *r != restart);
+        self.timers.set(Timer::Restart, None);
+        self.conn.close();
+        if supervision.down.is_none() {
+            // The old child's output never ended: it is given up as ended now.
+            supervision.down = Some(Down::Eof);
+        }
+        self.release_down();
+        true
+    }
+
+    /// The answers owed to the owner's unanswered requests to the current child: a `-32603`
+    /// error response for each, naming the child's end. Empty when requests are not tracked
+    /// or there is no child.
+    fn unanswered_answers(&mut self, ids: Option<Vec<Id>>) -> Vec<M> {
+        let Some(supervision) = self.supervision.as_ref() else {
+            return Vec::new();
+        };
+        let ids = match ids {
+            Some(ids) => ids
+                .into_iter()
+                .filter(|id| self.dispatch.correlator.is_pending(id))
+                .collect(),
+            None => self.dispatch.unanswered(),
+        };
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let end = supervision
+            .end
+            .or(supervision.last)
+            .map(|end| format!("the program ended ({end}) before answering"))
+            .unwrap_or_else(|| "the program's output ended before it answered".to_owned());
+        ids.into_iter()
+            .filter_map(|id| {
+                let error = ErrorObject::new(ErrorObject::INTERNAL_ERROR, end.clone());
+                let response = Message::Response(Response::error(id, error));
+                // Built as JSON-RPC, read back as the connection's message type.
+                let bytes = serde_json::to_vec(&response).ok()?;
+                crate::decode::<M>(&bytes).ok()
+            })
+            .collect()
+    }
+
+    /// The current child's end is decided and its output is in: its unanswered requests are
+    /// answered with an error, behind whatever it said, once.
+    fn settle_unanswered(&mut self) {
+        let Some(doomed) = self.supervision.as_mut().and_then(|s| s.doomed.take()) else {
+            return;
+        };
+        let answers = self.unanswered_answers(Some(doomed));
+        // Delivered next, ahead of anything the next child says.
+        self.tail.extend(answers);
+    }
+
+    /// An event of the connection was delivered: if it was the last the old child left
+    /// buffered at a restart, the old child's unanswered requests are answered next.
+    fn count_old_event(&mut self) {
+        let Some(supervision) = self.supervision.as_mut() else {
+            return;
+        };
+        if let Some(left) = supervision.old_events.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                supervision.old_events = None;
+                self.settle_unanswered();
             }
         }
     }

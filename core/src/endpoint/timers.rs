@@ -19,10 +19,17 @@ pub(crate) enum Timer {
     Linger,
     /// Nothing went either way for the idle timeout.
     Idle,
+    /// The child must have sent something by then (its ready deadline).
+    Ready,
+    /// The delay before the next child is started has passed.
+    Restart,
+    /// The child's output ended with requests unanswered: its exit, which their answers
+    /// name, is awaited until then.
+    Exit,
 }
 
 impl Timer {
-    const ALL: [Timer; 7] = [
+    const ALL: [Timer; 10] = [
         Timer::Ladder,
         Timer::Keepalive,
         Timer::Requests,
@@ -30,6 +37,9 @@ impl Timer {
         Timer::Drain,
         Timer::Linger,
         Timer::Idle,
+        Timer::Ready,
+        Timer::Restart,
+        Timer::Exit,
     ];
 }
 

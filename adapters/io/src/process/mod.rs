@@ -9,7 +9,10 @@
 //! left behind.
 
 pub mod contain;
+#[cfg(target_os = "linux")]
+mod limits;
 mod stderr;
+mod supervise;
 mod sys;
 
 use std::io;
@@ -20,20 +23,73 @@ use std::time::Instant;
 use event_listener::Event;
 use tether_core::{Action, ExitStatus};
 
+#[cfg(target_os = "linux")]
+pub use limits::Limits;
+pub use stderr::TAIL_BYTES;
+pub(crate) use supervise::{respawn, Respawn, TAIL_WAIT};
+pub use supervise::{EndReport, RestartReport};
 pub use sys::kill_process_group;
 
+#[cfg(target_os = "linux")]
+pub(crate) use limits::LimitGroups;
+pub(crate) use stderr::Tail;
+
+/// The limits asked for a child (Linux only, where cgroups set them).
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// The most memory (bytes) the child's tree may use.
+    pub memory_max: Option<u64>,
+    /// The most processes the child's tree may hold at once.
+    pub pids_max: Option<u64>,
+    /// The most CPU time, in percent of one CPU.
+    pub cpu_max: Option<u32>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Limits {
+    /// Whether no limit is asked for.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Limits need cgroups: refused everywhere but Linux.
+    pub fn check(&self) -> Result<(), String> {
+        match self.is_empty() {
+            true => Ok(()),
+            false => Err("limits need cgroups, which only Linux has".to_owned()),
+        }
+    }
+}
+
+/// What holds a child's limits; nothing where there are none.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub(crate) struct LimitGroups;
+
+#[cfg(not(target_os = "linux"))]
+impl LimitGroups {
+    pub(crate) fn create(limits: &Limits) -> io::Result<LimitGroups> {
+        limits.check().map_err(io::Error::other)?;
+        Ok(LimitGroups)
+    }
+    pub(crate) fn configure(&self, _: &mut Command) {}
+    pub(crate) fn oom_killed(&self) -> bool {
+        false
+    }
+}
 use contain::{Availability, Container, Containment, Survivors};
 
 /// What happens to the child's standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stderr {
     /// Read continuously and logged with `tracing`, one event per line (the default), so the
-    /// child never blocks on a full pipe.
+    /// child never blocks on a full pipe; its last 4 KiB are kept for the end report.
     #[default]
     Log,
-    /// Shared with this process.
+    /// Shared with this process (nothing is kept).
     Inherit,
-    /// Discarded.
+    /// Read and discarded; its last 4 KiB are kept for the end report.
     Null,
 }
 
@@ -51,6 +107,8 @@ pub struct ChildOptions {
     /// this to the spawning *thread*, so spawn from a thread that lives as long as the child
     /// should. On by default.
     pub parent_death_signal: bool,
+    /// Memory, process and CPU limits, through cgroups (see [`Limits`]).
+    pub limits: Limits,
 }
 
 impl Default for ChildOptions {
@@ -59,6 +117,7 @@ impl Default for ChildOptions {
             stderr: Stderr::Log,
             contain: Containment::Auto,
             parent_death_signal: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -67,12 +126,12 @@ impl Default for ChildOptions {
 /// lifetime. Implemented by the drivers' shared state; each call takes the endpoint's lock,
 /// hands it the input with the current time, and carries out the signals it decides.
 pub(crate) trait Lifetime: Send + Sync + 'static {
-    /// The child has exited and is not yet reaped.
-    fn exited(&self, status: ExitStatus);
+    /// The child `pid` has exited and is not yet reaped.
+    fn exited(&self, pid: u32, status: ExitStatus);
     /// Fires what is due; returns the next deadline.
     fn tick(&self) -> Option<Instant>;
-    /// The child has been reaped: its containment can go.
-    fn reaped(&self);
+    /// The child `pid` has been reaped: its containment and limits can go.
+    fn reaped(&self, pid: u32);
 }
 
 /// A child just spawned, with the pipes that the connection takes. Nothing watches it until
@@ -87,6 +146,8 @@ pub(crate) struct Spawned {
     pub(crate) stdout: ChildStdout,
     /// What reaches the child's whole tree at the end.
     pub(crate) container: Container,
+    /// The cgroups that hold its limits.
+    pub(crate) limits: LimitGroups,
 }
 
 /// What this machine offers for containment, looked at once, at the first spawn (so a host
@@ -106,15 +167,16 @@ pub(crate) fn spawn(
 ) -> io::Result<Spawned> {
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
     command.stderr(match options.stderr {
-        Stderr::Log => Stdio::piped(),
+        Stderr::Log | Stderr::Null => Stdio::piped(),
         Stderr::Inherit => Stdio::inherit(),
-        Stderr::Null => Stdio::null(),
     });
     let mechanism = availability()
         .resolve(options.contain)
         .map_err(io::Error::other)?;
+    let limits = LimitGroups::create(&options.limits)?;
     let mut container = Container::new(mechanism, availability())?;
     container.configure(command);
+    limits.configure(command);
     sys::configure(command, options.parent_death_signal);
     let mut child = command.spawn()?;
     let pid = child.id();
@@ -122,9 +184,12 @@ pub(crate) fn spawn(
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both pipes were requested")
     };
-    if let Some(err) = child.stderr.take() {
-        stderr::drain(err, label.to_owned(), pid);
-    }
+    let tail = child.stderr.take().map(|err| {
+        let tail = Tail::default();
+        let log = options.stderr == Stderr::Log;
+        stderr::drain(err, label.to_owned(), pid, log, tail.clone());
+        tail
+    });
     tracing::debug!(pid, containment = %mechanism, "spawned child in its own process group");
     Ok(Spawned {
         process: Process {
@@ -132,10 +197,12 @@ pub(crate) fn spawn(
             watcher: Some(sys::Watcher::new(child)),
             state: Arc::new(State::default()),
             survivors: container.survivors().clone(),
+            tail,
         },
         stdin,
         stdout,
         container,
+        limits,
     })
 }
 
@@ -157,6 +224,8 @@ pub(crate) struct Process {
     /// What outlived the kill of the child's tree, recorded by its container; kept here
     /// because the container goes with the child's reap, and the owner asks afterwards.
     survivors: Survivors,
+    /// The last bytes of its standard error, when captured.
+    tail: Option<Tail>,
 }
 
 #[derive(Debug, Default)]
@@ -193,9 +262,9 @@ impl Process {
             let status = watcher.wait_exited();
             // The kill goes out while the exited child is still unreaped, so its pid (the
             // group id) cannot have been reused.
-            lifetime.exited(status);
+            lifetime.exited(pid, status);
             watcher.reap();
-            lifetime.reaped();
+            lifetime.reaped(pid);
             *state.reaped() = Some(status);
             tracing::debug!(pid, %status, "child exited and was reaped");
             state.changed.notify_all();
@@ -251,16 +320,53 @@ impl Process {
         self.survivors.get()
     }
 
+    /// The last bytes of the child's standard error as text, once it is closed (or after
+    /// `within`); `None` if it is not captured.
+    pub(crate) fn stderr_tail(&self, within: std::time::Duration) -> Option<String> {
+        self.tail.as_ref().map(|tail| tail.text(within))
+    }
+
+    /// A handle on the tail, for whoever reports the child's end.
+    pub(crate) fn tail(&self) -> Option<Tail> {
+        self.tail.clone()
+    }
+
     /// How the child exited, once it has been reaped.
     pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
         *self.state.reaped()
     }
 
+    /// A handle that waits for this child's reap, apart from the process handle.
+    pub(crate) fn reaped(&self) -> Reaped {
+        Reaped(Arc::clone(&self.state))
+    }
+
     /// Waits until the child has exited, its group has been killed and it has been reaped.
+    #[allow(
+        dead_code,
+        reason = "the connection waits through `reaped`, which a restart can outlive"
+    )]
     pub(crate) async fn wait(&self) -> ExitStatus {
         loop {
             let listener = self.state.exited.listen();
             if let Some(status) = self.exit_status() {
+                return status;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Waits for one child's reap (see [`Process::reaped`]).
+#[derive(Debug)]
+pub(crate) struct Reaped(Arc<State>);
+
+impl Reaped {
+    /// Waits until the child has exited, its group has been killed and it has been reaped.
+    pub(crate) async fn wait(&self) -> ExitStatus {
+        loop {
+            let listener = self.0.exited.listen();
+            if let Some(status) = *self.0.reaped() {
                 return status;
             }
             listener.await;
