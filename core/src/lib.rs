@@ -81,6 +81,7 @@ pub mod endpoint;
 mod error;
 mod event;
 pub mod framing;
+pub mod gateway;
 #[cfg(feature = "harness")]
 #[doc(hidden)]
 pub mod harness;

@@ -13,7 +13,7 @@ use tether_core::harness;
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and the harness function it calls.
-const TARGETS: [(&str, Harness); 10] = [
+const TARGETS: [(&str, Harness); 11] = [
     ("lines", harness::lines),
     ("content_length", harness::content_length),
     ("message", harness::message),
@@ -23,6 +23,7 @@ const TARGETS: [(&str, Harness); 10] = [
     ("endpoint_ops", endpoint_ops),
     ("streamable_ops", streamable_ops),
     ("streamable_client_ops", streamable_client_ops),
+    ("gateway_ops", gateway_ops),
     ("restart_ops", restart_ops),
 ];
 
@@ -188,6 +189,19 @@ fn every_target_is_replayed() {
     expected.sort();
     assert_eq!(stems("fuzz_targets"), expected, "fuzz/fuzz_targets");
     assert_eq!(stems("seeds"), expected, "fuzz/seeds");
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the gateway harness needs one real instant as the origin of its virtual time"
+)]
+fn gateway_ops(data: &[u8]) {
+    harness::gateway_ops(data, Instant::now());
+}
+
+#[test]
+fn gateway_ops_seeds() {
+    replay("gateway_ops");
 }
 
 #[test]

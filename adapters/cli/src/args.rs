@@ -447,7 +447,9 @@ pub struct Bridge {
     #[arg(long, value_name = "PATH", value_parser = token_file)]
     pub token_file: Option<Token>,
     /// A browser origin (`scheme://host[:port]`) whose requests are served; a request with any
-    /// other `Origin` header is refused with 403 (repeatable).
+    /// other `Origin` header, except the bridge's own address, is refused with 403
+    /// (repeatable). On loopback, a `Host` naming neither loopback nor the listen address is
+    /// refused too (DNS rebinding).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
     /// Close a session after this long idle, in ms, and shut its program down. A websocket

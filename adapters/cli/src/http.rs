@@ -1,15 +1,17 @@
 //! The little HTTP the bridge speaks before it knows what a connection is for: it reads the
 //! first request's head (to answer `GET /healthz` at once, and to tell a websocket handshake
-//! from the requests hyper serves), hands the bytes read on, and writes plain responses.
-//! Parsing is httparse's, writing the head is tungstenite's.
+//! from the requests hyper serves), hands the bytes read on, and writes the gateway's plain
+//! responses. Parsing is httparse's, writing the head is tungstenite's; what to answer is the
+//! gateway's.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tether_core::gateway::{self, Body};
 use tether_io::async_tungstenite::tungstenite::handshake::server::{write_response, ErrorResponse};
-use tether_io::async_tungstenite::tungstenite::http::{header, HeaderValue, Response, StatusCode};
+use tether_io::async_tungstenite::tungstenite::http::{header, HeaderName, HeaderValue, Response};
 use tether_io::Io;
 
 /// The longest request head looked at; a longer one goes to the handshake unrecognised.
@@ -18,9 +20,6 @@ const MAX_HEAD: usize = 16 * 1024;
 /// The headers httparse makes room for (tungstenite's own limit is higher; a request with
 /// more headers is simply not recognised as a health check).
 const MAX_HEADERS: usize = 64;
-
-/// The health check's path.
-pub const HEALTH: &str = "/healthz";
 
 /// A stream whose first bytes, already read, are read again.
 #[derive(Debug)]
@@ -69,8 +68,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 /// What the request head asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
-    /// `GET /healthz`.
-    Health,
+    /// `GET /healthz`, for the gateway to answer.
+    Health(gateway::Request),
     /// A websocket handshake (`Upgrade: websocket`): the handshake decides.
     Websocket,
     /// Any other request (MCP's endpoint, or anything unknown, or not HTTP at all): HTTP
@@ -104,7 +103,21 @@ pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
                             .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
                 });
                 break match (request.method, path) {
-                    (Some("GET"), HEALTH) => Head::Health,
+                    (Some("GET"), gateway::HEALTH) => {
+                        let headers = request
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value).into_owned();
+                                (h.name.to_ascii_lowercase(), value)
+                            })
+                            .collect();
+                        Head::Health(gateway::Request::new(
+                            "GET",
+                            request.path.unwrap_or_default(),
+                            headers,
+                        ))
+                    }
                     _ if upgrade => Head::Websocket,
                     _ => Head::Http,
                 };
@@ -121,46 +134,47 @@ pub async fn read_head<S: Io>(mut stream: S) -> io::Result<(Head, Replay<S>)> {
     Ok((asks, replay))
 }
 
-/// `{"status":"ok","connections":N}`, in that order.
-#[derive(serde::Serialize)]
-struct Health {
-    status: &'static str,
-    connections: usize,
-}
-
-/// The health check's answer: `{"status":"ok","connections":N}`, N counting the sessions
-/// alive, websocket and HTTP alike.
-pub fn health_body(connections: usize) -> String {
-    serde_json::to_string(&Health {
-        status: "ok",
-        connections,
-    })
-    .unwrap_or_default()
-}
-
-/// Answers a health check: 200 with [`health_body`], then closes.
-pub async fn health(mut stream: impl Io, connections: usize) -> io::Result<()> {
-    let body = health_body(connections);
-    let response = Response::builder()
-        .header(header::CONTENT_TYPE, "application/json")
+/// Writes the gateway's answer to a health check, then closes.
+pub async fn health(mut stream: impl Io, answer: gateway::Response) -> io::Result<()> {
+    let mut response = Response::builder()
+        .status(answer.status)
+        .header(header::CONNECTION, "close");
+    let body = match answer.body {
+        Body::Full(body) => body,
+        Body::Stream(_) => Vec::new(),
+    };
+    for (name, value) in &answer.headers {
+        response = response.header(*name, value.as_str());
+    }
+    let response = response
         .header(header::CONTENT_LENGTH, body.len())
-        .header(header::CONNECTION, "close")
         .body(())
         .map_err(io::Error::other)?;
     let mut bytes = Vec::new();
     write_response(&mut bytes, &response).map_err(io::Error::other)?;
-    bytes.extend_from_slice(body.as_bytes());
+    bytes.extend_from_slice(&body);
     stream.write_all(&bytes).await?;
     stream.close().await
 }
 
-/// A refusal of the handshake: `status`, with `text` as its body.
-pub fn refusal(status: StatusCode, text: &str) -> ErrorResponse {
-    let body = format!("{text}\n");
+/// The gateway's refusal of a websocket handshake, as the websocket library takes it.
+pub fn refusal(answer: gateway::Response) -> ErrorResponse {
+    let body = match answer.body {
+        Body::Full(body) => String::from_utf8_lossy(&body).into_owned(),
+        Body::Stream(_) => String::new(),
+    };
     let mut response = ErrorResponse::new(None);
-    *response.status_mut() = status;
+    if let Ok(status) = answer.status.try_into() {
+        *response.status_mut() = status;
+    }
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.insert(name, value);
+            }
+        }
+    }
     headers.insert(header::CONTENT_LENGTH, body.len().into());
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     *response.body_mut() = Some(body);

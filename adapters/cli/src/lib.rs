@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod mcp_client;
 pub mod output;
 pub mod peer;
+pub mod program;
 pub mod reap;
 pub mod record;
 pub mod replay;

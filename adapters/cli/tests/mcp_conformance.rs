@@ -26,13 +26,7 @@ const RUNTIMES: [&str; 2] = ["tokio", "smol"];
 
 /// Server scenarios known to fail, each with the fix that will remove it. A known failure that
 /// passes is reported, so that the line is removed once the fix lands.
-const KNOWN_SERVER_FAILURES: &[&str] = &[
-    // The bridge refuses a same-origin loopback `Origin` (`http://127.0.0.1:PORT`) with 403;
-    // the suite's second check sends exactly that and wants 2xx. Fixed by the gateway's gate
-    // (issue 23, item 6: "a same-origin request must pass by default; foreign origins are still
-    // refused"). Remove this entry when that fix is on main.
-    "dns-rebinding-protection",
-];
+const KNOWN_SERVER_FAILURES: &[&str] = &[];
 
 /// Client scenarios not run: OAuth flows (`auth/*`). `tether connect` has no OAuth client;
 /// `--token-file` sends a bearer token the user already holds.

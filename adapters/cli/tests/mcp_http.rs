@@ -130,10 +130,13 @@ fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
             .await
             .unwrap();
         tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr);
+        let mut request = Request::builder().method(method).uri(path);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request = request.header("host", addr);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -323,6 +326,104 @@ fn every_refusal_has_its_status_and_starts_no_program() {
         assert_eq!(send(&addr, "OPTIONS", "/mcp", &evil, "").status, 403);
 
         assert_eq!(health(&addr), 0, "{runtime}: a refusal started a program");
+        stop(server);
+    }
+}
+
+/// The status line's code of a websocket handshake sent by hand with `host` and `origin`.
+fn handshake_status(addr: &str, host: &str, origin: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut request = format!(
+        "GET /?token={TOKEN} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    if let Some(origin) = origin {
+        request.push_str(&format!("Origin: {origin}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// What the official conformance suite's `dns-rebinding-protection` scenario checks, and what
+/// the SDKs do: a page from the bridge's own loopback address passes, a foreign origin is
+/// refused without any CORS header, and on a loopback listener a `Host` that names neither
+/// loopback nor the listen address is refused (a rebound name), over HTTP and for a websocket.
+#[test]
+fn the_own_origin_passes_and_foreign_origins_and_hosts_are_refused() {
+    for runtime in RUNTIMES {
+        let (server, addr, _token) = bridge(runtime, &[]);
+        let port = addr.rsplit_once(':').unwrap().1;
+        let bearer = format!("Bearer {TOKEN}");
+        let ask = |extra: &[(&str, &str)]| {
+            let mut headers = vec![
+                ("authorization", bearer.as_str()),
+                ("content-type", JSON),
+                ("accept", BOTH),
+            ];
+            headers.extend_from_slice(extra);
+            send(&addr, "POST", "/mcp", &headers, &initialize().to_string())
+        };
+        for own in [
+            format!("http://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+        ] {
+            let answer = ask(&[("origin", &own)]);
+            assert_eq!(answer.status, 200, "{runtime} {own}: {answer:?}");
+            assert_eq!(answer.headers["access-control-allow-origin"], own.as_str());
+            let session = answer.session();
+            let ours = [
+                ("authorization", bearer.as_str()),
+                ("mcp-session-id", &session),
+            ];
+            assert_eq!(send(&addr, "DELETE", "/mcp", &ours, "").status, 200);
+        }
+        for foreign in [
+            "http://evil.example",
+            &format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1),
+            "null",
+        ] {
+            let refused = ask(&[("origin", foreign)]);
+            assert_eq!(refused.status, 403, "{runtime} {foreign}");
+            assert!(
+                refused.headers.get("access-control-allow-origin").is_none(),
+                "{runtime} {foreign}: a refused origin is allowed to read the refusal"
+            );
+        }
+        let rebound = ask(&[("host", &format!("rebound.example:{port}"))]);
+        assert_eq!(rebound.status, 403, "{runtime}");
+        assert!(rebound.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host not allowed"));
+        let local = ask(&[("host", &format!("localhost:{port}"))]);
+        assert_eq!(local.status, 200, "{runtime}");
+        let session = local.session();
+        let ours = [
+            ("authorization", bearer.as_str()),
+            ("mcp-session-id", &session),
+        ];
+        assert_eq!(send(&addr, "DELETE", "/mcp", &ours, "").status, 200);
+        assert_eq!(
+            handshake_status(&addr, &format!("rebound.example:{port}"), None),
+            403
+        );
+        assert_eq!(
+            handshake_status(&addr, &addr, Some("http://evil.example")),
+            403
+        );
+        assert_eq!(
+            handshake_status(&addr, &addr, Some(&format!("http://localhost:{port}"))),
+            101
+        );
+        eventually("every program is gone", || health(&addr) == 0);
         stop(server);
     }
 }

@@ -36,6 +36,7 @@ use crate::{
 mod connection_ops;
 mod content_length;
 mod endpoint_ops;
+mod gateway_ops;
 mod keepalive_ops;
 mod lines;
 mod message;
@@ -47,6 +48,7 @@ mod supervisor_ops;
 pub use connection_ops::connection_ops;
 pub use content_length::content_length;
 pub use endpoint_ops::endpoint_ops;
+pub use gateway_ops::gateway_ops;
 pub use keepalive_ops::keepalive_ops;
 pub use lines::lines;
 pub use message::message;

@@ -137,6 +137,7 @@ macro_rules! suite {
             @scenarios $runtime, $block_on, $peer;
             spawned_tasks_run_detached_beside_a_blocked_caller,
             sleep_takes_zero_and_huge_durations,
+            driver_fires_deadlines_and_wakes_waiters,
             echo_round_trip,
             many_messages_in_order_both_ways,
             child_ignoring_sigterm_is_killed_after_the_second_grace,

@@ -60,6 +60,60 @@ pub async fn sleep_takes_zero_and_huge_durations<R: Runtime>(_: &Peer) {
     );
 }
 
+/// A machine for the driver's scenario: one deadline, and how often it fired.
+#[derive(Debug, Default)]
+struct Countdown {
+    deadline: Option<std::time::Instant>,
+    fired: u32,
+    finished: bool,
+}
+
+impl tether_io::Machine for Countdown {
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        if self.deadline.is_some_and(|at| at <= now) {
+            self.deadline = None;
+            self.fired += 1;
+        }
+    }
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// [`tether_io::Driver`] fires a machine's deadline once it has passed, including one set
+/// while the timer task sleeps towards a later one, and wakes whoever waits on the result;
+/// driving a [`Gateway`](tether_core::gateway::Gateway), a connection that sends no request
+/// is dropped at its handshake deadline.
+pub async fn driver_fires_deadlines_and_wakes_waiters<R: Runtime>(_: &Peer) {
+    let driver = tether_io::Driver::start::<R>(Countdown::default());
+    let far = tether_io::now() + Duration::from_secs(3600);
+    driver.with(|m, _| m.deadline = Some(far));
+    // An earlier deadline, set while the timer sleeps towards the far one.
+    R::sleep(Duration::from_millis(5)).await;
+    driver.with(|m, now| m.deadline = Some(now + Duration::from_millis(20)));
+    driver.wait(|m, _| (m.fired == 1).then_some(())).await;
+    driver.with(|m, now| m.deadline = Some(now));
+    driver.wait(|m, _| (m.fired == 2).then_some(())).await;
+    driver.with(|m, _| m.finished = true);
+
+    use tether_core::gateway::{Config, Gateway, Order};
+    let config = Config::default().handshake_timeout(Duration::from_millis(30));
+    let gateway = tether_io::Driver::start::<R>(Gateway::new(config));
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let started = tether_io::now();
+    let conn = gateway.with(|g, now| g.handle_accept(peer, now));
+    gateway
+        .wait(|g, _| (g.connection(conn) == Order::Drop).then_some(()))
+        .await;
+    assert!(
+        tether_io::now().duration_since(started) >= Duration::from_millis(30),
+        "dropped before its deadline"
+    );
+}
+
 /// One request to a child and its answer; `shutdown` closes the child's stdin, the child exits
 /// 0 on that end of file, and it is reaped. Fails if dropping the
 /// [`PipeWriter`](Runtime::PipeWriter) does not close the pipe: the ladder then kills the child.

@@ -1,5 +1,5 @@
-//! A response body read from a session: the events of one stream, or one JSON document,
-//! taken as hyper asks for more.
+//! A streamed response body read from the gateway: the events of one stream, or one JSON
+//! document, taken as hyper asks for more.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,25 +10,29 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use event_listener::EventListener;
 use hyper::body::{Body, Frame};
-use tether_core::streamable::{Sink, Take};
+use tether_core::gateway::{BodyId, Gateway};
+use tether_core::streamable::Take;
+use tether_io::Driver;
 
-use super::session::Shared;
-
-/// One stream's reader, as a response body. Dropped (sent, or its connection gone), it
-/// detaches from the stream, whose untaken events stay for a resumption.
+/// One stream's reader, as a response body. Dropped (sent, or its connection gone), it tells
+/// the gateway, which keeps the untaken events for a resumption.
 #[derive(Debug)]
 pub(super) struct Events {
-    shared: Arc<Shared>,
-    sink: Sink,
-    /// Armed while waiting for the session to change.
+    gateway: Arc<Driver<Gateway>>,
+    body: BodyId,
+    /// The channel its waits are on (its session's).
+    channel: Option<u64>,
+    /// Armed while waiting for the gateway to change.
     listener: Option<EventListener>,
 }
 
 impl Events {
-    pub(super) fn new(shared: Arc<Shared>, sink: Sink) -> Self {
+    pub(super) fn new(gateway: Arc<Driver<Gateway>>, body: BodyId) -> Self {
+        let channel = gateway.peek(|g| g.body_channel(body));
         Events {
-            shared,
-            sink,
+            gateway,
+            body,
+            channel,
             listener: None,
         }
     }
@@ -43,25 +47,20 @@ impl Body for Events {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         loop {
-            let take = {
-                let mut session = self.shared.lock();
-                let held_back = !session.wants_child_output();
-                let take = session.take(self.sink);
-                // The session's task waits while clients lag; this take may free it.
-                if held_back && session.wants_child_output() {
-                    self.shared.changed();
-                }
-                take
-            };
+            let body = self.body;
+            let take = self.gateway.take(|g, _| match g.take_body(body) {
+                Take::Wait => None,
+                other => Some(other),
+            });
             match take {
-                Take::Data(bytes) => {
+                Some(Take::Data(bytes)) => {
                     self.listener = None;
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(bytes)))));
                 }
-                Take::End => return Poll::Ready(None),
+                Some(_) => return Poll::Ready(None),
                 // Listen first, then take again: a change in between is not missed.
-                Take::Wait => match self.listener.as_mut() {
-                    None => self.listener = Some(self.shared.listen()),
+                None => match self.listener.as_mut() {
+                    None => self.listener = Some(self.gateway.listen(self.channel)),
                     Some(listener) => {
                         ready!(Pin::new(listener).poll(cx));
                         self.listener = None;
@@ -74,7 +73,7 @@ impl Body for Events {
 
 impl Drop for Events {
     fn drop(&mut self) {
-        self.shared.lock().detach(self.sink, tether_io::now());
-        self.shared.changed();
+        let body = self.body;
+        self.gateway.with(|g, now| g.handle_body_dropped(body, now));
     }
 }
