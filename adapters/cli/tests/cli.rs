@@ -5,6 +5,11 @@
     reason = "a test bounds its own waits; the rule is for the command's code"
 )]
 
+mod support;
+
+/// How long a tether run may take before the test kills it and fails.
+const GUARD: Duration = Duration::from_secs(60);
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -49,20 +54,7 @@ fn run_with(args: &[&str], input: &str) -> Output {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    wait_output(child)
-}
-
-/// Waits for the child's exit, failing the test instead of hanging.
-fn wait_output(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("tether did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    support::wait_output(child, GUARD)
 }
 
 fn lines(output: &Output) -> Vec<Value> {
@@ -187,7 +179,7 @@ fn the_child_exiting_ends_the_session_with_stdin_still_open() {
             b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":5}}\n",
         );
         // stdin stays open (held here) while tether finishes.
-        let output = wait_output(child);
+        let output = support::wait_output(child, GUARD);
         drop(stdin);
         assert!(output.status.success());
         assert_eq!(
@@ -470,7 +462,7 @@ fn connect_over_a_unix_socket() {
             ],
             b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\"}\n",
         );
-        let output = wait_output(child);
+        let output = support::wait_output(child, GUARD);
         drop(stdin);
         server.join().unwrap();
         assert!(output.status.success());
@@ -551,7 +543,7 @@ fn bridge_serves_several_clients_at_once() {
             })
             .collect();
         for (i, client) in clients.into_iter().enumerate() {
-            let output = wait_output(client);
+            let output = support::wait_output(client, GUARD);
             assert!(output.status.success());
             let events = lines(&output);
             assert_eq!(events[0]["message"]["result"], json!([i]), "{runtime}");
@@ -575,7 +567,7 @@ fn bridge_closes_the_websocket_when_the_child_exits() {
             &["connect", "--runtime", runtime, &url],
             b"{\"id\":1,\"method\":\"exit\",\"params\":{\"code\":3}}\n",
         );
-        let output = wait_output(client);
+        let output = support::wait_output(client, GUARD);
         drop(stdin);
         assert_eq!(
             lines(&output),
@@ -760,7 +752,7 @@ fn peer_help_names_every_method_it_answers() {
             .spawn()
             .unwrap();
         writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
-        let output = wait_output(child);
+        let output = support::wait_output(child, GUARD);
         assert!(output.status.success(), "{method}: {output:?}");
         lines(&output)
             .iter()

@@ -6,10 +6,15 @@
     reason = "a test bounds its own waits; the rule is for the command's code"
 )]
 
+mod support;
+
+/// How long a tether run may take before the test kills it and fails.
+const GUARD: Duration = Duration::from_secs(60);
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use rustix::pty::{grantpt, ioctl_tiocgptpeer, openpt, unlockpt, OpenptFlags};
 
@@ -34,19 +39,6 @@ fn tether(args: &[&str]) -> Command {
     command
 }
 
-/// Waits for the child's exit, failing the test instead of hanging.
-fn wait(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("tether did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn logs_into_a_pipe_have_no_colour() {
     for runtime in RUNTIMES {
@@ -59,7 +51,7 @@ fn logs_into_a_pipe_have_no_colour() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(STDERR_LINE.as_bytes()).unwrap();
         drop(stdin);
-        let output = wait(child);
+        let output = support::wait_output(child, GUARD);
         assert!(output.status.success(), "{runtime}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("INFO"), "{runtime}: {stderr}");
@@ -114,13 +106,16 @@ fn the_bridge_warns_without_colour_into_a_pipe() {
             );
         }
         drop(stdin);
-        assert!(wait(client).status.success(), "{runtime}");
+        assert!(
+            support::wait_output(client, GUARD).status.success(),
+            "{runtime}"
+        );
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(bridge.id() as i32).unwrap(),
             rustix::process::Signal::INT,
         )
         .unwrap();
-        let output = wait(bridge);
+        let output = support::wait_output(bridge, GUARD);
         assert!(output.status.success(), "{runtime}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("WARN"), "{runtime}: {stderr}");
@@ -179,7 +174,7 @@ fn on_a_terminal(runtime: &str, no_color: Option<&str>) -> String {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(STDERR_LINE.as_bytes()).unwrap();
     drop(stdin);
-    let output = wait(child);
+    let output = support::wait_output(child, GUARD);
     assert!(output.status.success(), "{runtime}: {output:?}");
     let mut terminal = std::fs::File::from(terminal);
     terminal.write_all(format!("{END}\n").as_bytes()).unwrap();

@@ -7,9 +7,11 @@
     reason = "a test bounds its own waits; the rule is for the command's code"
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -57,23 +59,6 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
             panic!("{child:?} did not exit within {GUARD:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Everything the child wrote, once it has exited. Its output is read as it comes (a child
-/// blocked on a full pipe would never exit); it is killed if it takes longer than [`GUARD`].
-fn wait_output(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(GUARD) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            // Not reaped yet (the waiting thread still waits): the pid is still the child's.
-            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            panic!("process {pid:?} did not exit within {GUARD:?}");
-        }
     }
 }
 
@@ -169,7 +154,7 @@ fn connect_to_a_python_server_text_binary_and_close_from_tether() {
             .write_all(input.as_bytes())
             .unwrap();
         // stdin is closed: once both responses are in, tether closes the websocket.
-        let output = wait_output(client);
+        let output = support::wait_output(client, GUARD);
         assert!(output.status.success(), "{runtime}: {output:?}");
         assert_eq!(
             json_lines(&output.stdout),
@@ -202,7 +187,7 @@ fn connect_to_a_python_server_that_closes_first() {
             .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"close\",\"params\":[]}\n")
             .unwrap();
         // tether ends with its stdin still open: the server's Close ended the session.
-        let output = wait_output(client);
+        let output = support::wait_output(client, GUARD);
         drop(stdin);
         assert!(output.status.success(), "{runtime}: {output:?}");
         assert_eq!(
@@ -235,7 +220,7 @@ fn connect_refuses_a_message_over_the_limit() {
                   {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"big\",\"params\":{\"size\":5000}}\n",
             )
             .unwrap();
-        let output = wait_output(client);
+        let output = support::wait_output(client, GUARD);
         drop(stdin);
         assert!(output.status.success(), "{runtime}: {output:?}");
         let events = json_lines(&output.stdout);
@@ -296,7 +281,7 @@ impl Bridge {
 
     /// Runs `ws_clients.py` against the bridge; its one line per client.
     fn clients(&self, scenario: &str, clients: usize, arg: usize) -> Vec<Value> {
-        let output = wait_output(
+        let output = support::wait_output(
             python()
                 .arg(script("ws_clients.py"))
                 .args([&self.url, scenario, &clients.to_string(), &arg.to_string()])
@@ -304,6 +289,7 @@ impl Bridge {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap(),
+            GUARD,
         );
         assert!(output.status.success(), "{output:?}");
         let results = json_lines(&output.stdout);
@@ -490,7 +476,7 @@ fn spawned(spawns: &Path) -> usize {
 
 /// Runs `ws_probe.py ARGS` to its end; its one line.
 fn probe(args: &[&str]) -> Value {
-    let output = wait_output(
+    let output = support::wait_output(
         python()
             .arg(script("ws_probe.py"))
             .args(args)
@@ -498,6 +484,7 @@ fn probe(args: &[&str]) -> Value {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
+        GUARD,
     );
     assert!(output.status.success(), "{args:?}: {output:?}");
     let mut lines = json_lines(&output.stdout);
@@ -801,7 +788,7 @@ fn connect_sends_headers_and_a_token_to_a_python_server_that_checks_them() {
             .spawn()
             .unwrap();
         refused.stdin.take().unwrap().write_all(input).unwrap();
-        let output = wait_output(refused);
+        let output = support::wait_output(refused, GUARD);
         assert_eq!(output.status.code(), Some(1), "{runtime}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("401"), "{runtime}: {stderr}");
@@ -813,7 +800,7 @@ fn connect_sends_headers_and_a_token_to_a_python_server_that_checks_them() {
             &["--header", "X-Api-Key: k1", "--token-file", token_file],
         );
         client.stdin.take().unwrap().write_all(input).unwrap();
-        let output = wait_output(client);
+        let output = support::wait_output(client, GUARD);
         assert!(output.status.success(), "{runtime}: {output:?}");
         assert_eq!(
             json_lines(&output.stdout)[0],

@@ -15,12 +15,17 @@
     reason = "a test bounds its own waits; the rule is for the command's code"
 )]
 
+mod support;
+
+/// How long a tether run may take before the test kills it and fails.
+const GUARD: Duration = Duration::from_secs(60);
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -191,19 +196,6 @@ fn tether() -> Command {
     command
 }
 
-/// Waits for the child's exit, failing the test instead of hanging.
-fn wait_output(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("tether did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// `tether ARGS` with `input` on its standard input; its standard output, line by line.
 fn session(args: &[&str], input: &str) -> Vec<String> {
     let mut child = tether()
@@ -219,7 +211,7 @@ fn session(args: &[&str], input: &str) -> Vec<String> {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let output = wait_output(child);
+    let output = support::wait_output(child, GUARD);
     assert!(output.status.success(), "{args:?}: {output:?}");
     String::from_utf8(output.stdout)
         .unwrap()
@@ -285,7 +277,7 @@ fn restarted(runtime: &str) -> Vec<String> {
         .spawn()
         .unwrap();
     let stdin = child.stdin.take();
-    let output = wait_output(child);
+    let output = support::wait_output(child, GUARD);
     drop(stdin);
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout)
@@ -430,7 +422,7 @@ fn cross_check(lines: &[Value]) {
         writeln!(stdin, "{line}").unwrap();
     }
     drop(stdin);
-    let output = wait_output(child);
+    let output = support::wait_output(child, GUARD);
     assert!(output.status.success(), "{output:?}");
     let bad: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(bad, json!([]), "Python's jsonschema disagrees");

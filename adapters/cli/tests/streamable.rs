@@ -18,10 +18,12 @@
     reason = "a test bounds its own waits; the rule is for the command's code"
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -127,23 +129,6 @@ fn alive(tag: &str) -> Vec<u32> {
                     .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
         })
         .collect()
-}
-
-/// Everything the child wrote, once it has exited. Its output is read as it comes (a child
-/// blocked on a full pipe would never exit); it is killed if it takes longer than [`GUARD`].
-fn wait_output(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(GUARD) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            // Not reaped yet (the waiting thread still waits): the pid is still the child's.
-            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            panic!("process {pid:?} did not exit within {GUARD:?}");
-        }
-    }
 }
 
 /// Waits for `child` to exit, killing it and failing if it takes longer than [`GUARD`]; the
@@ -325,7 +310,7 @@ impl Bridge {
         scenario: &str,
         extra: &[&str],
     ) -> Vec<Value> {
-        let output = wait_output(
+        let output = support::wait_output(
             program
                 .args([url, scenario, "--healthz", &self.healthz_url()])
                 .args(extra)
@@ -333,6 +318,7 @@ impl Bridge {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap(),
+            GUARD,
         );
         let context = format!("{} {:?} {scenario} {extra:?}", self.runtime, self.server);
         assert!(output.status.success(), "{context}: {output:?}");

@@ -1,5 +1,5 @@
-//! What the command's tests observe of processes through `/proc`, written once. Each test file
-//! is a crate of its own and uses part of it.
+//! What the command's tests observe of processes through `/proc`, and how they wait for one
+//! to end, written once. Each test file is a crate of its own and uses part of it.
 
 #![allow(dead_code, reason = "each test crate uses a part of the support")]
 
@@ -41,4 +41,25 @@ pub(crate) fn tagged(var_value: &str) -> Vec<u32> {
         })
         .map(|(pid, _, _)| pid)
         .collect()
+}
+
+/// Everything the child wrote, once it has exited. Its output is read as it comes (a child
+/// blocked on a full pipe would never exit); it is killed, and the test fails, if it takes
+/// longer than `guard`.
+pub(crate) fn wait_output(
+    child: std::process::Child,
+    guard: std::time::Duration,
+) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(guard) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // Not reaped yet (the waiting thread still waits): the pid is still the child's.
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            panic!("process {pid:?} did not exit within {guard:?}");
+        }
+    }
 }
