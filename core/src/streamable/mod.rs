@@ -19,6 +19,7 @@
 //! [`Session::poll_timeout`], acted on by [`Session::handle_timeout`].
 
 mod client;
+pub mod modern;
 mod route;
 mod session;
 mod stream;
