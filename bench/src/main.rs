@@ -11,6 +11,8 @@
 //! tether-bench emit PATH                       a child that writes PATH one line per write
 //! tether-bench relay CONTENDER -- PROGRAM ARGS  `tether run PROGRAM`, written with another
 //!                                              contender (the command paths' counterpart)
+//! tether-bench bridge [--quick] [--rounds N]   the bridge's MCP section alone
+//! tether-bench mcp-peer                        the MCP server the bridge section runs
 //! ```
 //!
 //! The command paths run the `tether` binary next to this one: `bench/run` builds both.
@@ -20,6 +22,7 @@
 //! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
 
 mod baseline;
+mod bridge;
 mod client;
 mod command;
 mod floor;
@@ -109,7 +112,7 @@ fn tokio() -> io::Result<tokio::runtime::Runtime> {
     .build()
 }
 
-const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench one CONTENDER|FLOOR SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
+const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench bridge [--quick] [--rounds N]\n       tether-bench one CONTENDER|FLOOR SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -117,6 +120,8 @@ fn main() -> ExitCode {
         Some("one") => one(&args[1..]),
         Some("emit") if args.len() == 2 => scenario::emit(&args[1]),
         Some("relay") => relay(&args[1..]),
+        Some("mcp-peer") if args.len() == 1 => bridge::peer(),
+        Some("bridge") => only_bridge(&args[1..]),
         _ => all(&args),
     };
     match result {
@@ -159,6 +164,25 @@ fn relay(args: &[String]) -> io::Result<()> {
 }
 
 fn all(args: &[String]) -> io::Result<()> {
+    let (quick, rounds) = options(args)?;
+    let markdown = suite::run(quick, rounds)?;
+    print!("{markdown}");
+    Ok(())
+}
+
+fn only_bridge(args: &[String]) -> io::Result<()> {
+    let (quick, rounds) = options(args)?;
+    let load = if quick {
+        bridge::Load::QUICK
+    } else {
+        bridge::Load::FULL
+    };
+    print!("{}", bridge::section(load, rounds.unwrap_or(3))?);
+    Ok(())
+}
+
+/// `--quick` and `--rounds N`.
+fn options(args: &[String]) -> io::Result<(bool, Option<usize>)> {
     let mut quick = false;
     let mut rounds = None;
     let mut args = args.iter();
@@ -172,7 +196,5 @@ fn all(args: &[String]) -> io::Result<()> {
             _ => return Err(usage()),
         }
     }
-    let markdown = suite::run(quick, rounds)?;
-    print!("{markdown}");
-    Ok(())
+    Ok((quick, rounds))
 }

@@ -102,7 +102,7 @@ impl Case {
 const QUIET_LOAD: f64 = 1.5;
 
 /// The one-minute load average.
-fn load() -> f64 {
+pub(crate) fn load() -> f64 {
     fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -182,11 +182,17 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     md.push_str(&markdown(&sizes, &cases));
     md.push_str(&floors(&cases));
     md.push_str(&syscalls);
+    let bridge = if quick {
+        crate::bridge::Load::QUICK
+    } else {
+        crate::bridge::Load::FULL
+    };
+    md.push_str(&crate::bridge::section(bridge, sizes.rounds.min(3))?);
     Ok(md)
 }
 
 /// The machine's load at the start and the end, and whether the run can be compared.
-fn loads(before: f64, after: f64) -> String {
+pub(crate) fn loads(before: f64, after: f64) -> String {
     let mut md =
         format!("Load average (one minute): {before:.2} at the start, {after:.2} at the end.\n\n");
     if before.max(after) > QUIET_LOAD || before.is_nan() || after.is_nan() {
