@@ -730,7 +730,10 @@ fn a_modern_request_goes_alone_without_session_with_its_mirrored_headers() {
     client.handle_message(&line(&discover), now);
     let post = one(&mut client);
     assert_eq!(header(&post, "mcp-method"), Some("server/discover"));
-    assert_eq!(client.handle_response(post.exchange, ok(JSON), now), Read::Json);
+    assert_eq!(
+        client.handle_response(post.exchange, ok(JSON), now),
+        Read::Json
+    );
     let result = answer(1, json!({"supportedVersions": [MODERN]}));
     client.handle_body(post.exchange, result.to_string().as_bytes(), now);
     assert_eq!(messages(&mut client), [result.to_string()]);
@@ -749,7 +752,10 @@ fn a_modern_stream_brings_its_notifications_in_order_then_the_answer_and_ends() 
     let call = modern(3, "tools/call", json!({"name": "chatty"}));
     client.handle_message(&line(&call), now);
     let post = one(&mut client);
-    assert_eq!(client.handle_response(post.exchange, ok(SSE), now), Read::Events);
+    assert_eq!(
+        client.handle_response(post.exchange, ok(SSE), now),
+        Read::Events
+    );
     let log = notification("notifications/message");
     let progress = notification("notifications/progress");
     data(post.exchange, &mut client, None, &log, now);
@@ -774,7 +780,10 @@ fn modern_requests_in_flight_together_each_have_their_own_exchange() {
     let now = base();
     let mut client = Client::new();
     for id in 1..=3 {
-        client.handle_message(&line(&modern(id, "tools/call", json!({"name": "slow"}))), now);
+        client.handle_message(
+            &line(&modern(id, "tools/call", json!({"name": "slow"}))),
+            now,
+        );
         // None holds the next back, before or after its response starts.
         assert!(client.wants_message());
     }
@@ -782,11 +791,20 @@ fn modern_requests_in_flight_together_each_have_their_own_exchange() {
     assert_eq!(posts.len(), 3);
     let exchanges: Vec<_> = posts.iter().map(|p| p.exchange).collect();
     for exchange in &exchanges {
-        assert_eq!(client.handle_response(*exchange, ok(SSE), now), Read::Events);
+        assert_eq!(
+            client.handle_response(*exchange, ok(SSE), now),
+            Read::Events
+        );
     }
     // Answered in any order, each on its own stream.
     for (index, id) in [(2, 3), (0, 1), (1, 2)] {
-        data(exchanges[index], &mut client, None, &answer(id, json!(id)), now);
+        data(
+            exchanges[index],
+            &mut client,
+            None,
+            &answer(id, json!(id)),
+            now,
+        );
         assert!(!client.wants(exchanges[index]));
     }
     let ids: Vec<_> = messages(&mut client)
@@ -805,7 +823,10 @@ fn a_modern_notification_is_posted_the_same_way_and_202_is_its_end() {
     client.handle_message(&line(&note), now);
     let post = one(&mut client);
     assert_eq!(header(&post, "mcp-protocol-version"), Some(MODERN));
-    assert_eq!(header(&post, "mcp-method"), Some("notifications/roots/list_changed"));
+    assert_eq!(
+        header(&post, "mcp-method"),
+        Some("notifications/roots/list_changed")
+    );
     assert_eq!(post.session, None);
     // Closing waits for its 202, then ends.
     client.handle_close(now);
@@ -823,7 +844,10 @@ fn a_modern_notification_is_posted_the_same_way_and_202_is_its_end() {
     client.handle_message(&line(&note), now);
     let post = one(&mut client);
     let refused = head(400, "Bad Request", Some(JSON));
-    assert_eq!(client.handle_response(post.exchange, refused, now), Read::Json);
+    assert_eq!(
+        client.handle_response(post.exchange, refused, now),
+        Read::Json
+    );
     let error = json!({"jsonrpc": "2.0", "id": null,
         "error": {"code": -32022, "message": "Unsupported protocol version"}});
     client.handle_body(post.exchange, error.to_string().as_bytes(), now);
@@ -855,8 +879,14 @@ fn initialize_still_selects_the_legacy_flow_and_a_legacy_cancel_is_posted() {
 fn cancelling_a_modern_request_in_flight_closes_its_stream_instead_of_posting() {
     let now = base();
     let mut client = Client::new();
-    client.handle_message(&line(&modern(1, "tools/call", json!({"name": "slow"}))), now);
-    client.handle_message(&line(&modern(2, "tools/call", json!({"name": "slow"}))), now);
+    client.handle_message(
+        &line(&modern(1, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
+    client.handle_message(
+        &line(&modern(2, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
     let posts = requests(&mut client);
     let (first, second) = (posts[0].exchange, posts[1].exchange);
     client.handle_response(first, ok(SSE), now);
@@ -887,7 +917,10 @@ fn cancelling_a_modern_request_in_flight_closes_its_stream_instead_of_posting() 
 fn a_cancel_behind_a_held_queue_still_closes_the_modern_stream_at_once() {
     let now = base();
     let mut client = Client::new();
-    client.handle_message(&line(&modern(9, "tools/call", json!({"name": "slow"}))), now);
+    client.handle_message(
+        &line(&modern(9, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
     let modern_post = one(&mut client);
     // A legacy initialize holds everything behind it until it is answered.
     client.handle_message(&line(&initialize(1)), now);
@@ -913,13 +946,19 @@ fn a_refusals_json_rpc_error_is_the_requests_answer_with_its_id() {
     let posts = requests(&mut client);
     // 400 with -32020, its id null (the server could not trust the body): ours is put in.
     let mismatch = head(400, "Bad Request", Some(JSON));
-    assert_eq!(client.handle_response(posts[0].exchange, mismatch, now), Read::Json);
+    assert_eq!(
+        client.handle_response(posts[0].exchange, mismatch, now),
+        Read::Json
+    );
     let error = json!({"code": -32020, "message": "mcp-name header does not match"});
     let refusal = json!({"jsonrpc": "2.0", "id": null, "error": error});
     client.handle_body(posts[0].exchange, refusal.to_string().as_bytes(), now);
     // 404 with -32601.
     let unknown = head(404, "Not Found", Some("application/json; charset=utf-8"));
-    assert_eq!(client.handle_response(posts[1].exchange, unknown, now), Read::Json);
+    assert_eq!(
+        client.handle_response(posts[1].exchange, unknown, now),
+        Read::Json
+    );
     let missing = json!({"code": -32601, "message": "Method not found", "data": {"m": 1}});
     let refusal = json!({"jsonrpc": "2.0", "id": 5, "error": missing});
     client.handle_body(posts[1].exchange, refusal.to_string().as_bytes(), now);
@@ -973,9 +1012,17 @@ fn a_refusal_without_a_json_rpc_error_becomes_one_naming_the_status() {
     assert_eq!(
         got,
         [
-            error(1, "HTTP 401 Unauthorized from POST: missing or wrong token", 401),
+            error(
+                1,
+                "HTTP 401 Unauthorized from POST: missing or wrong token",
+                401
+            ),
             error(2, "HTTP 406 Not Acceptable from POST", 406),
-            error(3, "HTTP 500 Internal Server Error from POST: {\"detail\": \"boom\"}", 500),
+            error(
+                3,
+                "HTTP 500 Internal Server Error from POST: {\"detail\": \"boom\"}",
+                500
+            ),
             error(4, "HTTP 202 Accepted from POST", 202),
         ]
     );
@@ -1015,7 +1062,10 @@ fn a_modern_exchange_that_fails_is_answered_and_the_session_goes_on() {
             error(1, "POST failed: connection refused"),
             log.clone(),
             error(2, "the stream ended before the answer"),
-            error(3, "the JSON response could not be read: length limit exceeded"),
+            error(
+                3,
+                "the JSON response could not be read: length limit exceeded"
+            ),
             other,
             error(4, "the JSON response does not answer the request"),
         ]

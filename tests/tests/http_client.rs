@@ -319,7 +319,9 @@ mod scenarios {
         let weather = json!({"name": "météo", "arguments": {"city": "Zürich"}});
         let mut steps = json!({"name": "steps", "arguments": {"count": 3}});
         steps["_meta"]["progressToken"] = json!("p4");
-        conn.send(&modern(2, "tools/list", json!({}))).await.unwrap();
+        conn.send(&modern(2, "tools/list", json!({})))
+            .await
+            .unwrap();
         conn.send(&modern(3, "tools/call", weather)).await.unwrap();
         conn.send(&modern(4, "tools/call", steps)).await.unwrap();
         // Answers in any order; 4's progress before 4's answer.
@@ -334,7 +336,10 @@ mod scenarios {
                     assert_eq!(note.method, "notifications/progress");
                     let params = note.params.unwrap();
                     assert_eq!(params["progressToken"], "p4");
-                    assert!(!answers.contains_key(&Id::from(4)), "after 4's answer: {params}");
+                    assert!(
+                        !answers.contains_key(&Id::from(4)),
+                        "after 4's answer: {params}"
+                    );
                     progress.push(params["progress"].as_i64().unwrap());
                 }
                 other => panic!("expected answers, got {other:?}"),
@@ -343,12 +348,19 @@ mod scenarios {
         assert_eq!(progress, [1, 2, 3]);
         let tools = answers[&Id::from(2)].result.as_ref().unwrap()["tools"].clone();
         assert!(
-            tools.as_array().unwrap().iter().any(|t| t["name"] == "météo"),
+            tools
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "météo"),
             "{tools}"
         );
         let weather = answers[&Id::from(3)].result.as_ref().unwrap();
         assert_eq!(weather["content"][0]["text"], "sunny in Zürich");
-        assert_eq!(answers[&Id::from(4)].result.as_ref().unwrap()["content"][0]["text"], "3 steps");
+        assert_eq!(
+            answers[&Id::from(4)].result.as_ref().unwrap()["content"][0]["text"],
+            "3 steps"
+        );
         conn.close();
         match conn.recv().await {
             Some(Event::Disconnected(None)) => {}
@@ -370,7 +382,10 @@ mod scenarios {
             assert!(request["minted"].is_null(), "{request}");
         }
         let names: Vec<_> = seen.iter().map(|r| r["mcp_name"].clone()).collect();
-        assert!(names.contains(&json!("=?base64?bcOpdMOpbw==?=")), "{seen:#?}");
+        assert!(
+            names.contains(&json!("=?base64?bcOpdMOpbw==?=")),
+            "{seen:#?}"
+        );
         assert!(names.contains(&json!("steps")), "{seen:#?}");
     }
 
@@ -385,7 +400,9 @@ mod scenarios {
             .await
             .unwrap();
         for id in [1, 2] {
-            conn.send(&modern(id, "tools/list", json!({}))).await.unwrap();
+            conn.send(&modern(id, "tools/list", json!({})))
+                .await
+                .unwrap();
             let refused = until_answer(&mut conn, id).await;
             let error = error(&refused[0]);
             assert_eq!(error.code, EXCHANGE_FAILED);
@@ -396,10 +413,7 @@ mod scenarios {
             assert_eq!(error.data, Some(json!({"status": 401})));
         }
         conn.close();
-        assert!(matches!(
-            conn.recv().await,
-            Some(Event::Disconnected(None))
-        ));
+        assert!(matches!(conn.recv().await, Some(Event::Disconnected(None))));
 
         let bearer = (
             HeaderName::from_static("authorization"),
@@ -415,14 +429,13 @@ mod scenarios {
         let missing = until_answer(&mut conn, 3).await;
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert_eq!(error(&missing[0]).code, -32601);
-        conn.send(&modern(4, "tools/list", json!({}))).await.unwrap();
+        conn.send(&modern(4, "tools/list", json!({})))
+            .await
+            .unwrap();
         let tools = until_answer(&mut conn, 4).await;
         assert!(result(&tools[0])["tools"].is_array());
         conn.close();
-        assert!(matches!(
-            conn.recv().await,
-            Some(Event::Disconnected(None))
-        ));
+        assert!(matches!(conn.recv().await, Some(Event::Disconnected(None))));
     }
 
     /// `notifications/cancelled` naming a modern request in flight is not posted: its stream
@@ -450,10 +463,15 @@ mod scenarios {
         conn.send(&cancel.into()).await.unwrap();
         let cancelled = server.until(|r| r["event"] == "cancelled");
         // One POST (the call), then the tool's cancellation: the cancel was never posted.
-        let posts: Vec<_> = cancelled.iter().filter(|r| r["event"] == "request").collect();
+        let posts: Vec<_> = cancelled
+            .iter()
+            .filter(|r| r["event"] == "request")
+            .collect();
         assert_eq!(posts.len(), 1, "{cancelled:#?}");
         assert_eq!(posts[0]["mcp_name"], "steps");
-        conn.send(&modern(2, "tools/list", json!({}))).await.unwrap();
+        conn.send(&modern(2, "tools/list", json!({})))
+            .await
+            .unwrap();
         let after = until_answer(&mut conn, 2).await;
         assert_eq!(after.len(), 1, "{after:?}");
         conn.close();
@@ -470,9 +488,8 @@ mod scenarios {
         R: Runtime,
     >() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let everything = root.join(
-            ".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
-        );
+        let everything =
+            root.join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
         let node = root.join(".peers/node_modules/node/bin/node");
         // A port nobody listens on: bound, then released for the server.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -493,7 +510,10 @@ mod scenarios {
         let mut line = String::new();
         while !line.contains("listening on port") {
             line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended");
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "server-everything ended"
+            );
         }
         struct Kill(Child);
         impl Drop for Kill {
@@ -508,7 +528,9 @@ mod scenarios {
             .await
             .unwrap();
         for id in [7, 8] {
-            conn.send(&modern(id, "tools/list", json!({}))).await.unwrap();
+            conn.send(&modern(id, "tools/list", json!({})))
+                .await
+                .unwrap();
             let refused = until_answer(&mut conn, id).await;
             assert_eq!(refused.len(), 1, "{refused:?}");
             let error = error(&refused[0]);

@@ -686,7 +686,11 @@ fn modern_requests_go_without_initialize_or_session() {
         assert_eq!(answer(1)["supportedVersions"], json!([MODERN]));
         let tools = answer(2)["tools"].clone();
         assert!(
-            tools.as_array().unwrap().iter().any(|t| t["name"] == "météo"),
+            tools
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "météo"),
             "{tools}"
         );
         assert_eq!(answer(3)["content"][0]["text"], "sunny in Zürich");
@@ -716,7 +720,10 @@ fn modern_requests_go_without_initialize_or_session() {
             assert!(request["session"].is_null(), "{request}");
             assert!(request["minted"].is_null(), "{request}");
         }
-        let call = seen.iter().find(|r| r["mcp_method"] == "tools/call").unwrap();
+        let call = seen
+            .iter()
+            .find(|r| r["mcp_method"] == "tools/call")
+            .unwrap();
         assert_eq!(call["mcp_name"], "=?base64?bcOpdMOpbw==?=");
         // Nothing more: no GET stream, no DELETE.
         assert!(server.requests.try_recv().is_err());

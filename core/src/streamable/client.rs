@@ -618,7 +618,7 @@ impl Client {
         let next = if flow.role == Role::Modern {
             // The modern era resumes nothing: a stream that ends before its answer is the
             // request's failure, answered to the owner.
-            if flow.until.is_some() && !self.closing {
+            if flow.until.is_some() {
                 let what = "the stream ended before the answer".to_owned();
                 self.unanswered(index, failed(what, None));
             }
@@ -707,8 +707,7 @@ impl Client {
     /// headers.
     fn modern_request(&mut self, message: &Value, body: Vec<u8>) -> Exchange {
         let mirrored = mirror(message).map_or_else(Vec::new, |m| m.headers());
-        let exchange = Exchange(self.next_exchange);
-        self.next_exchange += 1;
+        let exchange = self.next_exchange();
         self.requests.push_back(HttpRequest {
             exchange,
             method: Method::Post,
@@ -722,8 +721,12 @@ impl Client {
     }
 
     /// A modern exchange is over without its answer: the owner gets one, an error response
-    /// to its request with `error` (a notification's failure is a warning).
+    /// to its request with `error` (a notification's failure is a warning). Nothing once the
+    /// session is closing: the owner is waiting for no answer then.
     fn unanswered(&mut self, index: usize, error: Value) {
+        if self.closing {
+            return;
+        }
         match self.flows[index].until.clone() {
             Some(id) => {
                 let response = json!({"jsonrpc": "2.0", "id": id, "error": error});
@@ -756,8 +759,7 @@ impl Client {
         last_event_id: Option<Vec<u8>>,
         body: Vec<u8>,
     ) -> Exchange {
-        let exchange = Exchange(self.next_exchange);
-        self.next_exchange += 1;
+        let exchange = self.next_exchange();
         self.requests.push_back(HttpRequest {
             exchange,
             method,
@@ -768,6 +770,12 @@ impl Client {
             mirrored: Vec::new(),
         });
         exchange
+    }
+
+    /// A new exchange's name.
+    fn next_exchange(&mut self) -> Exchange {
+        self.next_exchange += 1;
+        Exchange(self.next_exchange - 1)
     }
 
     /// Opens (or reopens) flow `index`'s `GET` stream.
