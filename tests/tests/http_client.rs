@@ -244,21 +244,34 @@ mod scenarios {
     /// Full duplex: with a read-ahead of one message and a send budget of about one request,
     /// an owner that sends ten requests without reading gets every send through (the answers
     /// wait, the POSTs do not), then reads every answer. Each request has a POST of its own,
-    /// so the server may answer them in any order.
+    /// so the server may answer them in any order. The same holds for modern requests, each
+    /// an exchange of its own.
     pub(crate) async fn sending_never_waits_for_the_owner_to_read<R: Runtime>() {
         let server = Server::start(&[]);
-        let options = Options::new().read_ahead(1, 1 << 20).send_budget(1024);
-        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], options)
+        let options = || Options::new().read_ahead(1, 1 << 20).send_budget(1024);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], options())
             .await
             .unwrap();
         conn.send(&initialize()).await.unwrap();
         until_answer(&mut conn, 1).await;
         let initialized = Notification::new("notifications/initialized", None);
         conn.send(&initialized.into()).await.unwrap();
+        ten_echoes_then_their_answers(conn, |id, echo| request(id, "tools/call", echo)).await;
+        let conn = Connection::<Message, R>::connect_http(&server.url, [], options())
+            .await
+            .unwrap();
+        ten_echoes_then_their_answers(conn, |id, echo| modern(id, "tools/call", echo)).await;
+    }
+
+    /// Sends ten calls of `echo` without reading, then reads their answers, then closes.
+    async fn ten_echoes_then_their_answers<R: Runtime>(
+        mut conn: Connection<Message, R>,
+        call: impl Fn(i64, Value) -> Message,
+    ) {
         let padding = "p".repeat(600);
         for id in 2..12 {
             let echo = json!({"name": "echo", "arguments": {"message": format!("{id}{padding}")}});
-            conn.send(&request(id, "tools/call", echo)).await.unwrap();
+            conn.send(&call(id, echo)).await.unwrap();
         }
         let mut answered = std::collections::HashMap::new();
         while answered.len() < 10 {
