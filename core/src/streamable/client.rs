@@ -670,11 +670,15 @@ impl Client {
             if self.cancels(&message) {
                 continue;
             }
-            let (role, until) = classify(&message);
+            let mirror = mirror(&message);
+            let (role, until) = match mirror {
+                Some(_) => (Role::Modern, message.get("id").cloned()),
+                None => classify(&message),
+            };
             let mut flow = Flow::new(role, until);
-            let exchange = match role {
-                Role::Modern => self.modern_request(&message, body),
-                _ => self.request(Method::Post, None, body),
+            let exchange = match mirror {
+                Some(mirror) => self.modern_request(&mirror, body),
+                None => self.request(Method::Post, None, body),
             };
             flow.exchange = Some(exchange);
             self.flows.push(flow);
@@ -705,8 +709,8 @@ impl Client {
 
     /// Queues a modern message's POST: no session, no negotiated version, its own mirrored
     /// headers.
-    fn modern_request(&mut self, message: &Value, body: Vec<u8>) -> Exchange {
-        let mirrored = mirror(message).map_or_else(Vec::new, |m| m.headers());
+    fn modern_request(&mut self, mirror: &Mirror, body: Vec<u8>) -> Exchange {
+        let mirrored = mirror.headers();
         let exchange = self.next_exchange();
         self.requests.push_back(HttpRequest {
             exchange,
@@ -893,15 +897,12 @@ impl Client {
     }
 }
 
-/// What a message is, as far as the transport cares, and the request id whose answer
+/// What a legacy message is, as far as the transport cares, and the request id whose answer
 /// ends its stream. An `initialize` request's answer carries the session id and the protocol
 /// revision every later request needs; a response or error is our answer to the server; a
 /// request, a notification or a batch goes in order.
 fn classify(message: &Value) -> (Role, Option<Value>) {
     let id = message.get("id").cloned();
-    if mirror(message).is_some() {
-        return (Role::Modern, id);
-    }
     match message.get("method") {
         Some(Value::String(method)) if method == "initialize" => match id {
             Some(id) => (Role::Initialize, Some(id)),
@@ -918,10 +919,13 @@ fn classify(message: &Value) -> (Role, Option<Value>) {
 /// modern era has none).
 fn mirror(message: &Value) -> Option<Mirror> {
     let method = message.get("method")?.as_str()?;
+    let params = message.get("params");
+    // Most messages name no version at all: their parameters are not copied.
+    modern::meta_version(params)?;
     let request = Request {
         id: Id::Null,
         method: method.to_owned(),
-        params: message.get("params").cloned(),
+        params: params.cloned(),
     };
     modern::is_modern(&request)
         .then(|| Mirror::of(&request))
