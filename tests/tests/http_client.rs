@@ -37,6 +37,35 @@ mod scenarios {
         Notification, Options, Runtime,
     };
 
+    /// A port nobody listens on: bound, then released.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A connection to the server started with `--token sesame`, with that token.
+    async fn with_token<R: Runtime>(url: &str) -> Connection<Message, R> {
+        let bearer = (
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("Bearer sesame"),
+        );
+        Connection::<Message, R>::connect_http(url, [bearer], Options::new())
+            .await
+            .unwrap()
+    }
+
+    /// Closes `conn`, whose end must then be clean.
+    async fn closes_cleanly<R: Runtime>(conn: &mut Connection<Message, R>) {
+        conn.close();
+        match conn.recv().await {
+            Some(Event::Disconnected(None)) => {}
+            other => panic!("expected a clean end, got {other:?}"),
+        }
+    }
+
     /// The stateless revision.
     const MODERN: &str = "2026-07-28";
 
@@ -222,14 +251,7 @@ mod scenarios {
         assert!(conn.send(&initialize()).await.is_err());
 
         // With the token, the same server answers.
-        let bearer = (
-            HeaderName::from_static("authorization"),
-            HeaderValue::from_static("Bearer sesame"),
-        );
-        let mut conn =
-            Connection::<Message, R>::connect_http(&server.url, [bearer], Options::new())
-                .await
-                .unwrap();
+        let mut conn = with_token::<R>(&server.url).await;
         conn.send(&initialize()).await.unwrap();
         let init = until_answer(&mut conn, 1).await;
         assert_eq!(result(&init[0])["protocolVersion"], "2025-06-18");
@@ -299,12 +321,7 @@ mod scenarios {
                 other => panic!("{url}: {other:?}"),
             }
         }
-        // A port nobody listens on: bound, then released.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = format!("http://127.0.0.1:{port}/mcp");
         match Connection::<Message, R>::connect_http(&url, [], Options::new()).await {
             Err(Error::Connect { addr, .. }) => assert_eq!(addr, format!("127.0.0.1:{port}")),
@@ -374,11 +391,7 @@ mod scenarios {
             answers[&Id::from(4)].result.as_ref().unwrap()["content"][0]["text"],
             "3 steps"
         );
-        conn.close();
-        match conn.recv().await {
-            Some(Event::Disconnected(None)) => {}
-            other => panic!("expected a clean end, got {other:?}"),
-        }
+        closes_cleanly(&mut conn).await;
         let seen = server.next_requests(4);
         let mut methods: Vec<_> = seen.iter().map(|r| r["mcp_method"].clone()).collect();
         methods.sort_by_key(Value::to_string);
@@ -425,17 +438,9 @@ mod scenarios {
             );
             assert_eq!(error.data, Some(json!({"status": 401})));
         }
-        conn.close();
-        assert!(matches!(conn.recv().await, Some(Event::Disconnected(None))));
+        closes_cleanly(&mut conn).await;
 
-        let bearer = (
-            HeaderName::from_static("authorization"),
-            HeaderValue::from_static("Bearer sesame"),
-        );
-        let mut conn =
-            Connection::<Message, R>::connect_http(&server.url, [bearer], Options::new())
-                .await
-                .unwrap();
+        let mut conn = with_token::<R>(&server.url).await;
         conn.send(&modern(3, "no/such/method", json!({})))
             .await
             .unwrap();
@@ -447,8 +452,7 @@ mod scenarios {
             .unwrap();
         let tools = until_answer(&mut conn, 4).await;
         assert!(result(&tools[0])["tools"].is_array());
-        conn.close();
-        assert!(matches!(conn.recv().await, Some(Event::Disconnected(None))));
+        closes_cleanly(&mut conn).await;
     }
 
     /// `notifications/cancelled` naming a modern request in flight is not posted: its stream
@@ -487,11 +491,7 @@ mod scenarios {
             .unwrap();
         let after = until_answer(&mut conn, 2).await;
         assert_eq!(after.len(), 1, "{after:?}");
-        conn.close();
-        match conn.recv().await {
-            Some(Event::Disconnected(None)) => {}
-            other => panic!("expected a clean end, got {other:?}"),
-        }
+        closes_cleanly(&mut conn).await;
     }
 
     /// A server of the legacy era only: the TypeScript SDK's, which refuses a POST without a
@@ -504,12 +504,7 @@ mod scenarios {
         let everything =
             root.join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
         let node = root.join(".peers/node_modules/node/bin/node");
-        // A port nobody listens on: bound, then released for the server.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut child = Command::new(node)
             .arg(everything)
             .arg("streamableHttp")
@@ -549,10 +544,6 @@ mod scenarios {
             let error = error(&refused[0]);
             assert!(error.message.contains("Bad Request"), "{error:?}");
         }
-        conn.close();
-        match conn.recv().await {
-            Some(Event::Disconnected(None)) => {}
-            other => panic!("expected a clean end, got {other:?}"),
-        }
+        closes_cleanly(&mut conn).await;
     }
 }
