@@ -665,3 +665,433 @@ fn messages_come_whole_as_sent_and_blank_ones_are_not_sent() {
         ["{\"jsonrpc\":\"2.0\",\n\"method\":\"n\"}"]
     );
 }
+
+// The modern era (2026-07-28): chosen message by message by `params._meta`.
+
+const MODERN: &str = "2026-07-28";
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    })
+}
+
+fn modern(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = meta();
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+fn header<'r>(request: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    let mut found = request.mirrored.iter().filter(|(n, _)| *n == name);
+    let value = found.next().map(|(_, v)| v.as_str());
+    assert!(found.next().is_none(), "{name} twice: {request:#?}");
+    value
+}
+
+fn cancel(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": id, "reason": "no longer wanted"}})
+}
+
+fn value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn a_modern_request_goes_alone_without_session_with_its_mirrored_headers() {
+    let now = base();
+    // Even beside a legacy session: no session id, no negotiated version, no GET stream.
+    let (mut client, _) = initialized(now);
+    let call = modern(5, "tools/call", json!({"name": "météo", "arguments": {}}));
+    client.handle_message(&line(&call), now);
+    let post = one(&mut client);
+    assert_eq!(post.method, Method::Post);
+    assert_eq!(body(&post), call);
+    assert_eq!((&post.session, &post.protocol_version), (&None, &None));
+    assert_eq!(post.last_event_id, None);
+    assert_eq!(header(&post, "mcp-protocol-version"), Some(MODERN));
+    assert_eq!(header(&post, "mcp-method"), Some("tools/call"));
+    assert_eq!(header(&post, "mcp-name"), Some("=?base64?bcOpdMOpbw==?="));
+    // A method that names nothing has no Mcp-Name; legacy requests mirror nothing.
+    let list = modern(6, "tools/list", json!({}));
+    client.handle_message(&line(&list), now);
+    let post = one(&mut client);
+    assert_eq!(header(&post, "mcp-name"), None);
+    assert_eq!(header(&post, "mcp-method"), Some("tools/list"));
+    client.handle_message(&line(&request(7, "ping")), now);
+    let legacy = one(&mut client);
+    assert!(legacy.mirrored.is_empty());
+    assert_eq!(legacy.session.as_deref(), Some(&b"s1"[..]));
+
+    // With no session at all, nothing but the POST goes, and closing ends at once.
+    let mut client = Client::new();
+    let discover = modern(1, "server/discover", json!({}));
+    client.handle_message(&line(&discover), now);
+    let post = one(&mut client);
+    assert_eq!(header(&post, "mcp-method"), Some("server/discover"));
+    assert_eq!(
+        client.handle_response(post.exchange, ok(JSON), now),
+        Read::Json
+    );
+    let result = answer(1, json!({"supportedVersions": [MODERN]}));
+    client.handle_body(post.exchange, result.to_string().as_bytes(), now);
+    assert_eq!(messages(&mut client), [result.to_string()]);
+    assert!(!client.wants(post.exchange));
+    // No GET stream was opened by it.
+    assert!(requests(&mut client).is_empty());
+    client.handle_close(now);
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(client.poll_end(), Some(End { reason: None }));
+}
+
+#[test]
+fn a_modern_stream_brings_its_notifications_in_order_then_the_answer_and_ends() {
+    let now = base();
+    let mut client = Client::new();
+    let call = modern(3, "tools/call", json!({"name": "chatty"}));
+    client.handle_message(&line(&call), now);
+    let post = one(&mut client);
+    assert_eq!(
+        client.handle_response(post.exchange, ok(SSE), now),
+        Read::Events
+    );
+    let log = notification("notifications/message");
+    let progress = notification("notifications/progress");
+    data(post.exchange, &mut client, None, &log, now);
+    data(post.exchange, &mut client, None, &progress, now);
+    assert!(client.wants(post.exchange));
+    let result = answer(3, json!({"content": []}));
+    data(post.exchange, &mut client, None, &result, now);
+    assert!(!client.wants(post.exchange));
+    assert_eq!(
+        messages(&mut client),
+        [log.to_string(), progress.to_string(), result.to_string()]
+    );
+    // Its end afterwards is nothing; nothing is resumed, nothing waits.
+    client.handle_end(post.exchange, now);
+    assert_eq!(client.poll_timeout(), None);
+    assert!(requests(&mut client).is_empty());
+    assert!(messages(&mut client).is_empty());
+}
+
+#[test]
+fn modern_requests_in_flight_together_each_have_their_own_exchange() {
+    let now = base();
+    let mut client = Client::new();
+    for id in 1..=3 {
+        client.handle_message(
+            &line(&modern(id, "tools/call", json!({"name": "slow"}))),
+            now,
+        );
+        // None holds the next back, before or after its response starts.
+        assert!(client.wants_message());
+    }
+    let posts = requests(&mut client);
+    assert_eq!(posts.len(), 3);
+    let exchanges: Vec<_> = posts.iter().map(|p| p.exchange).collect();
+    for exchange in &exchanges {
+        assert_eq!(
+            client.handle_response(*exchange, ok(SSE), now),
+            Read::Events
+        );
+    }
+    // Answered in any order, each on its own stream.
+    for (index, id) in [(2, 3), (0, 1), (1, 2)] {
+        data(
+            exchanges[index],
+            &mut client,
+            None,
+            &answer(id, json!(id)),
+            now,
+        );
+        assert!(!client.wants(exchanges[index]));
+    }
+    let ids: Vec<_> = messages(&mut client)
+        .iter()
+        .map(|m| value(m)["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(3), json!(1), json!(2)]);
+}
+
+#[test]
+fn a_modern_notification_is_posted_the_same_way_and_202_is_its_end() {
+    let now = base();
+    let mut client = Client::new();
+    let mut note = notification("notifications/roots/list_changed");
+    note["params"] = json!({"_meta": meta()});
+    client.handle_message(&line(&note), now);
+    let post = one(&mut client);
+    assert_eq!(header(&post, "mcp-protocol-version"), Some(MODERN));
+    assert_eq!(
+        header(&post, "mcp-method"),
+        Some("notifications/roots/list_changed")
+    );
+    assert_eq!(post.session, None);
+    // Closing waits for its 202, then ends.
+    client.handle_close(now);
+    assert_eq!(client.poll_end(), None);
+    assert!(client.wants(post.exchange));
+    assert_eq!(
+        client.handle_response(post.exchange, head(202, "Accepted", None), now),
+        Read::Nothing
+    );
+    assert_eq!(client.poll_end(), Some(End { reason: None }));
+    assert!(messages(&mut client).is_empty());
+
+    // Refused, it is a warning: there is nobody to answer.
+    let mut client = Client::new();
+    client.handle_message(&line(&note), now);
+    let post = one(&mut client);
+    let refused = head(400, "Bad Request", Some(JSON));
+    assert_eq!(
+        client.handle_response(post.exchange, refused, now),
+        Read::Json
+    );
+    let error = json!({"jsonrpc": "2.0", "id": null,
+        "error": {"code": -32022, "message": "Unsupported protocol version"}});
+    client.handle_body(post.exchange, error.to_string().as_bytes(), now);
+    assert_eq!(
+        client.poll_warning().as_deref(),
+        Some("a notification was not delivered: Unsupported protocol version")
+    );
+    assert!(messages(&mut client).is_empty());
+    assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn initialize_still_selects_the_legacy_flow_and_a_legacy_cancel_is_posted() {
+    let now = base();
+    let (mut client, _) = initialized(now);
+    client.handle_message(&line(&request(1, "tools/call")), now);
+    let call = one(&mut client);
+    assert!(call.mirrored.is_empty());
+    client.handle_response(call.exchange, ok(SSE), now);
+    client.handle_message(&line(&cancel(1)), now);
+    let posted = one(&mut client);
+    assert_eq!(body(&posted), cancel(1));
+    assert_eq!(posted.session.as_deref(), Some(&b"s1"[..]));
+    // The legacy stream is not dropped for it: the server decides.
+    assert!(client.wants(call.exchange));
+}
+
+#[test]
+fn cancelling_a_modern_request_in_flight_closes_its_stream_instead_of_posting() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_message(
+        &line(&modern(1, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
+    client.handle_message(
+        &line(&modern(2, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
+    let posts = requests(&mut client);
+    let (first, second) = (posts[0].exchange, posts[1].exchange);
+    client.handle_response(first, ok(SSE), now);
+    let log = notification("notifications/message");
+    data(first, &mut client, None, &log, now);
+    client.handle_message(&line(&cancel(1)), now);
+    // Nothing is posted; the exchange is no longer wanted (its connection is dropped).
+    assert!(requests(&mut client).is_empty());
+    assert!(!client.wants(first));
+    assert!(client.wants(second));
+    // What came before the cancel still goes; nothing of it after.
+    data(first, &mut client, None, &answer(1, json!("late")), now);
+    client.handle_end(first, now);
+    assert_eq!(messages(&mut client), [log.to_string()]);
+    // A request not yet answered by its head is cancelled the same way.
+    client.handle_message(&line(&cancel(2)), now);
+    assert!(!client.wants(second));
+    assert_eq!(client.handle_response(second, ok(JSON), now), Read::Nothing);
+    assert!(requests(&mut client).is_empty());
+    // A cancel naming nothing in flight is posted as it is.
+    client.handle_message(&line(&cancel(1)), now);
+    assert_eq!(body(&one(&mut client)), cancel(1));
+    assert!(messages(&mut client).is_empty());
+    assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn a_cancel_behind_a_held_queue_still_closes_the_modern_stream_at_once() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_message(
+        &line(&modern(9, "tools/call", json!({"name": "slow"}))),
+        now,
+    );
+    let modern_post = one(&mut client);
+    // A legacy initialize holds everything behind it until it is answered.
+    client.handle_message(&line(&initialize(1)), now);
+    let init = one(&mut client);
+    client.handle_message(&line(&request(2, "ping")), now);
+    assert!(requests(&mut client).is_empty());
+    client.handle_message(&line(&cancel(9)), now);
+    assert!(!client.wants(modern_post.exchange));
+    // The queue goes on in order, without the cancel.
+    client.handle_response(init.exchange, ok(JSON), now);
+    let result = answer(1, json!({"protocolVersion": PROTOCOL}));
+    client.handle_body(init.exchange, result.to_string().as_bytes(), now);
+    let after: Vec<_> = requests(&mut client).iter().map(body).collect();
+    assert_eq!(after, [request(2, "ping")]);
+}
+
+#[test]
+fn a_refusals_json_rpc_error_is_the_requests_answer_with_its_id() {
+    let now = base();
+    let mut client = Client::new();
+    client.handle_message(&line(&modern(4, "tools/call", json!({"name": "x"}))), now);
+    client.handle_message(&line(&modern(5, "nope/nothing", json!({}))), now);
+    let posts = requests(&mut client);
+    // 400 with -32020, its id null (the server could not trust the body): ours is put in.
+    let mismatch = head(400, "Bad Request", Some(JSON));
+    assert_eq!(
+        client.handle_response(posts[0].exchange, mismatch, now),
+        Read::Json
+    );
+    let error = json!({"code": -32020, "message": "mcp-name header does not match"});
+    let refusal = json!({"jsonrpc": "2.0", "id": null, "error": error});
+    client.handle_body(posts[0].exchange, refusal.to_string().as_bytes(), now);
+    // 404 with -32601.
+    let unknown = head(404, "Not Found", Some("application/json; charset=utf-8"));
+    assert_eq!(
+        client.handle_response(posts[1].exchange, unknown, now),
+        Read::Json
+    );
+    let missing = json!({"code": -32601, "message": "Method not found", "data": {"m": 1}});
+    let refusal = json!({"jsonrpc": "2.0", "id": 5, "error": missing});
+    client.handle_body(posts[1].exchange, refusal.to_string().as_bytes(), now);
+    let got: Vec<_> = messages(&mut client).iter().map(|m| value(m)).collect();
+    assert_eq!(
+        got,
+        [
+            json!({"jsonrpc": "2.0", "id": 4, "error": error}),
+            json!({"jsonrpc": "2.0", "id": 5, "error": missing}),
+        ]
+    );
+    // The session goes on.
+    assert_eq!(client.poll_end(), None);
+    assert!(!client.is_ended());
+    client.handle_message(&line(&modern(6, "tools/list", json!({}))), now);
+    assert_eq!(one(&mut client).method, Method::Post);
+}
+
+#[test]
+fn a_refusal_without_a_json_rpc_error_becomes_one_naming_the_status() {
+    let now = base();
+    let mut client = Client::new();
+    for id in 1..=4 {
+        client.handle_message(&line(&modern(id, "tools/list", json!({}))), now);
+    }
+    let posts = requests(&mut client);
+    // A body that is text.
+    let refused = head(401, "Unauthorized", Some("text/plain"));
+    assert_eq!(
+        client.handle_response(posts[0].exchange, refused, now),
+        Read::Quote { limit: 4096 }
+    );
+    client.handle_body(posts[0].exchange, b"missing or\nwrong token", now);
+    // No body at all.
+    let refused = head(406, "Not Acceptable", None);
+    client.handle_response(posts[1].exchange, refused, now);
+    client.handle_failure(posts[1].exchange, "connection reset", now);
+    // JSON that is no JSON-RPC error.
+    let refused = head(500, "Internal Server Error", Some(JSON));
+    client.handle_response(posts[2].exchange, refused, now);
+    client.handle_body(posts[2].exchange, b"{\"detail\": \"boom\"}", now);
+    // A 202 to a request: no answer will come.
+    client.handle_response(posts[3].exchange, head(202, "Accepted", None), now);
+    client.handle_body(posts[3].exchange, b"", now);
+    let got: Vec<_> = messages(&mut client).iter().map(|m| value(m)).collect();
+    let error = |id: u64, message: &str, status: u16| {
+        json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": tether_core::streamable::EXCHANGE_FAILED,
+            "message": message, "data": {"status": status}}})
+    };
+    assert_eq!(
+        got,
+        [
+            error(
+                1,
+                "HTTP 401 Unauthorized from POST: missing or wrong token",
+                401
+            ),
+            error(2, "HTTP 406 Not Acceptable from POST", 406),
+            error(
+                3,
+                "HTTP 500 Internal Server Error from POST: {\"detail\": \"boom\"}",
+                500
+            ),
+            error(4, "HTTP 202 Accepted from POST", 202),
+        ]
+    );
+    assert_eq!(client.poll_end(), None);
+    assert_eq!(client.poll_timeout(), None);
+}
+
+#[test]
+fn a_modern_exchange_that_fails_is_answered_and_the_session_goes_on() {
+    let now = base();
+    let mut client = Client::new();
+    for id in 1..=4 {
+        client.handle_message(&line(&modern(id, "tools/list", json!({}))), now);
+    }
+    let posts = requests(&mut client);
+    // Unreachable.
+    client.handle_failure(posts[0].exchange, "connection refused", now);
+    // A stream cut before its answer, even with an event id: never resumed.
+    client.handle_response(posts[1].exchange, ok(SSE), now);
+    let log = notification("notifications/message");
+    data(posts[1].exchange, &mut client, Some("e1"), &log, now);
+    client.handle_end(posts[1].exchange, now);
+    // A JSON body that cannot be read, and one that answers something else.
+    client.handle_response(posts[2].exchange, ok(JSON), now);
+    client.handle_failure(posts[2].exchange, "length limit exceeded", now);
+    client.handle_response(posts[3].exchange, ok(JSON), now);
+    let other = answer(99, json!({}));
+    client.handle_body(posts[3].exchange, other.to_string().as_bytes(), now);
+    let got: Vec<_> = messages(&mut client).iter().map(|m| value(m)).collect();
+    let error = |id: u64, message: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": tether_core::streamable::EXCHANGE_FAILED, "message": message}})
+    };
+    assert_eq!(
+        got,
+        [
+            error(1, "POST failed: connection refused"),
+            log.clone(),
+            error(2, "the stream ended before the answer"),
+            error(
+                3,
+                "the JSON response could not be read: length limit exceeded"
+            ),
+            other,
+            error(4, "the JSON response does not answer the request"),
+        ]
+    );
+    assert_eq!(client.poll_timeout(), None);
+    assert!(requests(&mut client).is_empty());
+    assert_eq!(client.poll_end(), None);
+}
+
+#[test]
+fn a_batch_or_an_older_version_in_meta_stays_in_the_legacy_era() {
+    let now = base();
+    let mut client = Client::new();
+    let mut old = modern(1, "tools/list", json!({}));
+    old["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2025-06-18");
+    client.handle_message(&line(&old), now);
+    let post = one(&mut client);
+    assert!(post.mirrored.is_empty());
+    // Legacy: held until answered, and a refusal ends the session.
+    assert!(!client.wants_message());
+    client.handle_response(post.exchange, head(400, "Bad Request", None), now);
+    client.handle_body(post.exchange, b"", now);
+    assert!(client.poll_end().is_some());
+
+    let mut client = Client::new();
+    let batch = json!([modern(1, "tools/list", json!({}))]);
+    client.handle_message(&line(&batch), now);
+    assert!(one(&mut client).mirrored.is_empty());
+}

@@ -5,13 +5,21 @@ of `tether connect http://...`.
 
 Port 0 (the default) picks a free port. The first line on standard output is
 `{"event":"listening","port":N}`; after it, one JSON line per HTTP request the server answered,
-`{"event":"request","method":…,"path":…,"status":…,"session":…,"protocol":…,"last_event_id":…}`
-(the request's `Mcp-Session-Id`, `MCP-Protocol-Version` and `Last-Event-ID` headers, or null),
-written once the response starts, so that a test can wait for what the server saw instead of
+`{"event":"request","method":…,"path":…,"status":…,"session":…,"protocol":…,"last_event_id":…,
+"mcp_method":…,"mcp_name":…,"minted":…}` (the request's `Mcp-Session-Id`, `MCP-Protocol-Version`,
+`Last-Event-ID`, `Mcp-Method` and `Mcp-Name` headers, and the response's `Mcp-Session-Id`, or
+null), written once the response starts, so that a test can wait for what the server saw instead of
 sleeping. With `--token`, a request without `Authorization: Bearer TOKEN` gets 401 before it
 reaches the SDK.
 
-Tools: `echo` (returns `message`), `chatty` (sends a log message and a progress notification
+The SDK's server serves both eras on one endpoint: a request whose `MCP-Protocol-Version` header
+names the stateless revision (2026-07-28) is served without a session, and refused with 400 and
+-32020 when its mirrored headers disagree with its body.
+
+Tools: `echo` (returns `message`), `météo` (a name that must travel as `=?base64?…?=` in
+`Mcp-Name`; returns `city`), `steps` (reports progress `count` times on the call's own stream,
+then, if `hold` is given, waits that many seconds, reporting `{"event":"cancelled","tool":"steps"}`
+on standard output if the call is cancelled meanwhile, as closing a modern request's stream does), `chatty` (sends a log message and a progress notification
 on the call's own stream, then returns `message`), `broadcast` (sends a log message with no
 related request, which the SDK routes to the standalone GET stream), and `drop_stream` (closes
 the standalone GET stream, so that the client must reconnect with `Last-Event-ID`), and
@@ -43,6 +51,26 @@ server = Server("tether-http-test")
 def echo(message: str) -> str:
     """Echoes back the message."""
     return message
+
+
+@server.tool(name="météo")
+def weather(city: str) -> str:
+    """Answers with the city: its name is not ASCII."""
+    return f"sunny in {city}"
+
+
+@server.tool()
+async def steps(count: int, ctx: Context, hold: float = 0) -> str:
+    """Reports progress `count` times, then holds the call for `hold` seconds."""
+    for step in range(1, count + 1):
+        await ctx.report_progress(step, count, f"step {step}")
+    if hold:
+        try:
+            await anyio.sleep(hold)
+        except anyio.get_cancelled_exc_class():
+            emit({"event": "cancelled", "tool": "steps"})
+            raise
+    return f"{count} steps"
 
 
 @server.tool()
@@ -120,6 +148,7 @@ def observed(app, token):
 
         async def report(message):
             if message["type"] == "http.response.start":
+                sent = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
                 emit(
                     {
                         "event": "request",
@@ -129,6 +158,9 @@ def observed(app, token):
                         "session": headers.get("mcp-session-id"),
                         "protocol": headers.get("mcp-protocol-version"),
                         "last_event_id": headers.get("last-event-id"),
+                        "mcp_method": headers.get("mcp-method"),
+                        "mcp_name": headers.get("mcp-name"),
+                        "minted": sent.get("mcp-session-id"),
                     }
                 )
             await send(message)

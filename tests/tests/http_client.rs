@@ -3,6 +3,13 @@
 //! installed into `.peers/venv` by `scripts/install-peers`): messages arrive whole, as events of
 //! the connection, in order; a refusal ends the connection with a reason that names it; a URL
 //! that cannot work and a server that cannot be reached are typed errors.
+//!
+//! The same server serves the stateless revision (2026-07-28) too, and refuses a request whose
+//! mirrored headers are missing or disagree with its body: the modern scenarios check that a
+//! request whose `_meta` names it goes alone, with those headers and no session, that a
+//! refusal is that request's answer, and that cancelling one closes its stream. A legacy-only
+//! server (`@modelcontextprotocol/server-everything`, on the TypeScript SDK 1.x) answers a
+//! modern request with an error, never a hang.
 
 mod support;
 
@@ -11,6 +18,10 @@ conformance!(
     a_refusal_ends_the_connection_with_the_status_as_the_reason,
     a_bad_url_and_an_unreachable_server_are_typed_errors,
     sending_never_waits_for_the_owner_to_read,
+    modern_requests_go_alone_with_their_mirrored_headers_and_no_session,
+    a_modern_refusal_is_the_requests_answer_and_the_connection_goes_on,
+    cancelling_a_modern_request_closes_its_stream,
+    a_modern_request_to_a_legacy_only_server_is_answered_with_an_error,
 );
 
 mod scenarios {
@@ -20,10 +31,58 @@ mod scenarios {
 
     use serde_json::{json, Value};
     use tether_conformance::helpers::request;
+    use tether_core::streamable::EXCHANGE_FAILED;
     use tether_io::{
         Connection, DisconnectKind, Error, Event, HeaderName, HeaderValue, Id, Message,
         Notification, Options, Runtime,
     };
+
+    /// A port nobody listens on: bound, then released.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A connection to the server started with `--token sesame`, with that token.
+    async fn with_token<R: Runtime>(url: &str) -> Connection<Message, R> {
+        let bearer = (
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("Bearer sesame"),
+        );
+        Connection::<Message, R>::connect_http(url, [bearer], Options::new())
+            .await
+            .unwrap()
+    }
+
+    /// Closes `conn`, whose end must then be clean.
+    async fn closes_cleanly<R: Runtime>(conn: &mut Connection<Message, R>) {
+        conn.close();
+        match conn.recv().await {
+            Some(Event::Disconnected(None)) => {}
+            other => panic!("expected a clean end, got {other:?}"),
+        }
+    }
+
+    /// The stateless revision.
+    const MODERN: &str = "2026-07-28";
+
+    /// A request of the stateless revision: its version and capabilities in `_meta`.
+    fn modern(id: i64, method: &str, mut params: Value) -> Message {
+        params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!(MODERN);
+        params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({});
+        request(id, method, params)
+    }
+
+    /// The error of a response.
+    fn error(message: &Message) -> &tether_io::ErrorObject {
+        match message {
+            Message::Response(response) => response.result.as_ref().unwrap_err(),
+            other => panic!("not a response: {other:?}"),
+        }
+    }
 
     /// The SDK's server, killed when dropped; its standard output reports each request.
     struct Server {
@@ -62,8 +121,20 @@ mod scenarios {
             serde_json::from_str(&line).unwrap()
         }
 
+        /// The next `count` requests the server answered, in the order it answered them.
+        fn next_requests(&mut self, count: usize) -> Vec<Value> {
+            let mut seen = 0;
+            self.until(|r| {
+                seen += usize::from(r["event"] == "request");
+                seen == count
+            })
+            .into_iter()
+            .filter(|r| r["event"] == "request")
+            .collect()
+        }
+
         /// The requests the server answered, up to the first one `wanted` picks.
-        fn until(&mut self, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        fn until(&mut self, mut wanted: impl FnMut(&Value) -> bool) -> Vec<Value> {
             let mut seen = Vec::new();
             loop {
                 let request = Self::next(&mut self.log);
@@ -180,14 +251,7 @@ mod scenarios {
         assert!(conn.send(&initialize()).await.is_err());
 
         // With the token, the same server answers.
-        let bearer = (
-            HeaderName::from_static("authorization"),
-            HeaderValue::from_static("Bearer sesame"),
-        );
-        let mut conn =
-            Connection::<Message, R>::connect_http(&server.url, [bearer], Options::new())
-                .await
-                .unwrap();
+        let mut conn = with_token::<R>(&server.url).await;
         conn.send(&initialize()).await.unwrap();
         let init = until_answer(&mut conn, 1).await;
         assert_eq!(result(&init[0])["protocolVersion"], "2025-06-18");
@@ -202,21 +266,34 @@ mod scenarios {
     /// Full duplex: with a read-ahead of one message and a send budget of about one request,
     /// an owner that sends ten requests without reading gets every send through (the answers
     /// wait, the POSTs do not), then reads every answer. Each request has a POST of its own,
-    /// so the server may answer them in any order.
+    /// so the server may answer them in any order. The same holds for modern requests, each
+    /// an exchange of its own.
     pub(crate) async fn sending_never_waits_for_the_owner_to_read<R: Runtime>() {
         let server = Server::start(&[]);
-        let options = Options::new().read_ahead(1, 1 << 20).send_budget(1024);
-        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], options)
+        let options = || Options::new().read_ahead(1, 1 << 20).send_budget(1024);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], options())
             .await
             .unwrap();
         conn.send(&initialize()).await.unwrap();
         until_answer(&mut conn, 1).await;
         let initialized = Notification::new("notifications/initialized", None);
         conn.send(&initialized.into()).await.unwrap();
+        ten_echoes_then_their_answers(conn, |id, echo| request(id, "tools/call", echo)).await;
+        let conn = Connection::<Message, R>::connect_http(&server.url, [], options())
+            .await
+            .unwrap();
+        ten_echoes_then_their_answers(conn, |id, echo| modern(id, "tools/call", echo)).await;
+    }
+
+    /// Sends ten calls of `echo` without reading, then reads their answers, then closes.
+    async fn ten_echoes_then_their_answers<R: Runtime>(
+        mut conn: Connection<Message, R>,
+        call: impl Fn(i64, Value) -> Message,
+    ) {
         let padding = "p".repeat(600);
         for id in 2..12 {
             let echo = json!({"name": "echo", "arguments": {"message": format!("{id}{padding}")}});
-            conn.send(&request(id, "tools/call", echo)).await.unwrap();
+            conn.send(&call(id, echo)).await.unwrap();
         }
         let mut answered = std::collections::HashMap::new();
         while answered.len() < 10 {
@@ -244,16 +321,229 @@ mod scenarios {
                 other => panic!("{url}: {other:?}"),
             }
         }
-        // A port nobody listens on: bound, then released.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = format!("http://127.0.0.1:{port}/mcp");
         match Connection::<Message, R>::connect_http(&url, [], Options::new()).await {
             Err(Error::Connect { addr, .. }) => assert_eq!(addr, format!("127.0.0.1:{port}")),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Each modern request in a POST of its own, sent together and answered in any order: a
+    /// discovery, a listing, a call of a tool whose name is not ASCII (so `Mcp-Name` in its
+    /// base64 form, which the SDK decodes and checks) and a call whose progress comes on its
+    /// own stream, in order, before its answer. The server saw no `initialize`, no session
+    /// id either way, and on every request the headers that mirror its body.
+    pub(crate) async fn modern_requests_go_alone_with_their_mirrored_headers_and_no_session<
+        R: Runtime,
+    >() {
+        let mut server = Server::start(&[]);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], Options::new())
+            .await
+            .unwrap();
+        conn.send(&modern(1, "server/discover", json!({})))
+            .await
+            .unwrap();
+        let discovered = until_answer(&mut conn, 1).await;
+        assert_eq!(result(&discovered[0])["supportedVersions"], json!([MODERN]));
+        let weather = json!({"name": "météo", "arguments": {"city": "Zürich"}});
+        let mut steps = json!({"name": "steps", "arguments": {"count": 3}});
+        steps["_meta"]["progressToken"] = json!("p4");
+        conn.send(&modern(2, "tools/list", json!({})))
+            .await
+            .unwrap();
+        conn.send(&modern(3, "tools/call", weather)).await.unwrap();
+        conn.send(&modern(4, "tools/call", steps)).await.unwrap();
+        // Answers in any order; 4's progress before 4's answer.
+        let mut answers = std::collections::HashMap::new();
+        let mut progress = Vec::new();
+        while answers.len() < 3 {
+            match conn.recv().await {
+                Some(Event::Message(Message::Response(response))) => {
+                    answers.insert(response.id.clone(), response);
+                }
+                Some(Event::Message(Message::Notification(note))) => {
+                    assert_eq!(note.method, "notifications/progress");
+                    let params = note.params.unwrap();
+                    assert_eq!(params["progressToken"], "p4");
+                    assert!(
+                        !answers.contains_key(&Id::from(4)),
+                        "after 4's answer: {params}"
+                    );
+                    progress.push(params["progress"].as_i64().unwrap());
+                }
+                other => panic!("expected answers, got {other:?}"),
+            }
+        }
+        assert_eq!(progress, [1, 2, 3]);
+        let tools = answers[&Id::from(2)].result.as_ref().unwrap()["tools"].clone();
+        assert!(
+            tools
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "météo"),
+            "{tools}"
+        );
+        let weather = answers[&Id::from(3)].result.as_ref().unwrap();
+        assert_eq!(weather["content"][0]["text"], "sunny in Zürich");
+        assert_eq!(
+            answers[&Id::from(4)].result.as_ref().unwrap()["content"][0]["text"],
+            "3 steps"
+        );
+        closes_cleanly(&mut conn).await;
+        let seen = server.next_requests(4);
+        let mut methods: Vec<_> = seen.iter().map(|r| r["mcp_method"].clone()).collect();
+        methods.sort_by_key(Value::to_string);
+        assert_eq!(
+            methods,
+            ["server/discover", "tools/call", "tools/call", "tools/list"],
+            "{seen:#?}"
+        );
+        for request in &seen {
+            assert_eq!(request["method"], "POST", "{request}");
+            assert_eq!(request["status"], 200, "{request}");
+            assert_eq!(request["protocol"], MODERN, "{request}");
+            assert!(request["session"].is_null(), "{request}");
+            assert!(request["minted"].is_null(), "{request}");
+        }
+        let names: Vec<_> = seen.iter().map(|r| r["mcp_name"].clone()).collect();
+        assert!(
+            names.contains(&json!("=?base64?bcOpdMOpbw==?=")),
+            "{seen:#?}"
+        );
+        assert!(names.contains(&json!("steps")), "{seen:#?}");
+    }
+
+    /// A refusal of a modern request is its answer, with its id: the SDK's 404 and -32601
+    /// for an unknown method as it is, a 401 with a text body as an error naming the status.
+    /// The connection goes on after each.
+    pub(crate) async fn a_modern_refusal_is_the_requests_answer_and_the_connection_goes_on<
+        R: Runtime,
+    >() {
+        let server = Server::start(&["--token", "sesame"]);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], Options::new())
+            .await
+            .unwrap();
+        for id in [1, 2] {
+            conn.send(&modern(id, "tools/list", json!({})))
+                .await
+                .unwrap();
+            let refused = until_answer(&mut conn, id).await;
+            let error = error(&refused[0]);
+            assert_eq!(error.code, EXCHANGE_FAILED);
+            assert_eq!(
+                error.message,
+                "HTTP 401 Unauthorized from POST: missing or wrong bearer token"
+            );
+            assert_eq!(error.data, Some(json!({"status": 401})));
+        }
+        closes_cleanly(&mut conn).await;
+
+        let mut conn = with_token::<R>(&server.url).await;
+        conn.send(&modern(3, "no/such/method", json!({})))
+            .await
+            .unwrap();
+        let missing = until_answer(&mut conn, 3).await;
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(error(&missing[0]).code, -32601);
+        conn.send(&modern(4, "tools/list", json!({})))
+            .await
+            .unwrap();
+        let tools = until_answer(&mut conn, 4).await;
+        assert!(result(&tools[0])["tools"].is_array());
+        closes_cleanly(&mut conn).await;
+    }
+
+    /// `notifications/cancelled` naming a modern request in flight is not posted: its stream
+    /// is closed, which the SDK takes as the cancellation (the tool sees it cancelled), and
+    /// nothing of the request reaches the owner afterwards.
+    pub(crate) async fn cancelling_a_modern_request_closes_its_stream<R: Runtime>() {
+        let mut server = Server::start(&[]);
+        let mut conn = Connection::<Message, R>::connect_http(&server.url, [], Options::new())
+            .await
+            .unwrap();
+        let mut held = json!({"name": "steps", "arguments": {"count": 1, "hold": 30}});
+        held["_meta"]["progressToken"] = json!(1);
+        conn.send(&modern(1, "tools/call", held)).await.unwrap();
+        // The first progress commits the stream.
+        match conn.recv().await {
+            Some(Event::Message(Message::Notification(note))) => {
+                assert_eq!(note.method, "notifications/progress")
+            }
+            other => panic!("expected progress, got {other:?}"),
+        }
+        let cancel = Notification::new(
+            "notifications/cancelled",
+            Some(json!({"requestId": 1, "reason": "changed my mind"})),
+        );
+        conn.send(&cancel.into()).await.unwrap();
+        let cancelled = server.until(|r| r["event"] == "cancelled");
+        // One POST (the call), then the tool's cancellation: the cancel was never posted.
+        let posts: Vec<_> = cancelled
+            .iter()
+            .filter(|r| r["event"] == "request")
+            .collect();
+        assert_eq!(posts.len(), 1, "{cancelled:#?}");
+        assert_eq!(posts[0]["mcp_name"], "steps");
+        conn.send(&modern(2, "tools/list", json!({})))
+            .await
+            .unwrap();
+        let after = until_answer(&mut conn, 2).await;
+        assert_eq!(after.len(), 1, "{after:?}");
+        closes_cleanly(&mut conn).await;
+    }
+
+    /// A server of the legacy era only: the TypeScript SDK's, which refuses a POST without a
+    /// session that is not `initialize`. The modern request is answered with its error; the
+    /// connection goes on.
+    pub(crate) async fn a_modern_request_to_a_legacy_only_server_is_answered_with_an_error<
+        R: Runtime,
+    >() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let everything =
+            root.join(".peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        let node = root.join(".peers/node_modules/node/bin/node");
+        let port = free_port();
+        let mut child = Command::new(node)
+            .arg(everything)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on port") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "server-everything ended"
+            );
+        }
+        struct Kill(Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Kill(child);
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let mut conn = Connection::<Message, R>::connect_http(&url, [], Options::new())
+            .await
+            .unwrap();
+        for id in [7, 8] {
+            conn.send(&modern(id, "tools/list", json!({})))
+                .await
+                .unwrap();
+            let refused = until_answer(&mut conn, id).await;
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            let error = error(&refused[0]);
+            assert!(error.message.contains("Bad Request"), "{error:?}");
+        }
+        closes_cleanly(&mut conn).await;
     }
 }

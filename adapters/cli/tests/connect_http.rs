@@ -648,3 +648,119 @@ fn an_event_that_never_ends_is_cut_at_the_frame_limit() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The stateless revision, which the SDK's server serves on the same endpoint.
+const MODERN: &str = "2026-07-28";
+
+/// A request of the stateless revision: its version and capabilities in `_meta`, which is
+/// all that chooses the era.
+fn modern(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!(MODERN);
+    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// Discovery, a listing and a call of a tool whose name is not ASCII, all modern, piped in
+/// and answered before tether ends at the end of its input; the server saw each as a POST of
+/// its own with the mirrored headers (`Mcp-Name` in its base64 form), no `initialize`, and no
+/// session either way.
+#[test]
+fn modern_requests_go_without_initialize_or_session() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let weather = json!({"name": "météo", "arguments": {"city": "Zürich"}});
+        let lines = [
+            modern(1, "server/discover", json!({})),
+            modern(2, "tools/list", json!({})),
+            modern(3, "tools/call", weather),
+        ];
+        let output = run(runtime, &server, &[], &lines);
+        assert_eq!(output.len(), 4, "{runtime}: {output:#?}");
+        let answer = |id: u64| {
+            let event = output
+                .iter()
+                .find(|e| e["message"]["id"] == id)
+                .unwrap_or_else(|| panic!("{runtime}: no answer to {id}: {output:#?}"));
+            event["message"]["result"].clone()
+        };
+        assert_eq!(answer(1)["supportedVersions"], json!([MODERN]));
+        let tools = answer(2)["tools"].clone();
+        assert!(
+            tools
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "météo"),
+            "{tools}"
+        );
+        assert_eq!(answer(3)["content"][0]["text"], "sunny in Zürich");
+        assert_eq!(
+            output.last().unwrap(),
+            &json!({"event": "disconnected", "reason": null})
+        );
+
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.extend(server.until("a request", |_| true));
+        }
+        let mut methods: Vec<_> = seen
+            .iter()
+            .map(|r| r["mcp_method"].as_str().unwrap_or("none").to_owned())
+            .collect();
+        methods.sort();
+        assert_eq!(
+            methods,
+            ["server/discover", "tools/call", "tools/list"],
+            "{runtime}: {seen:#?}"
+        );
+        for request in &seen {
+            assert_eq!(request["method"], "POST", "{request}");
+            assert_eq!(request["status"], 200, "{request}");
+            assert_eq!(request["protocol"], MODERN, "{request}");
+            assert!(request["session"].is_null(), "{request}");
+            assert!(request["minted"].is_null(), "{request}");
+        }
+        let call = seen
+            .iter()
+            .find(|r| r["mcp_method"] == "tools/call")
+            .unwrap();
+        assert_eq!(call["mcp_name"], "=?base64?bcOpdMOpbw==?=");
+        // Nothing more: no GET stream, no DELETE.
+        assert!(server.requests.try_recv().is_err());
+    }
+}
+
+/// A modern call's progress comes on its own stream, in order, before its answer; a method
+/// the server does not know is answered with its 404's -32601, as the response to that
+/// request, and the session goes on.
+#[test]
+fn a_modern_stream_and_a_modern_refusal_reach_the_user_as_messages() {
+    for runtime in RUNTIMES {
+        let server = Server::start(&[]);
+        let mut tether = connected(runtime, &server, &[]);
+        let mut steps = json!({"name": "steps", "arguments": {"count": 2}});
+        steps["_meta"]["progressToken"] = json!("t");
+        tether.send(&modern(1, "tools/call", steps));
+        let events = tether.answer(1);
+        let progress: Vec<_> = events
+            .iter()
+            .map(|e| e["message"]["params"]["progress"].clone())
+            .collect();
+        assert_eq!(progress, [json!(1), json!(2), Value::Null], "{events:#?}");
+        assert_eq!(text(&events[2]), "2 steps");
+        tether.send(&modern(2, "no/such/method", json!({})));
+        let refused = tether.answer(2);
+        assert_eq!(refused.len(), 1, "{refused:#?}");
+        assert_eq!(refused[0]["message"]["error"]["code"], -32601);
+        tether.send(&modern(3, "tools/list", json!({})));
+        assert!(tether.answer(3)[0]["message"]["result"]["tools"].is_array());
+        let end = tether.finish();
+        assert_eq!(end, [json!({"event": "disconnected", "reason": null})]);
+        let statuses: Vec<_> = server
+            .until("three requests", |r| r["mcp_method"] == "tools/list")
+            .iter()
+            .map(|r| r["status"].clone())
+            .collect();
+        assert_eq!(statuses, [json!(200), json!(404), json!(200)]);
+    }
+}

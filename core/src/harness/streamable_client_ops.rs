@@ -4,18 +4,23 @@
 use std::time::Instant;
 
 use super::{arbitrary_time, Reader};
-use crate::streamable::{Client, Event, Exchange, Method, Read, ResponseHead};
+use crate::streamable::{modern, Client, Event, Exchange, Method, Read, ResponseHead};
 
 /// Drives one client the way an adapter does (handing it a message only while it wants one) and
 /// checks after every step:
 ///
 /// - the session ends at most once, and after its end nothing more is asked or said;
 /// - a `DELETE` always names the session it ends;
-/// - after `handle_timeout(now)` no deadline is at or before `now`.
+/// - after `handle_timeout(now)` no deadline is at or before `now`;
+/// - a POST mirrors its body in headers exactly when the body names a modern version in its
+///   `_meta`, and then carries no session and no negotiated version;
+/// - a client that was only ever sent modern messages never ends the session before it is
+///   closed, whatever the server answers.
 ///
 /// Layout: operations, each an opcode byte (modulo 9) and its operands: 0 a message (an id
-/// byte, then a kind byte: initialize, request, notification, answer, batch, or garbage from a
-/// chunk), 1 a response to an exchange asked for (a byte choosing it, a status byte, a session
+/// byte, then a kind byte: modulo 6, initialize, request, notification, answer, batch, or for
+/// 5 by the byte divided by 6, modulo 4: garbage from a chunk, a modern request, a modern
+/// notification, or a `notifications/cancelled` naming the id), 1 a response to an exchange asked for (a byte choosing it, a status byte, a session
 /// byte, a content-type byte), 2 an event on an exchange (a flags byte choosing id, data and
 /// retry, then their bytes), 3 a body (JSON with the initialize answer, or garbage), 4 a
 /// stream's end, 5 a failure, 6 the connection closes its write side, 7 a timeout at a time,
@@ -26,6 +31,10 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
     let mut now = base;
     let mut exchanges: Vec<Exchange> = Vec::new();
     let mut ended = false;
+    // Whether anything but a modern request or notification was ever handed in, and whether
+    // the connection closed: until then, a modern-only client never ends.
+    let mut legacy = false;
+    let mut closed = false;
     while !r.is_empty() {
         let pick = |r: &mut Reader<'_>, exchanges: &[Exchange]| {
             let index = usize::from(r.u8());
@@ -34,15 +43,31 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
         match r.u8() % 9 {
             0 => {
                 let id = r.u8();
-                let line = match r.u8() % 6 {
-                    0 => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize"}}"#),
-                    1 => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#),
-                    2 => r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
-                    3 => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
-                    4 => format!(r#"[{{"jsonrpc":"2.0","id":{id},"method":"a"}}]"#),
+                let kind = r.u8();
+                let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#;
+                let line = match (kind % 6, kind / 6 % 4) {
+                    (0, _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize"}}"#),
+                    (1, _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#),
+                    (2, _) => {
+                        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned()
+                    }
+                    (3, _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    (4, _) => format!(r#"[{{"jsonrpc":"2.0","id":{id},"method":"a"}}]"#),
+                    (_, 1) => format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"é{id}",{meta}}}}}"#
+                    ),
+                    (_, 2) => {
+                        format!(
+                            r#"{{"jsonrpc":"2.0","method":"notifications/x","params":{{{meta}}}}}"#
+                        )
+                    }
+                    (_, 3) => format!(
+                        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#
+                    ),
                     _ => String::from_utf8_lossy(r.chunk()).into_owned(),
                 };
                 if client.wants_message() {
+                    legacy |= !(kind % 6 == 5 && matches!(kind / 6 % 4, 1 | 2));
                     client.handle_message(line.as_bytes(), now);
                 }
             }
@@ -102,7 +127,10 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
                     client.handle_failure(exchange, "failed", now);
                 }
             }
-            6 => client.handle_close(now),
+            6 => {
+                closed = true;
+                client.handle_close(now);
+            }
             7 => {
                 now = now.max(arbitrary_time(base, &mut r));
                 client.handle_timeout(now);
@@ -125,6 +153,18 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
             if request.method == Method::Delete {
                 assert!(request.session.is_some(), "no session: {request:?}");
             }
+            let body = serde_json::from_slice::<serde_json::Value>(&request.body).ok();
+            let version = body
+                .as_ref()
+                .and_then(|b| modern::meta_version(b.get("params")));
+            let is_modern = request.method == Method::Post
+                && body.as_ref().is_some_and(|b| b.get("method").is_some())
+                && version.is_some_and(|v| modern::VERSIONS.contains(&v));
+            assert_eq!(is_modern, !request.mirrored.is_empty(), "{request:?}");
+            if is_modern {
+                assert_eq!(request.session, None, "{request:?}");
+                assert_eq!(request.protocol_version, None, "{request:?}");
+            }
             exchanges.push(request.exchange);
         }
         while client.poll_message().is_some() {
@@ -133,6 +173,7 @@ pub fn streamable_client_ops(data: &[u8], base: Instant) {
         while client.poll_warning().is_some() {}
         if client.poll_end().is_some() {
             assert!(!ended, "the session ended twice");
+            assert!(legacy || closed, "a modern-only client ended unclosed");
             ended = true;
         }
         if ended {

@@ -1,13 +1,20 @@
 //! The client side of the Streamable HTTP transport, with no HTTP in it: which request to
 //! make when, with which headers, what a response means, when a dropped stream is resumed
 //! and after what wait, and when the session is over. See [`Client`].
+//!
+//! Both eras of MCP go through the same client, chosen message by message by what the owner
+//! sends: `initialize` starts a legacy session (`Mcp-Session-Id`, the `GET` stream,
+//! resumption, `DELETE`); a message whose `params._meta` names a modern revision
+//! ([`modern::is_modern`]) is an exchange of its own, without state.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::modern::{self, Mirror};
 use super::Method;
+use crate::{Id, Request};
 
 /// How many times in a row a `GET` stream is reopened without receiving anything before the
 /// client gives up on it (the POSTs go on).
@@ -25,6 +32,12 @@ pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
 
 /// How much of a refusal's body is quoted in the reason (or warning) that reports it.
 pub const QUOTE: usize = 4096;
+
+/// The JSON-RPC code of the error response a modern request gets when its exchange failed
+/// without a JSON-RPC error of the server's to hand on: refused with a body that is not one,
+/// unreachable, or cut before its answer (an implementation-defined server error; `data`
+/// holds the HTTP status when there was one).
+pub const EXCHANGE_FAILED: i64 = -32000;
 
 /// One HTTP exchange: a request and its response. Each reconnection is a new exchange; input
 /// about an exchange the client no longer wants is ignored.
@@ -47,6 +60,11 @@ pub struct HttpRequest {
     pub protocol_version: Option<Vec<u8>>,
     /// `Last-Event-ID`, when a `GET` resumes a stream.
     pub last_event_id: Option<Vec<u8>>,
+    /// For a modern message, the headers that mirror its body ([`Mirror::headers`]: the
+    /// version, the method and, where the method names something, that name, each already
+    /// in its `=?base64?…?=` form where HTTP needs it); a modern message carries no session
+    /// and no negotiated version. Empty for the legacy era.
+    pub mirrored: Vec<(&'static str, String)>,
     /// The message, for a POST; empty otherwise.
     pub body: Vec<u8>,
 }
@@ -118,6 +136,10 @@ enum Role {
     Listen,
     /// The session's end.
     Delete,
+    /// A modern message (its `_meta` names a modern revision): a POST of its own, no session,
+    /// no resumption; waits for nothing and holds nothing back. A request's failures are
+    /// answered to the owner as that request's error response, never the session's end.
+    Modern,
 }
 
 /// How the current exchange's body is being read.
@@ -134,6 +156,14 @@ enum Reading {
     Refusal(&'static str, String),
     /// The quote of a body that is neither JSON nor SSE.
     Unknown(String),
+    /// A modern exchange that brought no answer: the JSON-RPC error in the body (or, for a
+    /// body that has none, the quote) becomes the request's answer.
+    Unanswered {
+        /// What happened: `HTTP 400 Bad Request from POST`.
+        what: String,
+        /// The status.
+        status: u16,
+    },
 }
 
 /// One message's exchanges, or one stream's: a POST, then, if its stream drops before the
@@ -211,6 +241,17 @@ enum Next {
 /// number of times; a 404 once the session exists means the server ended it; any other
 /// refusal of a POST ends the session with the status and the start of the body as the
 /// reason; a refused `GET` stream is given up with a warning, and the POSTs go on.
+///
+/// A modern message (its `params._meta` names a modern revision) is none of that: it goes at
+/// its turn in a POST of its own, with its mirrored headers ([`HttpRequest::mirrored`]) and
+/// no session, and holds nothing back, so that requests in flight together each have their
+/// own exchange and their answers come in any order. Its answer is the JSON body or the last
+/// event of its own stream, after the stream's notifications; a notification expects 202. A
+/// modern request that fails never ends the session: a refusal's JSON-RPC error is handed on
+/// as the request's answer (with its id), and a refusal without one, a failed POST or a
+/// stream cut before the answer become an error response with [`EXCHANGE_FAILED`]. A
+/// `notifications/cancelled` naming a modern request in flight drops that exchange instead
+/// of being sent: closing the stream is the modern era's cancellation.
 #[derive(Debug, Default)]
 pub struct Client {
     /// Messages not sent yet, in order.
@@ -247,12 +288,25 @@ impl Client {
     /// ignored. It is sent once the messages before it allow
     /// ([`wants_message`](Self::wants_message) says when the client takes the next without
     /// holding it).
+    ///
+    /// A `notifications/cancelled` whose `requestId` names a modern request in flight is not
+    /// sent: that request's exchange is dropped (closing its stream is how the modern era
+    /// cancels), and nothing more of it is received.
     pub fn handle_message(&mut self, message: &[u8], now: Instant) {
         let message = trim_end(message);
-        if !message.is_empty() && !self.ended && !self.closing {
-            self.queue.push_back(message.to_vec());
-            self.advance(now);
+        if message.is_empty() || self.ended || self.closing {
+            return;
         }
+        // With nothing queued the message is looked at at once below; behind a queue, a
+        // cancellation of a request already under way must not wait for the queue.
+        if !self.queue.is_empty() && self.flows.iter().any(|f| f.role == Role::Modern) {
+            let parsed = serde_json::from_slice(message).unwrap_or(Value::Null);
+            if self.cancels(&parsed) {
+                return;
+            }
+        }
+        self.queue.push_back(message.to_vec());
+        self.advance(now);
     }
 
     /// Whether the next message would be sent at once: taking messages no faster than they
@@ -333,6 +387,15 @@ impl Client {
         };
         let flow = &self.flows[index];
         let next = match (&flow.reading, flow.role, flow.resuming) {
+            (Reading::Head, Role::Modern, _) => {
+                self.unanswered(index, failed(format!("POST failed: {error}"), None));
+                Next::Done
+            }
+            (Reading::Json, Role::Modern, _) => {
+                let what = format!("the JSON response could not be read: {error}");
+                self.unanswered(index, failed(what, None));
+                Next::Done
+            }
             (Reading::Head, Role::Delete, _) => {
                 self.finish(None);
                 Next::Done
@@ -353,7 +416,7 @@ impl Client {
                 Next::Done
             }
             (Reading::Events, _, _) => return self.handle_end(exchange, now),
-            (Reading::Refusal(..) | Reading::Unknown(_), _, _) => {
+            (Reading::Refusal(..) | Reading::Unknown(_) | Reading::Unanswered { .. }, _, _) => {
                 return self.handle_body(exchange, b"", now)
             }
         };
@@ -373,6 +436,34 @@ impl Client {
         let success = (200..300).contains(&head.status);
         let flow = &mut self.flows[index];
         let (read, next) = match flow.role {
+            Role::Modern => {
+                let kind = content_kind(head.content_type);
+                match (success, kind) {
+                    // A notification's 202: delivered.
+                    (true, _) if flow.until.is_none() => (Read::Nothing, Next::Done),
+                    (true, Some(true)) => {
+                        flow.reading = Reading::Events;
+                        (Read::Events, Next::Stay)
+                    }
+                    (true, Some(false)) => {
+                        flow.reading = Reading::Json;
+                        (Read::Json, Next::Stay)
+                    }
+                    // A refusal, or a success with no answer: the body's JSON-RPC error, if
+                    // it is JSON (read whole: the server's error data is the user's), else
+                    // its quote.
+                    _ => {
+                        flow.reading = Reading::Unanswered {
+                            what: format!("HTTP {} from POST", status_text(head)),
+                            status: head.status,
+                        };
+                        match kind {
+                            Some(false) => (Read::Json, Next::Stay),
+                            _ => (Read::Quote { limit: QUOTE }, Next::Stay),
+                        }
+                    }
+                }
+            }
             Role::Delete => {
                 self.finish(None);
                 (Read::Nothing, Next::Done)
@@ -426,6 +517,28 @@ impl Client {
         };
         let flow = &self.flows[index];
         match &flow.reading {
+            Reading::Json if flow.role == Role::Modern => {
+                let answered = flow
+                    .until
+                    .clone()
+                    .is_some_and(|id| self.answers(body, &id, false));
+                self.message(body);
+                if !answered {
+                    let what = "the JSON response does not answer the request".to_owned();
+                    self.unanswered(index, failed(what, None));
+                }
+            }
+            Reading::Unanswered { what, status } => {
+                let error = rpc_error(body).unwrap_or_else(|| {
+                    let body = quote(body);
+                    let what = match body.is_empty() {
+                        true => what.clone(),
+                        false => format!("{what}: {body}"),
+                    };
+                    failed(what, Some(*status))
+                });
+                self.unanswered(index, error);
+            }
             Reading::Json => {
                 if let (Role::Initialize, Some(id)) = (flow.role, flow.until.clone()) {
                     self.answers(body, &id, true);
@@ -502,7 +615,15 @@ impl Client {
         if flow.reading != Reading::Events {
             return;
         }
-        let next = if flow.role == Role::Listen || flow.resuming {
+        let next = if flow.role == Role::Modern {
+            // The modern era resumes nothing: a stream that ends before its answer is the
+            // request's failure, answered to the owner.
+            if flow.until.is_some() {
+                let what = "the stream ended before the answer".to_owned();
+                self.unanswered(index, failed(what, None));
+            }
+            Next::Done
+        } else if flow.role == Role::Listen || flow.resuming {
             self.dropped(index, now)
         } else if flow.until.is_some() && flow.last_id.is_some() && !self.closing {
             // The server's wait holds for this reconnection as for any other: a client that
@@ -535,16 +656,91 @@ impl Client {
     fn advance(&mut self, _now: Instant) {
         while !self.ended && !self.closing && !self.blocked() {
             let Some(body) = self.queue.pop_front() else {
-                if self.input_closed {
+                // A notification's POST is not cut short: it has no answer to linger for.
+                let posting = self
+                    .flows
+                    .iter()
+                    .any(|f| f.role == Role::Modern && f.until.is_none());
+                if self.input_closed && !posting {
                     self.close();
                 }
                 return;
             };
             let message = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (role, until) = classify(&message);
+            if self.cancels(&message) {
+                continue;
+            }
+            let mirror = mirror(&message);
+            let (role, until) = match mirror {
+                Some(_) => (Role::Modern, message.get("id").cloned()),
+                None => classify(&message),
+            };
             let mut flow = Flow::new(role, until);
-            flow.exchange = Some(self.request(Method::Post, None, body));
+            let exchange = match mirror {
+                Some(mirror) => self.modern_request(&mirror, body),
+                None => self.request(Method::Post, None, body),
+            };
+            flow.exchange = Some(exchange);
             self.flows.push(flow);
+        }
+    }
+
+    /// Whether `message` cancels a modern request in flight; if so, that request's exchange
+    /// is dropped, which closes its stream.
+    fn cancels(&mut self, message: &Value) -> bool {
+        if message.get("method").and_then(Value::as_str) != Some("notifications/cancelled") {
+            return false;
+        }
+        let Some(id) = message.pointer("/params/requestId") else {
+            return false;
+        };
+        let named = self
+            .flows
+            .iter()
+            .position(|f| f.role == Role::Modern && f.until.as_ref() == Some(id));
+        match named {
+            Some(index) => {
+                self.flows.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a modern message's POST: no session, no negotiated version, its own mirrored
+    /// headers.
+    fn modern_request(&mut self, mirror: &Mirror, body: Vec<u8>) -> Exchange {
+        let mirrored = mirror.headers();
+        let exchange = self.next_exchange();
+        self.requests.push_back(HttpRequest {
+            exchange,
+            method: Method::Post,
+            session: None,
+            protocol_version: None,
+            last_event_id: None,
+            body,
+            mirrored,
+        });
+        exchange
+    }
+
+    /// A modern exchange is over without its answer: the owner gets one, an error response
+    /// to its request with `error` (a notification's failure is a warning). Nothing once the
+    /// session is closing: the owner is waiting for no answer then.
+    fn unanswered(&mut self, index: usize, error: Value) {
+        if self.closing {
+            return;
+        }
+        match self.flows[index].until.clone() {
+            Some(id) => {
+                let response = json!({"jsonrpc": "2.0", "id": id, "error": error});
+                self.message(response.to_string().as_bytes());
+            }
+            None => {
+                let what = error.get("message").and_then(Value::as_str).unwrap_or("");
+                self.warnings
+                    .push_back(format!("a notification was not delivered: {what}"));
+            }
         }
     }
 
@@ -567,8 +763,7 @@ impl Client {
         last_event_id: Option<Vec<u8>>,
         body: Vec<u8>,
     ) -> Exchange {
-        let exchange = Exchange(self.next_exchange);
-        self.next_exchange += 1;
+        let exchange = self.next_exchange();
         self.requests.push_back(HttpRequest {
             exchange,
             method,
@@ -576,8 +771,15 @@ impl Client {
             protocol_version: self.protocol.clone(),
             last_event_id,
             body,
+            mirrored: Vec::new(),
         });
         exchange
+    }
+
+    /// A new exchange's name.
+    fn next_exchange(&mut self) -> Exchange {
+        self.next_exchange += 1;
+        Exchange(self.next_exchange - 1)
     }
 
     /// Opens (or reopens) flow `index`'s `GET` stream.
@@ -695,7 +897,7 @@ impl Client {
     }
 }
 
-/// What a message is, as far as the transport cares, and the request id whose answer
+/// What a legacy message is, as far as the transport cares, and the request id whose answer
 /// ends its stream. An `initialize` request's answer carries the session id and the protocol
 /// revision every later request needs; a response or error is our answer to the server; a
 /// request, a notification or a batch goes in order.
@@ -710,6 +912,42 @@ fn classify(message: &Value) -> (Role, Option<Value>) {
         None if message.is_object() => (Role::Answer, None),
         None => (Role::Other, None),
     }
+}
+
+/// The mirror of a modern request or notification: one object with a method, whose `_meta`
+/// names a modern revision. `None` for anything of the legacy era (a batch included: the
+/// modern era has none).
+fn mirror(message: &Value) -> Option<Mirror> {
+    let method = message.get("method")?.as_str()?;
+    let params = message.get("params");
+    // Most messages name no version at all: their parameters are not copied.
+    modern::meta_version(params)?;
+    let request = Request {
+        id: Id::Null,
+        method: method.to_owned(),
+        params: params.cloned(),
+    };
+    modern::is_modern(&request)
+        .then(|| Mirror::of(&request))
+        .flatten()
+}
+
+/// The error a modern request is answered with when its exchange brought no JSON-RPC error
+/// of the server's: [`EXCHANGE_FAILED`], what happened, and the HTTP status if one came.
+fn failed(what: String, status: Option<u16>) -> Value {
+    let mut error = json!({"code": EXCHANGE_FAILED, "message": what});
+    if let Some(status) = status {
+        error["data"] = json!({"status": status});
+    }
+    error
+}
+
+/// The JSON-RPC error a refusal's body holds, if it holds one: an object with an integer
+/// `code` and a string `message`, in a response (not a batch).
+fn rpc_error(body: &[u8]) -> Option<Value> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let error = body.get("error")?;
+    (error.get("code")?.is_i64() && error.get("message")?.is_string()).then(|| error.clone())
 }
 
 /// Whether a response body is server-sent events (`Some(true)`), JSON (`Some(false)`) or

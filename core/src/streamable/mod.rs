@@ -25,8 +25,8 @@ mod session;
 mod stream;
 
 pub use client::{
-    Client, End, Event, Exchange, HttpRequest, Read, ResponseHead, MAX_RECONNECT_DELAY, QUOTE,
-    RECONNECTS, RECONNECT_DELAY,
+    Client, End, Event, Exchange, HttpRequest, Read, ResponseHead, EXCHANGE_FAILED,
+    MAX_RECONNECT_DELAY, QUOTE, RECONNECTS, RECONNECT_DELAY,
 };
 pub use route::{route, Head, Method, Post, Route, SessionRequest};
 pub use session::{Reply, Session, Settings, Sink, Take, ToChild};

@@ -1,5 +1,7 @@
-//! `tether connect http://HOST:PORT/PATH`: a client of MCP's Streamable HTTP transport
-//! (revision 2025-06-18 and later), through the drivers' HTTP transport
+//! `tether connect http://HOST:PORT/PATH`: a client of MCP's Streamable HTTP transport, in
+//! both eras (a session started by `initialize`, or stateless requests whose `_meta` names
+//! revision 2026-07-28, chosen line by line by the core client machine), through the drivers'
+//! HTTP transport
 //! ([`Connection::connect_http`]), so that the session runs through the same
 //! [`session::run`](crate::session::run) loop as every other URL: linger, output modes,
 //! `--record` and signals behave alike.

@@ -1,12 +1,14 @@
 //! MCP's Streamable HTTP transport, client side: a connection whose messages travel as HTTP
-//! requests and responses (revision 2025-06-18 and later).
+//! requests and responses, in both eras (revisions 2025-06-18 to 2025-11-25 in a session;
+//! 2026-07-28, stateless, one POST per message with its mirrored headers).
 //!
 //! It is a transport like the websocket one: each message the endpoint sends is taken whole
 //! (`poll_transmit_frame`) and handed to the core [`Client`] machine, and each message that
 //! comes back — a JSON body, or one server-sent event's data, from a POST or from the `GET`
 //! stream — is handed to the endpoint whole (`handle_frame`): one encoding, one parse, no
 //! byte pipes. Every decision is the [`Client`]'s: which request to make when and with which
-//! headers (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`), what a status means,
+//! headers (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, or a modern message's
+//! `Mcp-Method` and `Mcp-Name`), what a status means,
 //! when a dropped stream is resumed and after what wait (the server's `retry:`), when the
 //! session is over. This driver makes the requests with hyper, reads the bodies the way the
 //! machine says, sleeps until its [`poll_timeout`](Client::poll_timeout), and turns its end
@@ -35,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sse_stream::SseStream;
 use tether_core::streamable::{
-    self, Client, Event, Exchange, HttpRequest, Read, ResponseHead, LAST_EVENT_ID_HEADER,
+    self, modern, Client, Event, Exchange, HttpRequest, Read, ResponseHead, LAST_EVENT_ID_HEADER,
     SESSION_HEADER,
 };
 use tether_core::Control;
@@ -49,7 +51,7 @@ pub use hyper_io::HyperIo;
 const SESSION_ID: HeaderName = HeaderName::from_static(SESSION_HEADER);
 
 /// The negotiated protocol revision, sent on every request after initialization.
-const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static(modern::VERSION_HEADER);
 
 /// The last event id seen on a stream, sent when resuming it.
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static(LAST_EVENT_ID_HEADER);
@@ -178,6 +180,12 @@ impl Http {
         for (name, value) in fields {
             if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
                 headers.insert(name, value);
+            }
+        }
+        // A modern message's mirror of its body (the client made each value fit a header).
+        for (name, value) in &asked.mirrored {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
             }
         }
         if post {
