@@ -107,6 +107,7 @@ impl Gateway {
                 http: request,
                 slot,
                 client_id,
+                method: message.method.clone(),
                 request: Some(message),
                 progress,
                 sse,
@@ -374,7 +375,8 @@ impl Gateway {
 
     // ---- pool programs ----------------------------------------------------------------
 
-    /// Pool program `slot` started (or could not): it is probed with `server/discover`.
+    /// Pool program `slot` started (or could not): it is probed with `server/discover`, and
+    /// must answer within the policy's ready timeout (else the handshake timeout).
     pub(super) fn pool_started(
         &mut self,
         slot: usize,
@@ -388,7 +390,8 @@ impl Gateway {
             return;
         }
         let probe = self.id();
-        let deadline = now.checked_add(self.config.handshake_timeout);
+        let within = (self.config.restart.ready_timeout).unwrap_or(self.config.handshake_timeout);
+        let deadline = now.checked_add(within);
         let s = &mut self.slots[slot];
         s.restarts.handle_start(now);
         s.phase = Phase::Probing(probe);
@@ -433,7 +436,10 @@ impl Gateway {
                         let Some(call) = self.calls.get(&key) else {
                             return;
                         };
-                        let response = pool::restore_result(response, call);
+                        let mut response = pool::restore_result(response, call);
+                        if matches!(self.slots[slot].era, Some(Era::Legacy { .. })) {
+                            pool::modernize(&mut response, &call.method);
+                        }
                         self.to_call(key, Message::Response(response), true, now);
                     }
                     _ => self.dropped += 1,

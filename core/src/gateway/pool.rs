@@ -135,6 +135,8 @@ pub(super) struct Call {
     pub(super) client_id: Id,
     /// The request as it will go to the program (its id already the bridge's), until sent.
     pub(super) request: Option<Request>,
+    /// Its method.
+    pub(super) method: String,
     /// The progress token the client gave, replaced by the bridge's at the program.
     pub(super) progress: Option<Value>,
     /// Whether the client takes an event stream.
@@ -323,6 +325,32 @@ pub(super) fn restore_result(mut response: Response, call: &Call) -> Response {
 
 fn id_value(id: &Id) -> Value {
     serde_json::to_value(id).unwrap_or(Value::Null)
+}
+
+/// A legacy program's result made a modern one: `resultType` (absent means complete, but
+/// clients validate), and for the results the modern revision lets clients cache, a private
+/// scope that is stale at once (a legacy program says nothing about caching).
+pub(super) fn modernize(response: &mut Response, method: &str) {
+    let Ok(Value::Object(result)) = response.result.as_mut() else {
+        return;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    let cacheable = matches!(
+        method,
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    );
+    if cacheable {
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!("private"));
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+    }
 }
 
 /// The list-changed notifications a legacy program sends, and the `subscriptions/listen`
