@@ -105,12 +105,10 @@ impl World {
             .gw
             .handle_request(conn, Request::new("POST", "/mcp", headers), self.now);
         assert!(self.gw.wants_body(id).is_some());
-        self.gw.handle_body(
-            id,
-            Ok(body.to_string().into_bytes()),
-            self.now,
-            || panic!("a modern request mints no session id"),
-        );
+        self.gw
+            .handle_body(id, Ok(body.to_string().into_bytes()), self.now, || {
+                panic!("a modern request mints no session id")
+            });
         (conn, id)
     }
 
@@ -128,7 +126,10 @@ impl World {
         self.gw.handle_started(program, Ok(()), self.now);
         let probe = self.request_to(program);
         assert_eq!(probe["method"], "server/discover");
-        assert_eq!(probe["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], V);
+        assert_eq!(
+            probe["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+            V
+        );
         if modern {
             self.reply(
                 program,
@@ -166,8 +167,7 @@ impl World {
 
     fn reply(&mut self, program: ProgramId, message: Value) {
         let message: Message = serde_json::from_value(message).unwrap();
-        self.gw
-            .handle_program_message(program, message, self.now);
+        self.gw.handle_program_message(program, message, self.now);
     }
 
     fn stream(&mut self, id: RequestId) -> BodyId {
@@ -200,7 +200,10 @@ fn a_modern_request_goes_to_the_pool_under_a_bridge_id_and_comes_back_as_json() 
     let sent = w.request_to(program);
     assert_eq!(sent["method"], "tools/list");
     assert_ne!(sent["id"], json!(1), "the id is the bridge's");
-    assert_eq!(sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], V);
+    assert_eq!(
+        sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        V
+    );
     w.reply(
         program,
         json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"tools": []}}),
@@ -208,7 +211,10 @@ fn a_modern_request_goes_to_the_pool_under_a_bridge_id_and_comes_back_as_json() 
     let response = w.gw.take_response(id).expect("answered");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("mcp-session-id"), None);
-    assert_eq!(json_of(&response), json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}));
+    assert_eq!(
+        json_of(&response),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}})
+    );
     assert_eq!(w.gw.footprint().calls, 0);
     assert_eq!(w.gw.active(), 0, "no session");
 }
@@ -216,7 +222,11 @@ fn a_modern_request_goes_to_the_pool_under_a_bridge_id_and_comes_back_as_json() 
 #[test]
 fn headers_that_disagree_with_the_body_get_400_and_the_program_sees_nothing() {
     let mut w = World::new(config());
-    let body = modern(json!(1), "tools/call", json!({"name": "echo", "arguments": {}}));
+    let body = modern(
+        json!(1),
+        "tools/call",
+        json!({"name": "echo", "arguments": {}}),
+    );
     let cases: Vec<(&str, Option<&str>)> = vec![
         ("mcp-protocol-version", None),
         ("mcp-protocol-version", Some("2025-06-18")),
@@ -280,9 +290,8 @@ fn get_and_delete_without_a_session_are_405() {
             ("accept".to_owned(), "text/event-stream".to_owned()),
             ("mcp-protocol-version".to_owned(), V.to_owned()),
         ];
-        let id = w
-            .gw
-            .handle_request(conn, Request::new(method, "/mcp", headers), w.now);
+        let id =
+            w.gw.handle_request(conn, Request::new(method, "/mcp", headers), w.now);
         let response = w.gw.take_response(id).unwrap();
         assert_eq!(response.status, 405, "{method}");
         assert_eq!(response.header("allow"), Some("POST"));
@@ -307,7 +316,10 @@ fn session_ids_are_ignored_on_modern_requests_and_notifications_get_202() {
 #[test]
 fn an_unknown_method_is_404_and_an_unsupported_version_400() {
     let mut w = World::new(config());
-    let (_, a) = w.post(&modern(json!(1), "nope/nope", json!({})), "application/json, text/event-stream");
+    let (_, a) = w.post(
+        &modern(json!(1), "nope/nope", json!({})),
+        "application/json, text/event-stream",
+    );
     let program = w.start_pool(true);
     let sent = w.request_to(program);
     w.reply(
@@ -337,7 +349,11 @@ fn an_unknown_method_is_404_and_an_unsupported_version_400() {
 #[test]
 fn a_stream_is_committed_by_the_first_event_and_ends_with_the_answer() {
     let mut w = World::new(config());
-    let mut body = modern(json!(7), "tools/call", json!({"name": "slow", "arguments": {}}));
+    let mut body = modern(
+        json!(7),
+        "tools/call",
+        json!({"name": "slow", "arguments": {}}),
+    );
     body["params"]["_meta"]["progressToken"] = json!("mine");
     let (_, id) = w.post(&body, "application/json, text/event-stream");
     let program = w.start_pool(true);
@@ -360,7 +376,10 @@ fn a_stream_is_committed_by_the_first_event_and_ends_with_the_answer() {
     assert_eq!(w.gw.take_body(stream), Take::End);
     w.gw.handle_body_dropped(stream, w.now);
     assert_eq!(w.gw.footprint().calls, 0);
-    assert!(w.gw.poll_program(program).is_none(), "no cancel after the answer");
+    assert!(
+        w.gw.poll_program(program).is_none(),
+        "no cancel after the answer"
+    );
 }
 
 #[test]
@@ -368,7 +387,11 @@ fn fifty_clients_with_id_1_each_get_their_own_answer() {
     let mut w = World::new(config());
     let mut asked = Vec::new();
     for n in 0..50 {
-        let body = modern(json!(1), "tools/call", json!({"name": format!("t{n}"), "arguments": {}}));
+        let body = modern(
+            json!(1),
+            "tools/call",
+            json!({"name": format!("t{n}"), "arguments": {}}),
+        );
         asked.push(w.post(&body, "application/json").1);
     }
     let program = w.start_pool(true);
@@ -396,7 +419,11 @@ fn fifty_clients_with_id_1_each_get_their_own_answer() {
 #[test]
 fn a_closed_stream_cancels_with_the_programs_id_and_its_late_answer_goes_nowhere() {
     let mut w = World::new(config());
-    let body = modern(json!(3), "tools/call", json!({"name": "slow", "arguments": {}}));
+    let body = modern(
+        json!(3),
+        "tools/call",
+        json!({"name": "slow", "arguments": {}}),
+    );
     let (_, id) = w.post(&body, "text/event-stream");
     let program = w.start_pool(true);
     let sent = w.request_to(program);
@@ -413,7 +440,10 @@ fn a_closed_stream_cancels_with_the_programs_id_and_its_late_answer_goes_nowhere
     assert_eq!(cancel["method"], "notifications/cancelled");
     assert_eq!(cancel["params"]["requestId"], sent["id"]);
     let dropped = w.gw.dropped();
-    w.reply(program, json!({"jsonrpc": "2.0", "id": sent["id"], "result": {}}));
+    w.reply(
+        program,
+        json!({"jsonrpc": "2.0", "id": sent["id"], "result": {}}),
+    );
     assert_eq!(w.gw.dropped(), dropped + 1);
     assert_eq!(w.gw.footprint().calls, 0);
     assert_eq!(w.gw.footprint().bodies, 0);
@@ -435,24 +465,51 @@ fn a_closed_connection_cancels_a_held_request() {
 #[test]
 fn requests_go_to_the_pool_program_with_the_fewest_outstanding() {
     let mut w = World::new(config().pool(2));
-    let (_, a) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, a) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     let first = w.start_pool(true);
-    let (_, b) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, b) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     let second = w.start_pool(true);
     assert_ne!(first, second);
     let to_first = w.request_to(first);
     let to_second = w.request_to(second);
-    w.reply(first, json!({"jsonrpc": "2.0", "id": to_first["id"], "result": {"from": 1}}));
+    w.reply(
+        first,
+        json!({"jsonrpc": "2.0", "id": to_first["id"], "result": {"from": 1}}),
+    );
     // The first is free again: the next goes there, not to the busy second.
-    let (_, c) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, c) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     let to_first_again = w.request_to(first);
     assert!(w.gw.poll_program(second).is_none());
     assert!(w.gw.poll_start().is_none(), "each probed once");
-    w.reply(second, json!({"jsonrpc": "2.0", "id": to_second["id"], "result": {"from": 2}}));
-    w.reply(first, json!({"jsonrpc": "2.0", "id": to_first_again["id"], "result": {"from": 3}}));
-    assert_eq!(json_of(&w.gw.take_response(a).unwrap())["result"]["from"], 1);
-    assert_eq!(json_of(&w.gw.take_response(b).unwrap())["result"]["from"], 2);
-    assert_eq!(json_of(&w.gw.take_response(c).unwrap())["result"]["from"], 3);
+    w.reply(
+        second,
+        json!({"jsonrpc": "2.0", "id": to_second["id"], "result": {"from": 2}}),
+    );
+    w.reply(
+        first,
+        json!({"jsonrpc": "2.0", "id": to_first_again["id"], "result": {"from": 3}}),
+    );
+    assert_eq!(
+        json_of(&w.gw.take_response(a).unwrap())["result"]["from"],
+        1
+    );
+    assert_eq!(
+        json_of(&w.gw.take_response(b).unwrap())["result"]["from"],
+        2
+    );
+    assert_eq!(
+        json_of(&w.gw.take_response(c).unwrap())["result"]["from"],
+        3
+    );
 }
 
 #[test]
@@ -465,7 +522,10 @@ fn a_pool_program_that_ends_fails_its_calls_and_restarts_with_a_growing_delay() 
         ready_timeout: None,
     };
     let mut w = World::new(config().restart(policy));
-    let (_, a) = w.post(&modern(json!(9), "tools/list", json!({})), "application/json");
+    let (_, a) = w.post(
+        &modern(json!(9), "tools/list", json!({})),
+        "application/json",
+    );
     let program = w.start_pool(true);
     let _ = w.request_to(program);
     let crashed = Some(ExitStatus {
@@ -476,58 +536,90 @@ fn a_pool_program_that_ends_fails_its_calls_and_restarts_with_a_growing_delay() 
     let answer = json_of(&w.gw.take_response(a).unwrap());
     assert_eq!(answer["id"], 9);
     assert_eq!(answer["error"]["code"], -32603);
-    assert_eq!(w.gw.poll_timeout(), Some(w.now + Duration::from_millis(100)));
+    assert_eq!(
+        w.gw.poll_timeout(),
+        Some(w.now + Duration::from_millis(100))
+    );
     assert!(w.gw.poll_start().is_none(), "not before the delay");
     w.now += Duration::from_millis(100);
     w.gw.handle_timeout(w.now);
     let program = w.start_pool(true);
     w.gw.handle_program_end(program, crashed, w.now);
-    assert_eq!(w.gw.poll_timeout(), Some(w.now + Duration::from_millis(200)), "doubled");
+    assert_eq!(
+        w.gw.poll_timeout(),
+        Some(w.now + Duration::from_millis(200)),
+        "doubled"
+    );
     w.now += Duration::from_millis(200);
     w.gw.handle_timeout(w.now);
     let program = w.start_pool(true);
     w.gw.handle_program_end(program, crashed, w.now);
     // The guard gave up: modern requests are refused.
     assert_eq!(w.gw.poll_timeout(), None);
-    let (_, b) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, b) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     assert_eq!(w.gw.take_response(b).unwrap().status, 503);
 }
 
 #[test]
 fn a_pool_program_that_never_answers_its_probe_is_closed_and_its_calls_fail() {
     let mut w = World::new(config());
-    let (_, a) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, a) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     let Start { program, .. } = w.gw.poll_start().unwrap();
     w.gw.handle_started(program, Ok(()), w.now);
     assert_eq!(w.request_to(program)["method"], "server/discover");
     w.now += Duration::from_secs(5);
     w.gw.handle_timeout(w.now);
-    assert_eq!(json_of(&w.gw.take_response(a).unwrap())["error"]["code"], -32603);
+    assert_eq!(
+        json_of(&w.gw.take_response(a).unwrap())["error"]["code"],
+        -32603
+    );
     assert_eq!(w.gw.poll_program(program), Some(ToProgram::Close));
 }
 
 #[test]
 fn a_legacy_only_program_is_initialized_once_and_translated_for() {
     let mut w = World::new(config());
-    let (_, discover) = w.post(&modern(json!("d"), "server/discover", json!({})), "application/json");
+    let (_, discover) = w.post(
+        &modern(json!("d"), "server/discover", json!({})),
+        "application/json",
+    );
     let program = w.start_pool(false);
     let answer = json_of(&w.gw.take_response(discover).unwrap());
     assert_eq!(answer["id"], "d");
     assert_eq!(answer["result"]["supportedVersions"], json!([V]));
-    assert_eq!(answer["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(
+        answer["result"]["capabilities"]["tools"]["listChanged"],
+        true
+    );
     assert_eq!(
         answer["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
         "old"
     );
-    assert!(w.gw.poll_program(program).is_none(), "discover answered by the bridge");
+    assert!(
+        w.gw.poll_program(program).is_none(),
+        "discover answered by the bridge"
+    );
     let (_, call) = w.post(
-        &modern(json!(5), "tools/call", json!({"name": "echo", "arguments": {"x": 1}})),
+        &modern(
+            json!(5),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"x": 1}}),
+        ),
         "application/json",
     );
     let sent = w.request_to(program);
     assert_eq!(sent["method"], "tools/call");
     assert_eq!(sent["params"]["arguments"]["x"], 1);
-    assert!(sent["params"].get("_meta").is_none(), "the modern keys are gone");
+    assert!(
+        sent["params"].get("_meta").is_none(),
+        "the modern keys are gone"
+    );
     // The program asks the client something: refused by the bridge.
     w.reply(
         program,
@@ -536,7 +628,10 @@ fn a_legacy_only_program_is_initialized_once_and_translated_for() {
     let refusal = w.request_to(program);
     assert_eq!(refusal["id"], 77);
     assert!(refusal["error"]["code"].is_i64());
-    w.reply(program, json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"content": []}}));
+    w.reply(
+        program,
+        json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"content": []}}),
+    );
     assert_eq!(json_of(&w.gw.take_response(call).unwrap())["id"], 5);
     assert!(w.gw.poll_start().is_none(), "initialized once");
 }
@@ -545,7 +640,11 @@ fn a_legacy_only_program_is_initialized_once_and_translated_for() {
 fn listen_streams_get_what_they_asked_for_tagged_with_their_id() {
     let mut w = World::new(config());
     let listen = |id: &str, tools: bool| {
-        modern(json!(id), "subscriptions/listen", json!({"notifications": {"toolsListChanged": tools}}))
+        modern(
+            json!(id),
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": tools}}),
+        )
     };
     let (_, a) = w.post(&listen("a", true), "text/event-stream");
     let program = w.start_pool(false);
@@ -554,13 +653,25 @@ fn listen_streams_get_what_they_asked_for_tagged_with_their_id() {
     let b = w.stream(b);
     let ack = w.event(a);
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
-    assert_eq!(ack["params"]["notifications"], json!({"toolsListChanged": true}));
-    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "a");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "a"
+    );
     let _ = w.event(b);
-    w.reply(program, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    w.reply(
+        program,
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+    );
     let change = w.event(a);
     assert_eq!(change["method"], "notifications/tools/list_changed");
-    assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "a");
+    assert_eq!(
+        change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "a"
+    );
     assert_eq!(w.gw.take_body(b), Take::Wait, "b did not ask");
     // Kept open with keep-alives.
     w.now += Duration::from_secs(10);
@@ -568,7 +679,10 @@ fn listen_streams_get_what_they_asked_for_tagged_with_their_id() {
     assert_eq!(w.gw.take_body(a), Take::Data(b": keep-alive\n\n".to_vec()));
     w.gw.handle_body_dropped(a, w.now);
     w.gw.handle_body_dropped(b, w.now);
-    assert!(w.gw.poll_program(program).is_none(), "the bridge's own listens");
+    assert!(
+        w.gw.poll_program(program).is_none(),
+        "the bridge's own listens"
+    );
     assert_eq!(w.gw.footprint().calls, 0);
 }
 
@@ -576,10 +690,21 @@ fn listen_streams_get_what_they_asked_for_tagged_with_their_id() {
 fn a_modern_programs_listen_notifications_go_to_their_own_stream() {
     let mut w = World::new(config());
     let (_, a) = w.post(
-        &modern(json!(1), "subscriptions/listen", json!({"notifications": {"toolsListChanged": true}})),
+        &modern(
+            json!(1),
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        ),
         "text/event-stream",
     );
-    let (_, b) = w.post(&modern(json!(1), "tools/call", json!({"name": "x", "arguments": {}})), "text/event-stream");
+    let (_, b) = w.post(
+        &modern(
+            json!(1),
+            "tools/call",
+            json!({"name": "x", "arguments": {}}),
+        ),
+        "text/event-stream",
+    );
     let program = w.start_pool(true);
     let listen = w.request_to(program);
     let call = w.request_to(program);
@@ -590,14 +715,20 @@ fn a_modern_programs_listen_notifications_go_to_their_own_stream() {
     );
     let a = w.stream(a);
     let change = w.event(a);
-    assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1);
+    assert_eq!(
+        change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        1
+    );
     // A log message with nothing naming its request goes to nobody.
     w.reply(
         program,
         json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}),
     );
     assert!(w.gw.take_response(b).is_none());
-    w.reply(program, json!({"jsonrpc": "2.0", "id": call["id"], "result": {}}));
+    w.reply(
+        program,
+        json!({"jsonrpc": "2.0", "id": call["id"], "result": {}}),
+    );
     let b = w.stream(b);
     assert_eq!(w.event(b)["id"], 1);
     assert_eq!(w.gw.take_body(a), Take::Wait);
@@ -606,13 +737,19 @@ fn a_modern_programs_listen_notifications_go_to_their_own_stream() {
 #[test]
 fn stopping_closes_the_pool_and_fails_what_is_in_flight() {
     let mut w = World::new(config());
-    let (_, a) = w.post(&modern(json!(1), "tools/list", json!({})), "application/json");
+    let (_, a) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
     let program = w.start_pool(true);
     let _ = w.request_to(program);
     w.gw.handle_stop(w.now);
     assert_eq!(w.gw.poll_program(program), Some(ToProgram::Close));
     w.gw.handle_program_end(program, None, w.now);
-    assert_eq!(json_of(&w.gw.take_response(a).unwrap())["error"]["code"], -32603);
+    assert_eq!(
+        json_of(&w.gw.take_response(a).unwrap())["error"]["code"],
+        -32603
+    );
     assert!(w.gw.poll_start().is_none(), "no restart once stopping");
     assert!(w.gw.is_finished());
 }

@@ -1007,7 +1007,10 @@ impl Sim {
             if done {
                 let exchange = &self.exchanges[e];
                 if exchange.modern.is_some() && exchange.ok {
-                    assert!(exchange.got, "a modern request's 200 ended without its answer");
+                    assert!(
+                        exchange.got,
+                        "a modern request's 200 ended without its answer"
+                    );
                 }
                 let exchange = self.exchanges.remove(e);
                 self.gw.handle_closed(exchange.conn, self.now);
@@ -1057,7 +1060,10 @@ impl Sim {
             "{footprint:?}: a body nobody reads"
         );
         let modern = self.exchanges.iter().filter(|e| e.modern.is_some()).count();
-        assert!(footprint.calls <= modern, "{footprint:?}: a call nobody waits for");
+        assert!(
+            footprint.calls <= modern,
+            "{footprint:?}: a call nobody waits for"
+        );
         assert!(footprint.calls <= MAX_CALLS, "{footprint:?}");
         assert!(
             footprint.sessions <= MAX_SESSIONS + footprint.bodies,
@@ -1104,8 +1110,9 @@ fn pool_program(p: &mut Program, message: Message, legacy: bool, coin: bool) {
                         "two requests in flight under id {id} at one program"
                     );
                     if legacy {
-                        assert!(params.get("_meta").is_none_or(|m| m.get(
-                            "io.modelcontextprotocol/protocolVersion").is_none()));
+                        assert!(params.get("_meta").is_none_or(|m| m
+                            .get("io.modelcontextprotocol/protocolVersion")
+                            .is_none()));
                     }
                     let token = params.get("_meta").and_then(|m| m.get("progressToken"));
                     if let Some(token) = token {
@@ -1126,7 +1133,8 @@ fn pool_program(p: &mut Program, message: Message, legacy: bool, coin: bool) {
             // Its answer may be written already: the cancel crossed it.
             p.in_flight.remove(&id);
             if !coin {
-                let other = |m: &Message| !matches!(m, Message::Response(r) if r.id.to_string() == id);
+                let other =
+                    |m: &Message| !matches!(m, Message::Response(r) if r.id.to_string() == id);
                 p.outbox.retain(other);
                 p.held.retain(|(_, m)| other(m));
             }

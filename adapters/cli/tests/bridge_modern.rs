@@ -70,7 +70,15 @@ impl Bridge {
     fn start(runtime: &str, extra: &[&str], program: &[String]) -> Bridge {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .env("RUST_LOG", "warn")
-            .args(["bridge", "--runtime", runtime, "--auth", "none", "--grace", "300"])
+            .args([
+                "bridge",
+                "--runtime",
+                runtime,
+                "--auth",
+                "none",
+                "--grace",
+                "300",
+            ])
             .args(extra)
             .arg("--")
             .args(program)
@@ -118,10 +126,7 @@ impl Bridge {
     fn stop(mut self) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-        let child = std::mem::replace(
-            &mut self.child,
-            Command::new("true").spawn().unwrap(),
-        );
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
         let output = support::wait_output(child, GUARD);
         assert!(output.status.success(), "{output:?}");
     }
@@ -187,7 +192,14 @@ fn http(addr: &str, method: &str, headers: &[(String, String)], body: &str) -> R
     let text = String::from_utf8(raw).unwrap();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(": "))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
@@ -195,7 +207,11 @@ fn http(addr: &str, method: &str, headers: &[(String, String)], body: &str) -> R
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     Reply {
         status,
         headers,
@@ -305,14 +321,25 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
             script("mcp_legacy_server.py"),
         ];
         let bridge = Bridge::start(runtime, &[], &program);
-        let discover = bridge.modern(&modern(json!(1), "server/discover", json!({})), "application/json", &[]);
+        let discover = bridge.modern(
+            &modern(json!(1), "server/discover", json!({})),
+            "application/json",
+            &[],
+        );
         assert_eq!(discover.status, 200, "{discover:?}");
         let result = &discover.json()["result"];
         assert_eq!(result["supportedVersions"], json!([V]));
-        assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "legacy-only");
+        assert_eq!(
+            result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "legacy-only"
+        );
         assert_eq!(result["capabilities"]["tools"]["listChanged"], true);
         let echo = bridge.modern(
-            &modern(json!("e"), "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}})),
+            &modern(
+                json!("e"),
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": "hi"}}),
+            ),
             "application/json, text/event-stream",
             &[],
         );
@@ -322,16 +349,27 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
         assert_eq!(echo.json()["result"]["content"][0]["text"], "hi");
         // The program's own request is refused by the bridge.
         let ask = bridge.modern(
-            &modern(json!(3), "tools/call", json!({"name": "ask", "arguments": {}})),
+            &modern(
+                json!(3),
+                "tools/call",
+                json!({"name": "ask", "arguments": {}}),
+            ),
             "application/json",
             &[],
         );
-        let text = ask.json()["result"]["content"][0]["text"].as_str().unwrap().to_owned();
+        let text = ask.json()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let refusal: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(refusal["id"], "roots-1");
         assert_eq!(refusal["error"]["code"], -32601);
         // An unknown method is 404.
-        let unknown = bridge.modern(&modern(json!(4), "nope/nope", json!({})), "application/json", &[]);
+        let unknown = bridge.modern(
+            &modern(json!(4), "nope/nope", json!({})),
+            "application/json",
+            &[],
+        );
         assert_eq!(unknown.status, 404);
         assert_eq!(unknown.json()["error"]["code"], -32601);
         // The Python SDK's modern client works against it too.
@@ -361,14 +399,25 @@ fn hostile_modern_input_gets_its_status_and_nothing_crosses_between_clients() {
         let log = temp_path(&format!("hostile-{runtime}"));
         let bridge = Bridge::start(runtime, &["--pool", "2"], &python_server(&log));
         let call = |id: Value, message: &str| {
-            modern(id, "tools/call", json!({"name": "echo", "arguments": {"message": message}}))
+            modern(
+                id,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": message}}),
+            )
         };
         let body = call(json!(1), "x");
         let mismatch = bridge.modern(&body, "application/json", &[("mcp-name", "other")]);
-        assert_eq!((mismatch.status, mismatch.json()["error"]["code"].clone()), (400, json!(-32020)));
+        assert_eq!(
+            (mismatch.status, mismatch.json()["error"]["code"].clone()),
+            (400, json!(-32020))
+        );
         let missing = bridge.modern(&body, "application/json", &[("mcp-method", "")]);
         assert_eq!(missing.status, 400);
-        let sentinel = bridge.modern(&body, "application/json", &[("mcp-name", "=?base64?ZWNobw?=")]);
+        let sentinel = bridge.modern(
+            &body,
+            "application/json",
+            &[("mcp-name", "=?base64?ZWNobw?=")],
+        );
         assert_eq!(sentinel.json()["error"]["code"], -32020);
         let big = "y".repeat(60_000);
         let oversized = bridge.modern(&body, "application/json", &[("mcp-name", &big)]);
@@ -377,11 +426,19 @@ fn hostile_modern_input_gets_its_status_and_nothing_crosses_between_clients() {
         bare["params"].as_object_mut().unwrap().remove("_meta");
         let no_meta = bridge.modern(&bare, "application/json", &[]);
         assert_eq!(no_meta.status, 400, "legacy without a session");
-        let get = http(&bridge.addr, "GET", &[("accept".into(), "text/event-stream".into())], "");
+        let get = http(
+            &bridge.addr,
+            "GET",
+            &[("accept".into(), "text/event-stream".into())],
+            "",
+        );
         assert_eq!(get.status, 405);
         let delete = http(&bridge.addr, "DELETE", &[], "");
         assert_eq!(delete.status, 405);
-        assert!(!logged(&log).iter().any(|m| m == "tools/call"), "nothing refused reached the program");
+        assert!(
+            !logged(&log).iter().any(|m| m == "tools/call"),
+            "nothing refused reached the program"
+        );
         // 50 clients, all with id 1, at once: each gets its own echo.
         let threads: Vec<_> = (0..50)
             .map(|n| {
@@ -398,7 +455,10 @@ fn hostile_modern_input_gets_its_status_and_nothing_crosses_between_clients() {
             assert_eq!(reply.status, 200, "{reply:?}");
             let answer = reply.json();
             assert_eq!(answer["id"], 1);
-            assert_eq!(answer["result"]["content"][0]["text"], format!("client {n}"));
+            assert_eq!(
+                answer["result"]["content"][0]["text"],
+                format!("client {n}")
+            );
         }
         bridge.stop();
         let _ = std::fs::remove_file(&log);
@@ -412,7 +472,10 @@ impl Bridge {
             ("mcp-protocol-version".to_owned(), V.to_owned()),
             ("mcp-method".to_owned(), "tools/call".to_owned()),
             ("mcp-name".to_owned(), "echo".to_owned()),
-            ("accept".to_owned(), "application/json, text/event-stream".to_owned()),
+            (
+                "accept".to_owned(),
+                "application/json, text/event-stream".to_owned(),
+            ),
             ("content-type".to_owned(), "application/json".to_owned()),
         ];
         http(addr, "POST", &headers, &body.to_string())

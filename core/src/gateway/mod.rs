@@ -68,11 +68,11 @@ pub use gate::Refused;
 pub use http::{Body, Request, Response};
 pub use pool::LEGACY_VERSION;
 
+use crate::restart::RestartPolicy;
 use crate::streamable::{
     self, route, Head, Method, Post, Reply, Route, Session, SessionRequest, Settings, Sink, Status,
     Take, ToChild,
 };
-use crate::restart::RestartPolicy;
 use crate::{CloseReason, ErrorObject, ExitStatus, Message};
 use gate::Gate;
 use streamable::modern::{METHOD_HEADER, NAME_HEADER, VERSION_HEADER};
@@ -1331,7 +1331,7 @@ impl Gateway {
                 }
                 _ => self.dropped += 1,
             },
-            Some(Owner::Pool(slot)) => self.pool_message(slot, message, now),
+            Some(Owner::Pool(slot)) => self.pool_message(slot, message),
             None => self.dropped += 1,
         }
         self.settle(now);

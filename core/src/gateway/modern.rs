@@ -68,12 +68,20 @@ impl Gateway {
                 "the {} header is missing or does not match the body",
                 mismatch.header()
             );
-            return Some(ReqState::Ready(Response::error(400, HEADER_MISMATCH, &text)));
+            return Some(ReqState::Ready(Response::error(
+                400,
+                HEADER_MISMATCH,
+                &text,
+            )));
         }
         if notification {
             // A modern client's notifications need no program: it cancels by closing a
             // stream, and nothing else it may send changes what a pool program does.
-            return Some(ReqState::Ready(Response::full(202, "text/plain", Vec::new())));
+            return Some(ReqState::Ready(Response::full(
+                202,
+                "text/plain",
+                Vec::new(),
+            )));
         }
         Some(self.call(request, conn, message, post.sse, now))
     }
@@ -111,7 +119,7 @@ impl Gateway {
                 request: Some(message),
                 progress,
                 sse,
-                head: Head::Held(request),
+                head: Head::Held,
                 events: VecDeque::new(),
                 answered: false,
                 listen: None,
@@ -120,7 +128,7 @@ impl Gateway {
         );
         self.slots[slot].waiting.push_back(key);
         self.ensure_started(slot);
-        self.flush(slot, now);
+        self.flush(slot);
         ReqState::Call
     }
 
@@ -168,19 +176,19 @@ impl Gateway {
     }
 
     /// Sends the calls waiting for `slot` once its program is ready.
-    fn flush(&mut self, slot: usize, now: Instant) {
+    fn flush(&mut self, slot: usize) {
         if self.slots[slot].phase != Phase::Ready {
             return;
         }
         while let Some(key) = self.slots[slot].waiting.pop_front() {
-            self.dispatch(slot, key, now);
+            self.dispatch(slot, key);
         }
         self.wake(self.slots[slot].channel);
     }
 
     /// One call to its ready program, in its era: as it came, or translated (a legacy
     /// program's `server/discover` and `subscriptions/listen` are the bridge's to answer).
-    fn dispatch(&mut self, slot: usize, key: u64, now: Instant) {
+    fn dispatch(&mut self, slot: usize, key: u64) {
         let era = self.slots[slot].era.clone();
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -192,7 +200,7 @@ impl Gateway {
             Some(Era::Legacy { init }) if request.method == DISCOVER => {
                 let result = pool::discover_result(&init);
                 let answer = crate::Response::success(call.client_id.clone(), result);
-                self.to_call(key, Message::Response(answer), true, now);
+                self.deliver(key, Message::Response(answer), true);
             }
             Some(Era::Legacy { .. }) if pool::is_listen(&request) => {
                 if !call.sse {
@@ -203,7 +211,7 @@ impl Gateway {
                             "subscriptions/listen needs a client that accepts text/event-stream",
                         ),
                     );
-                    self.to_call(key, Message::Response(answer), true, now);
+                    self.deliver(key, Message::Response(answer), true);
                     return;
                 }
                 let filter = request
@@ -214,7 +222,7 @@ impl Gateway {
                     .unwrap_or_else(|| json!({}));
                 call.listen = Some(filter);
                 let ack = pool::acknowledged(call);
-                self.to_call(key, ack, false, now);
+                self.deliver(key, ack, false);
             }
             Some(Era::Legacy { .. }) => {
                 pool::strip_meta(&mut request);
@@ -237,7 +245,7 @@ impl Gateway {
     /// [`pool::decide`]); `last` is its answer, after which the call is over. A client that
     /// takes JSON sees only the answer; a stream keeps at most
     /// [`Config::relay_queue`](super::Config::relay_queue) events untaken besides it.
-    pub(super) fn to_call(&mut self, key: u64, message: Message, last: bool, now: Instant) {
+    pub(super) fn deliver(&mut self, key: u64, message: Message, last: bool) {
         let relay_queue = self.config.relay_queue;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -255,7 +263,8 @@ impl Gateway {
             None => return,
         };
         match call.head {
-            Head::Held(request) => {
+            Head::Held => {
+                let request = call.http;
                 if !last && !call.sse {
                     self.dropped += 1;
                     return;
@@ -267,7 +276,7 @@ impl Gateway {
                     }
                     Decided::Stream => {
                         call.events.push_back(pool::event(&message));
-                        self.commit(key, request, now);
+                        self.commit(key, request);
                     }
                 }
             }
@@ -282,7 +291,7 @@ impl Gateway {
     }
 
     /// Call `key`'s response is a 200 event stream from now on.
-    fn commit(&mut self, key: u64, request: RequestId, _now: Instant) {
+    fn commit(&mut self, key: u64, request: RequestId) {
         self.next += 1;
         let body = BodyId(self.next);
         let Some(call) = self.calls.get_mut(&key) else {
@@ -325,7 +334,7 @@ impl Gateway {
         if s.outstanding.remove(&key) && s.phase == Phase::Ready {
             s.queue.push_back(pool::cancelled(key));
             let channel = s.channel;
-        self.wake(channel);
+            self.wake(channel);
         }
     }
 
@@ -407,18 +416,18 @@ impl Gateway {
     /// What pool program `slot` said: an answer to the bridge's probe or `initialize`, an
     /// answer to a call, a notification for a call or for the listen streams, or a request
     /// of its own (refused: a modern client takes none).
-    pub(super) fn pool_message(&mut self, slot: usize, message: Message, now: Instant) {
+    pub(super) fn pool_message(&mut self, slot: usize, message: Message) {
         match message {
             Message::Batch(messages) => {
                 for message in messages {
-                    self.pool_message(slot, message, now);
+                    self.pool_message(slot, message);
                 }
             }
             Message::Request(request) => {
                 let s = &mut self.slots[slot];
                 s.queue.push_back(pool::refuse_program_request(request.id));
                 let channel = s.channel;
-        self.wake(channel);
+                self.wake(channel);
             }
             Message::Response(response) => {
                 let Some(key) = id_number(&response.id) else {
@@ -427,10 +436,10 @@ impl Gateway {
                 };
                 match self.slots[slot].phase {
                     Phase::Probing(probe) if probe == key => {
-                        self.probed(slot, response.result.is_ok(), now)
+                        self.probed(slot, response.result.is_ok())
                     }
                     Phase::Initializing(init) if init == key => {
-                        self.initialized(slot, response.result.ok(), now)
+                        self.initialized(slot, response.result.ok())
                     }
                     _ if self.slots[slot].outstanding.contains(&key) => {
                         let Some(call) = self.calls.get(&key) else {
@@ -440,21 +449,21 @@ impl Gateway {
                         if matches!(self.slots[slot].era, Some(Era::Legacy { .. })) {
                             pool::modernize(&mut response, &call.method);
                         }
-                        self.to_call(key, Message::Response(response), true, now);
+                        self.deliver(key, Message::Response(response), true);
                     }
                     _ => self.dropped += 1,
                 }
             }
-            Message::Notification(notification) => self.pool_notification(slot, notification, now),
+            Message::Notification(notification) => self.pool_notification(slot, notification),
         }
     }
 
-    fn pool_notification(&mut self, slot: usize, notification: Notification, now: Instant) {
+    fn pool_notification(&mut self, slot: usize, notification: Notification) {
         if let Some((key, scope)) = pool::scoped_to(&notification) {
             if self.slots[slot].outstanding.contains(&key) {
                 if let Some(call) = self.calls.get(&key) {
                     let restored = pool::restore(notification, call, scope);
-                    self.to_call(key, Message::Notification(restored), false, now);
+                    self.deliver(key, Message::Notification(restored), false);
                     return;
                 }
             }
@@ -484,20 +493,20 @@ impl Gateway {
         for key in listeners {
             if let Some(call) = self.calls.get(&key) {
                 let tagged = pool::tagged(&notification, call);
-                self.to_call(key, tagged, false, now);
+                self.deliver(key, tagged, false);
             }
         }
     }
 
     /// The probe's answer: a result is the modern era; an error, the legacy era, which the
     /// bridge initializes once.
-    fn probed(&mut self, slot: usize, modern: bool, now: Instant) {
+    fn probed(&mut self, slot: usize, modern: bool) {
         if modern {
             let s = &mut self.slots[slot];
             s.era = Some(Era::Modern);
             s.phase = Phase::Ready;
             s.deadline = None;
-            self.flush(slot, now);
+            self.flush(slot);
             return;
         }
         let id = self.id();
@@ -510,9 +519,9 @@ impl Gateway {
 
     /// `initialize`'s answer from a legacy program: ready (and `notifications/initialized`
     /// sent), or refused: its calls fail and it is closed.
-    fn initialized(&mut self, slot: usize, result: Option<Value>, now: Instant) {
+    fn initialized(&mut self, slot: usize, result: Option<Value>) {
         let Some(init) = result else {
-            self.fail_waiting(slot, now);
+            self.fail_waiting(slot);
             if let Some(program) = self.slots[slot].program {
                 self.close_program(program);
             }
@@ -522,26 +531,24 @@ impl Gateway {
         s.era = Some(Era::Legacy { init });
         s.phase = Phase::Ready;
         s.deadline = None;
-        s.queue
-            .push_back(ToProgram::Message(Message::Notification(Notification::new(
-                "notifications/initialized",
-                None,
-            ))));
-        self.flush(slot, now);
+        s.queue.push_back(ToProgram::Message(Message::Notification(
+            Notification::new("notifications/initialized", None),
+        )));
+        self.flush(slot);
     }
 
     /// The calls waiting for `slot` get an error: its program will not serve them.
-    fn fail_waiting(&mut self, slot: usize, now: Instant) {
+    fn fail_waiting(&mut self, slot: usize) {
         let waiting: Vec<u64> = self.slots[slot].waiting.drain(..).collect();
         for key in waiting {
-            self.fail(key, now);
+            self.fail(key);
         }
     }
 
-    fn fail(&mut self, key: u64, now: Instant) {
+    fn fail(&mut self, key: u64) {
         if let Some(call) = self.calls.get(&key) {
             let error = pool::program_ended(call.client_id.clone());
-            self.to_call(key, error, true, now);
+            self.deliver(key, error, true);
         }
     }
 
@@ -569,7 +576,7 @@ impl Gateway {
             .map(|(k, _)| *k)
             .collect();
         for key in outstanding.into_iter().chain(listens) {
-            self.fail(key, now);
+            self.fail(key);
         }
         let cause = pool::end_cause(status, closing || self.stopping);
         let status = status.unwrap_or(ExitStatus {
@@ -588,7 +595,7 @@ impl Gateway {
             crate::restart::Decision::End(_) => Phase::Idle,
         };
         if !matches!(s.phase, Phase::Restarting(_)) {
-            self.fail_waiting(slot, now);
+            self.fail_waiting(slot);
         }
         self.wake_all();
     }
@@ -617,7 +624,7 @@ impl Gateway {
                     if self.slots[slot].deadline.is_some_and(|at| at <= now) =>
                 {
                     self.slots[slot].deadline = None;
-                    self.fail_waiting(slot, now);
+                    self.fail_waiting(slot);
                     if let Some(program) = self.slots[slot].program {
                         self.close_program(program);
                     }
@@ -641,8 +648,9 @@ impl Gateway {
                 call.events.push_back(pool::KEEP_ALIVE.to_vec());
             }
             let conn = call.conn;
-            if let Head::Held(request) = call.head {
-                self.commit(key, request, now);
+            if call.head == Head::Held {
+                let request = call.http;
+                self.commit(key, request);
             }
             self.wake(conn.0);
         }

@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value};
 use super::{BodyId, ConnId, ProgramId, RequestId, ToProgram};
 use crate::restart::{EndCause, RestartPolicy, Restarts};
 use crate::streamable::modern::{
-    CAPABILITIES_META, CLIENT_INFO_META, DISCOVER, LISTEN, SUBSCRIPTION_META,
-    UNSUPPORTED_VERSION, VERSIONS, VERSION_META,
+    CAPABILITIES_META, CLIENT_INFO_META, DISCOVER, LISTEN, SUBSCRIPTION_META, UNSUPPORTED_VERSION,
+    VERSIONS, VERSION_META,
 };
 use crate::{ErrorObject, ExitStatus, Id, Message, Notification, Request, Response};
 
@@ -116,8 +116,8 @@ impl Slot {
 /// Where a call's response is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Head {
-    /// Not decided: the HTTP request waits (its id).
-    Held(RequestId),
+    /// Not decided: the HTTP request waits.
+    Held,
     /// A 200 event stream, read as this body.
     Stream(BodyId),
 }
@@ -388,7 +388,11 @@ pub(super) fn wants(filter: &Value, notification: &Notification) -> bool {
 /// What the bridge honours of a listen filter for a legacy program: the list-changed kinds.
 pub(super) fn honoured(filter: &Value) -> Value {
     let mut honoured = Map::new();
-    for key in ["toolsListChanged", "promptsListChanged", "resourcesListChanged"] {
+    for key in [
+        "toolsListChanged",
+        "promptsListChanged",
+        "resourcesListChanged",
+    ] {
         if filter.get(key).and_then(Value::as_bool) == Some(true) {
             honoured.insert(key.to_owned(), Value::Bool(true));
         }
