@@ -5,6 +5,7 @@ method (-32601), and any other request before `initialize` is refused (-32600). 
   echo    returns its `message` argument
   ask     asks the client `roots/list` and returns what came back (the bridge's refusal)
   change  sends `notifications/tools/list_changed`, then returns
+  wait    never answers (a client that leaves cancels it)
 Every message it reads is appended, one JSON line each, to $TETHER_METHOD_LOG if set.
 Standard library only.
 """
@@ -68,7 +69,8 @@ for line in sys.stdin:
             error(id, -32600, "not initialized")
     elif method == "tools/list":
         result(id, {"tools": [
-            {"name": name, "inputSchema": {"type": "object"}} for name in ("echo", "ask", "change")
+            {"name": name, "inputSchema": {"type": "object"}}
+            for name in ("echo", "ask", "change", "wait")
         ]})
     elif method == "tools/call":
         name = message["params"]["name"]
@@ -77,6 +79,8 @@ for line in sys.stdin:
         elif name == "ask":
             pending_ask = id
             send({"jsonrpc": "2.0", "id": "roots-1", "method": "roots/list"})
+        elif name == "wait":
+            pass
         elif name == "change":
             send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
             result(id, text("changed"))

@@ -252,6 +252,24 @@ fn logged(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The first message in the program's own log that `matches`, once it is there; the log is
+/// looked at again every 20 ms (a file cannot be waited on), for at most [`GUARD`].
+fn until_logged(log: &Path, matches: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let found = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| matches(m));
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(start.elapsed() < GUARD, "never logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The Python SDK client's observations against `url` in `mode`.
 fn modern_client(url: &str, mode: &str) -> Vec<Value> {
     let child = Command::new(peer("venv/bin/python"))
@@ -372,6 +390,32 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
         );
         assert_eq!(unknown.status, 404);
         assert_eq!(unknown.json()["error"]["code"], -32601);
+        // A client that leaves cancels its request, under the id the program was sent.
+        let wait = modern(
+            json!(5),
+            "tools/call",
+            json!({"name": "wait", "arguments": {}}),
+        );
+        let mut stream = TcpStream::connect(&bridge.addr).unwrap();
+        let text = wait.to_string();
+        write!(
+            stream,
+            "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             accept: text/event-stream\r\nmcp-protocol-version: {V}\r\n\
+             mcp-method: tools/call\r\nmcp-name: wait\r\ncontent-length: {}\r\n\r\n{text}",
+            bridge.addr,
+            text.len()
+        )
+        .unwrap();
+        let sent_wait = until_logged(&log, |m| m["params"]["name"] == "wait");
+        drop(stream);
+        let cancel = until_logged(&log, |m| m["method"] == "notifications/cancelled");
+        assert_eq!(cancel["params"]["requestId"], sent_wait["id"]);
+        assert_ne!(
+            sent_wait["id"],
+            json!(5),
+            "the program's own id, not the client's"
+        );
         // The Python SDK's modern client works against it too.
         let lines = modern_client(&bridge.url(), V);
         assert!(lines.iter().any(|l| l["event"] == "done"), "{lines:?}");

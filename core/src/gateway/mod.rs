@@ -2,7 +2,9 @@
 //!
 //! A bridge accepts TCP connections, answers HTTP requests (MCP's Streamable HTTP at `/mcp`,
 //! `/healthz`, refusals) and websocket handshakes, and gives each session (a websocket client,
-//! or a Streamable HTTP session) a program of its own, relaying messages between the two. The
+//! or a Streamable HTTP session) a program of its own, relaying messages between the two.
+//! Requests of MCP's stateless revision (2026-07-28), which have no session, share a pool of
+//! [`Config::pool`] programs instead (see `modern.rs` and `pool.rs` for their rules). The
 //! gateway decides all of it — who may come in, which status and JSON-RPC error a refusal
 //! has, when to start and stop programs, where each message goes, when a connection is
 //! dropped — and does none of it: the adapter parses HTTP and websocket bytes (with well-kept
@@ -46,14 +48,17 @@
 //! Timers: every connection's handshake deadline (the first request, and for a websocket the
 //! handshake, must come within [`Config::handshake_timeout`]), the grace of a draining HTTP
 //! connection once stopping ([`Config::shutdown_grace`]), and each HTTP session's idle
-//! deadline. `poll_timeout` is the earliest; after `handle_timeout(now)` none is left at or
-//! before `now`. Time that goes backwards is taken as no time.
+//! deadline; for the pool, each program's restart delay and probe deadline, and each modern
+//! request's next keep-alive. `poll_timeout` is the earliest; after `handle_timeout(now)`
+//! none is left at or before `now`. Time that goes backwards is taken as no time.
 //!
 //! Bounds: messages queued for a websocket client or its program are at most
 //! [`Config::relay_queue`] each way, as long as the adapter reads only while `wants_*` says
 //! so (beyond, messages are dropped and counted, never queued); an HTTP session keeps at most
 //! its [`Settings::buffer`] of events plus one message; a POST body is read up to
-//! [`Config::max_body`]; sessions are at most [`Config::max_connections`].
+//! [`Config::max_body`]; sessions are at most [`Config::max_connections`]; modern requests
+//! in progress at most [`Config::max_calls`], each keeping at most [`Config::relay_queue`]
+//! events untaken besides its answer.
 
 mod gate;
 mod http;
