@@ -753,3 +753,36 @@ fn stopping_closes_the_pool_and_fails_what_is_in_flight() {
     assert!(w.gw.poll_start().is_none(), "no restart once stopping");
     assert!(w.gw.is_finished());
 }
+
+#[test]
+fn stopping_during_a_restarts_delay_fails_the_requests_waiting_for_it() {
+    let policy = RestartPolicy {
+        mode: RestartMode::Always,
+        backoff: Duration::from_secs(1),
+        ..RestartPolicy::default()
+    };
+    let mut w = World::new(config().restart(policy));
+    let (_, a) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
+    let program = w.start_pool(true);
+    let _ = w.request_to(program);
+    w.gw.handle_program_end(program, None, w.now);
+    assert_eq!(
+        json_of(&w.gw.take_response(a).unwrap())["error"]["code"],
+        -32603
+    );
+    // A request arrives during the delay: it waits for the restart.
+    let (_, b) = w.post(
+        &modern(json!(2), "tools/list", json!({})),
+        "application/json",
+    );
+    assert!(w.gw.take_response(b).is_none());
+    w.gw.handle_stop(w.now);
+    assert_eq!(json_of(&w.gw.take_response(b).unwrap())["id"], 2);
+    w.now += Duration::from_secs(1);
+    w.gw.handle_timeout(w.now);
+    assert!(w.gw.poll_start().is_none());
+    assert!(w.gw.is_finished());
+}

@@ -1518,6 +1518,7 @@ impl Gateway {
         for program in running {
             self.close_program(program);
         }
+        self.pool_stop();
         self.settle(now);
     }
 

@@ -600,6 +600,17 @@ impl Gateway {
         self.wake_all();
     }
 
+    /// The bridge is stopping: the calls waiting for a pool program that is not running (idle,
+    /// or in a restart's delay) get an error now, since it will not start again.
+    pub(super) fn pool_stop(&mut self) {
+        for slot in 0..self.slots.len() {
+            if matches!(self.slots[slot].phase, Phase::Idle | Phase::Restarting(_)) {
+                self.slots[slot].phase = Phase::Idle;
+                self.fail_waiting(slot);
+            }
+        }
+    }
+
     /// The pool's deadlines: restarts, probes, keep-alives.
     pub(super) fn pool_timeout(&self) -> Option<Instant> {
         let slots = self.slots.iter().filter_map(|s| match s.phase {
