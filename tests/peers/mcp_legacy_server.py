@@ -6,6 +6,7 @@ method (-32601), and any other request before `initialize` is refused (-32600). 
   ask     asks the client `roots/list` and returns what came back (the bridge's refusal)
   change  sends `notifications/tools/list_changed`, then returns
   wait    never answers (a client that leaves cancels it)
+  crash   exits at once with status 3, answering nothing
 Every message it reads is appended, one JSON line each, to $TETHER_METHOD_LOG if set.
 Standard library only.
 """
@@ -70,7 +71,7 @@ for line in sys.stdin:
     elif method == "tools/list":
         result(id, {"tools": [
             {"name": name, "inputSchema": {"type": "object"}}
-            for name in ("echo", "ask", "change", "wait")
+            for name in ("echo", "ask", "change", "wait", "crash")
         ]})
     elif method == "tools/call":
         name = message["params"]["name"]
@@ -81,6 +82,8 @@ for line in sys.stdin:
             send({"jsonrpc": "2.0", "id": "roots-1", "method": "roots/list"})
         elif name == "wait":
             pass
+        elif name == "crash":
+            sys.exit(3)
         elif name == "change":
             send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
             result(id, text("changed"))

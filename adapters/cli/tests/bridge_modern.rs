@@ -438,6 +438,54 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
 }
 
 #[test]
+fn a_pool_program_that_crashes_fails_its_request_and_is_restarted() {
+    for runtime in RUNTIMES {
+        let log = temp_path(&format!("crash-{runtime}"));
+        let program = [
+            "env".to_owned(),
+            format!("TETHER_METHOD_LOG={}", log.display()),
+            "python3".to_owned(),
+            script("mcp_legacy_server.py"),
+        ];
+        let flags = [
+            "--restart",
+            "on-failure",
+            "--backoff",
+            "50",
+            "--max-restarts",
+            "1",
+        ];
+        let bridge = Bridge::start(runtime, &flags, &program);
+        let call = |name: &str| {
+            modern(
+                json!(1),
+                "tools/call",
+                json!({"name": name, "arguments": {"message": "m"}}),
+            )
+        };
+        let crash = bridge.modern(&call("crash"), "application/json", &[]);
+        assert_eq!(crash.status, 200, "{crash:?}");
+        assert_eq!(crash.json()["error"]["code"], -32603, "{crash:?}");
+        // Restarted after its delay (the request waits for it), initialized again.
+        let echo = bridge.modern(&call("echo"), "application/json", &[]);
+        assert_eq!(echo.json()["result"]["content"][0]["text"], "m", "{echo:?}");
+        let initialized = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"initialize\""))
+            .count();
+        assert_eq!(initialized, 2);
+        // A second crash inside the window is a crash loop: modern requests get 503.
+        let crash = bridge.modern(&call("crash"), "application/json", &[]);
+        assert_eq!(crash.json()["error"]["code"], -32603);
+        let refused = bridge.modern(&call("echo"), "application/json", &[]);
+        assert_eq!(refused.status, 503, "{refused:?}");
+        bridge.stop();
+        let _ = std::fs::remove_file(&log);
+    }
+}
+
+#[test]
 fn hostile_modern_input_gets_its_status_and_nothing_crosses_between_clients() {
     for runtime in RUNTIMES {
         let log = temp_path(&format!("hostile-{runtime}"));
