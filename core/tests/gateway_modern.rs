@@ -786,3 +786,52 @@ fn stopping_during_a_restarts_delay_fails_the_requests_waiting_for_it() {
     assert!(w.gw.poll_start().is_none());
     assert!(w.gw.is_finished());
 }
+
+#[test]
+fn an_initialize_with_modern_meta_still_starts_a_legacy_session() {
+    let mut w = World::new(config());
+    let body = modern(
+        json!(1),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18"}),
+    );
+    let conn = w.gw.handle_accept(peer(), w.now);
+    let mut headers = mirrored(&body);
+    headers.push(("accept".into(), "application/json".into()));
+    let id =
+        w.gw.handle_request(conn, Request::new("POST", "/mcp", headers), w.now);
+    w.gw.handle_body(id, Ok(body.to_string().into_bytes()), w.now, || {
+        Some("s1".into())
+    });
+    let Start {
+        program, pooled, ..
+    } = w.gw.poll_start().unwrap();
+    assert!(!pooled, "a program of its own");
+    w.gw.handle_started(program, Ok(()), w.now);
+    let response = w.gw.take_response(id).unwrap();
+    assert_eq!(response.header("mcp-session-id"), Some("s1"));
+}
+
+#[test]
+fn a_program_that_asks_without_reading_is_not_owed_a_growing_queue() {
+    let mut w = World::new(config().max_calls(4));
+    let _ = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
+    let program = w.start_pool(true);
+    let _ = w.request_to(program);
+    let dropped = w.gw.dropped();
+    for n in 0..10 {
+        w.reply(
+            program,
+            json!({"jsonrpc": "2.0", "id": n, "method": "roots/list"}),
+        );
+    }
+    assert_eq!(w.gw.dropped(), dropped + 6);
+    let mut refusals = 0;
+    while let Some(ToProgram::Message(_)) = w.gw.poll_program(program) {
+        refusals += 1;
+    }
+    assert_eq!(refusals, 4);
+}

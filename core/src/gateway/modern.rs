@@ -45,6 +45,8 @@ impl Gateway {
             return None;
         }
         let (message, notification) = match post.messages.into_iter().next()? {
+            // Whatever its `_meta` says, an `initialize` starts a legacy session.
+            Message::Request(request) if request.method == "initialize" => return None,
             Message::Request(request) => (request, false),
             Message::Notification(n) => (
                 Request {
@@ -424,7 +426,13 @@ impl Gateway {
                 }
             }
             Message::Request(request) => {
+                let max = self.config.max_calls;
                 let s = &mut self.slots[slot];
+                // A program that asks without reading its answers is not owed a growing queue.
+                if s.queue.len() >= max {
+                    self.dropped += 1;
+                    return;
+                }
                 s.queue.push_back(pool::refuse_program_request(request.id));
                 let channel = s.channel;
                 self.wake(channel);
