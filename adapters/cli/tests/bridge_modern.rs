@@ -244,6 +244,16 @@ fn python_server(log: &Path) -> Vec<String> {
     ]
 }
 
+/// Our legacy-only server, which logs every message it reads into `log` itself.
+fn legacy_server(log: &Path) -> Vec<String> {
+    vec![
+        "env".to_owned(),
+        format!("TETHER_METHOD_LOG={}", log.display()),
+        "python3".to_owned(),
+        script("mcp_legacy_server.py"),
+    ]
+}
+
 fn logged(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -331,13 +341,7 @@ fn the_python_sdks_modern_client_through_the_bridge_to_its_stdio_server() {
 fn a_legacy_only_program_is_translated_for_modern_requests() {
     for runtime in RUNTIMES {
         let log = temp_path(&format!("legacy-{runtime}"));
-        // The program logs what it reads itself.
-        let program = [
-            "env".to_owned(),
-            format!("TETHER_METHOD_LOG={}", log.display()),
-            "python3".to_owned(),
-            script("mcp_legacy_server.py"),
-        ];
+        let program = legacy_server(&log);
         let bridge = Bridge::start(runtime, &[], &program);
         let discover = bridge.modern(
             &modern(json!(1), "server/discover", json!({})),
@@ -441,12 +445,7 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
 fn a_pool_program_that_crashes_fails_its_request_and_is_restarted() {
     for runtime in RUNTIMES {
         let log = temp_path(&format!("crash-{runtime}"));
-        let program = [
-            "env".to_owned(),
-            format!("TETHER_METHOD_LOG={}", log.display()),
-            "python3".to_owned(),
-            script("mcp_legacy_server.py"),
-        ];
+        let program = legacy_server(&log);
         let flags = [
             "--restart",
             "on-failure",
