@@ -580,6 +580,48 @@ fn a_pool_program_that_never_answers_its_probe_is_closed_and_its_calls_fail() {
         -32603
     );
     assert_eq!(w.gw.poll_program(program), Some(ToProgram::Close));
+    // Without a restart policy, the next request starts another.
+    w.gw.handle_program_end(program, None, w.now);
+    assert!(w.gw.poll_start().is_none());
+    let _ = w.post(
+        &modern(json!(2), "tools/list", json!({})),
+        "application/json",
+    );
+    assert!(w.gw.poll_start().is_some());
+}
+
+#[test]
+fn a_probe_missed_is_a_ready_timeout_which_the_policy_restarts() {
+    let policy = RestartPolicy {
+        mode: RestartMode::OnFailure,
+        backoff: Duration::from_millis(100),
+        ready_timeout: Some(Duration::from_secs(2)),
+        ..RestartPolicy::default()
+    };
+    let mut w = World::new(config().restart(policy));
+    let _ = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
+    let Start { program, .. } = w.gw.poll_start().unwrap();
+    w.gw.handle_started(program, Ok(()), w.now);
+    let _ = w.request_to(program);
+    assert_eq!(
+        w.gw.poll_timeout(),
+        Some(w.now + Duration::from_secs(2)),
+        "the ready timeout"
+    );
+    w.now += Duration::from_secs(2);
+    w.gw.handle_timeout(w.now);
+    assert_eq!(w.gw.poll_program(program), Some(ToProgram::Close));
+    w.gw.handle_program_end(program, None, w.now);
+    assert_eq!(
+        w.gw.poll_timeout(),
+        Some(w.now + Duration::from_millis(100))
+    );
+    w.now += Duration::from_millis(100);
+    w.gw.handle_timeout(w.now);
+    assert!(w.gw.poll_start().is_some(), "restarted without a request");
 }
 
 #[test]

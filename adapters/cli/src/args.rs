@@ -482,7 +482,10 @@ pub struct Bridge {
     // The pool programs' supervision: `--restart`, `--backoff`, `--max-restarts`,
     // `--restart-window` as for `tether run`; `--ready-timeout` bounds a pool program's answer
     // to the bridge's `server/discover` probe (default: the handshake timeout).
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "The pool programs' supervision (modern clients)"
+    )]
     #[allow(missing_docs, reason = "flattened: clap documents each flag")]
     pub supervise: Supervise,
     /// The program each connection gets, and its arguments.

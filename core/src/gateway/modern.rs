@@ -586,7 +586,12 @@ impl Gateway {
         for key in outstanding.into_iter().chain(listens) {
             self.fail(key);
         }
-        let cause = pool::end_cause(status, closing || self.stopping);
+        let timed_out = std::mem::take(&mut self.slots[slot].timed_out);
+        let cause = pool::end_cause(
+            status,
+            timed_out && !self.stopping,
+            closing || self.stopping,
+        );
         let status = status.unwrap_or(ExitStatus {
             code: None,
             signal: None,
@@ -643,6 +648,7 @@ impl Gateway {
                     if self.slots[slot].deadline.is_some_and(|at| at <= now) =>
                 {
                     self.slots[slot].deadline = None;
+                    self.slots[slot].timed_out = true;
                     self.fail_waiting(slot);
                     if let Some(program) = self.slots[slot].program {
                         self.close_program(program);

@@ -89,6 +89,8 @@ pub(super) struct Slot {
     pub(super) outstanding: BTreeSet<u64>,
     /// The probe's (or `initialize`'s) deadline.
     pub(super) deadline: Option<Instant>,
+    /// Its program was closed for missing that deadline: its end is a ready timeout.
+    pub(super) timed_out: bool,
     pub(super) restarts: Restarts,
 }
 
@@ -103,6 +105,7 @@ impl Slot {
             waiting: VecDeque::new(),
             outstanding: BTreeSet::new(),
             deadline: None,
+            timed_out: false,
             restarts: Restarts::new(policy),
         }
     }
@@ -438,9 +441,11 @@ pub(super) fn cancelled(id: u64) -> ToProgram {
     )))
 }
 
-/// Why a program ended, for the restart policy.
-pub(super) fn end_cause(status: Option<ExitStatus>, closing: bool) -> EndCause {
+/// Why a program ended, for the restart policy: closed for missing its probe's deadline, or
+/// by the bridge, or by itself.
+pub(super) fn end_cause(status: Option<ExitStatus>, timed_out: bool, closing: bool) -> EndCause {
     match status {
+        _ if timed_out => EndCause::ReadyTimeout,
         _ if closing => EndCause::Requested,
         Some(status) if status.success() => EndCause::Exited,
         _ => EndCause::Failed,
