@@ -262,6 +262,40 @@ fn logged(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A modern POST of `body` that accepts only an event stream, left open to be read.
+fn open_stream(addr: &str, body: &Value) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    let text = body.to_string();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         accept: text/event-stream\r\nmcp-protocol-version: {V}\r\nmcp-method: {}\r\n\
+         content-length: {}\r\n\r\n{text}",
+        body["method"].as_str().unwrap(),
+        text.len()
+    )
+    .unwrap();
+    stream
+}
+
+/// What `stream` says until `needle` has come (reads block until bytes arrive, bounded by
+/// the read timeout).
+fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the stream ended before {needle}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 /// The first message in the program's own log that `matches`, once it is there; the log is
 /// looked at again every 20 ms (a file cannot be waited on), for at most [`GUARD`].
 fn until_logged(log: &Path, matches: impl Fn(&Value) -> bool) -> Value {
@@ -394,6 +428,31 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
         );
         assert_eq!(unknown.status, 404);
         assert_eq!(unknown.json()["error"]["code"], -32601);
+        // A listen stream gets the program's change notification, tagged with its id.
+        let listen = modern(
+            json!("L"),
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        );
+        let mut listening = open_stream(&bridge.addr, &listen);
+        let ack = read_until(&mut listening, "notifications/subscriptions/acknowledged");
+        assert!(ack.contains("x-accel-buffering: no"), "{ack}");
+        let change = bridge.modern(
+            &modern(
+                json!(6),
+                "tools/call",
+                json!({"name": "change", "arguments": {}}),
+            ),
+            "application/json",
+            &[],
+        );
+        assert_eq!(change.json()["result"]["content"][0]["text"], "changed");
+        let event = read_until(&mut listening, "notifications/tools/list_changed");
+        assert!(
+            event.contains(r#""io.modelcontextprotocol/subscriptionId":"L""#),
+            "{event}"
+        );
+        drop(listening);
         // A client that leaves cancels its request, under the id the program was sent.
         let wait = modern(
             json!(5),
@@ -420,9 +479,11 @@ fn a_legacy_only_program_is_translated_for_modern_requests() {
             json!(5),
             "the program's own id, not the client's"
         );
-        // The Python SDK's modern client works against it too.
-        let lines = modern_client(&bridge.url(), V);
-        assert!(lines.iter().any(|l| l["event"] == "done"), "{lines:?}");
+        // The Python SDK's modern client works against it too, and in its auto mode stays
+        // modern (the bridge's discover answer is a modern one).
+        for mode in [V, "auto"] {
+            check_client(&modern_client(&bridge.url(), mode));
+        }
         let sent: Vec<Value> = std::fs::read_to_string(&log)
             .unwrap()
             .lines()
