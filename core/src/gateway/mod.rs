@@ -976,12 +976,17 @@ impl Gateway {
                 } else {
                     streamable::JSON
                 };
+                let mut headers = vec![
+                    ("content-type", kind.to_owned()),
+                    ("cache-control", "no-cache".to_owned()),
+                ];
+                if sse {
+                    // A buffering proxy in front would hold the events back.
+                    headers.push(("x-accel-buffering", "no".to_owned()));
+                }
                 Response {
                     status: 200,
-                    headers: vec![
-                        ("content-type", kind.to_owned()),
-                        ("cache-control", "no-cache".to_owned()),
-                    ],
+                    headers,
                     body: Body::Stream(body),
                 }
             }
