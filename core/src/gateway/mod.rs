@@ -455,6 +455,8 @@ pub struct Gateway {
     slots: Vec<pool::Slot>,
     /// Modern requests in progress, by the id the bridge gave them at their program.
     calls: BTreeMap<u64, pool::Call>,
+    /// The calls' next keep-alives, earliest first.
+    keepalives: BTreeSet<(Instant, u64)>,
     dropped: u64,
     /// Channels whose waiters the last inputs concern.
     wakes: BTreeSet<u64>,
@@ -479,6 +481,7 @@ impl Gateway {
             next: slots.len() as u64,
             slots,
             calls: BTreeMap::new(),
+            keepalives: BTreeSet::new(),
             config,
             gate,
             now: None,

@@ -110,6 +110,10 @@ impl Gateway {
         let key = self.id();
         let client_id = std::mem::replace(&mut message.id, Id::from(key));
         let progress = pool::swap_progress(&mut message, key);
+        let keepalive = pool::first_keepalive(sse, now, self.config.keepalive);
+        if let Some(at) = keepalive {
+            self.keepalives.insert((at, key));
+        }
         self.calls.insert(
             key,
             Call {
@@ -125,7 +129,7 @@ impl Gateway {
                 events: VecDeque::new(),
                 answered: false,
                 listen: None,
-                keepalive: pool::first_keepalive(sse, now, self.config.keepalive),
+                keepalive,
             },
         );
         self.slots[slot].waiting.push_back(key);
@@ -255,7 +259,9 @@ impl Gateway {
         let conn = call.conn;
         if last {
             call.answered = true;
-            call.keepalive = None;
+            if let Some(at) = call.keepalive.take() {
+                self.keepalives.remove(&(at, key));
+            }
             let slot = call.slot;
             self.slots[slot].outstanding.remove(&key);
         }
@@ -273,7 +279,7 @@ impl Gateway {
                 }
                 match pool::decide(&message, call.sse) {
                     Decided::Full(status, bytes) => {
-                        self.calls.remove(&key);
+                        self.forget(key);
                         self.ready(request, Response::full(status, streamable::JSON, bytes));
                     }
                     Decided::Stream => {
@@ -325,7 +331,7 @@ impl Gateway {
     /// closed): the program is told with `notifications/cancelled` under the bridge's id, and
     /// nothing more of it goes to anyone.
     pub(super) fn cancel(&mut self, key: u64) {
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(call) = self.forget(key) else {
             return;
         };
         if call.answered {
@@ -377,7 +383,7 @@ impl Gateway {
     pub(super) fn call_dropped(&mut self, key: u64) {
         match self.calls.get(&key) {
             Some(call) if call.answered => {
-                self.calls.remove(&key);
+                self.forget(key);
             }
             Some(_) => self.cancel(key),
             None => {}
@@ -630,8 +636,8 @@ impl Gateway {
             Phase::Restarting(at) => Some(at),
             _ => s.deadline,
         });
-        let calls = self.calls.values().filter_map(|c| c.keepalive);
-        slots.chain(calls).min()
+        let keepalive = self.keepalives.first().map(|(at, _)| *at);
+        slots.chain(keepalive).min()
     }
 
     /// Fires the pool's deadlines due at `now`: a restart starts its program; a probe not
@@ -657,18 +663,19 @@ impl Gateway {
                 _ => {}
             }
         }
-        let due: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.keepalive.is_some_and(|at| at <= now))
-            .map(|(k, _)| *k)
-            .collect();
         let every = self.config.keepalive;
-        for key in due {
+        while let Some(&(at, key)) = self.keepalives.first() {
+            if at > now {
+                break;
+            }
+            self.keepalives.pop_first();
             let Some(call) = self.calls.get_mut(&key) else {
                 continue;
             };
             call.keepalive = now.checked_add(every);
+            if let Some(next) = call.keepalive {
+                self.keepalives.insert((next, key));
+            }
             if call.events.len() < self.config.relay_queue {
                 call.events.push_back(pool::KEEP_ALIVE.to_vec());
             }
@@ -679,6 +686,15 @@ impl Gateway {
             }
             self.wake(conn.0);
         }
+    }
+
+    /// Removes call `key`, and its keep-alive.
+    fn forget(&mut self, key: u64) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        if let Some(at) = call.keepalive {
+            self.keepalives.remove(&(at, key));
+        }
+        Some(call)
     }
 
     /// The next message for pool program `slot`.
