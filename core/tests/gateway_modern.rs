@@ -877,3 +877,28 @@ fn a_program_that_asks_without_reading_is_not_owed_a_growing_queue() {
     }
     assert_eq!(refusals, 4);
 }
+
+#[test]
+fn a_program_that_refuses_both_eras_fails_the_requests_and_says_so() {
+    let mut w = World::new(config());
+    let (_, a) = w.post(
+        &modern(json!(1), "tools/list", json!({})),
+        "application/json",
+    );
+    let Start { program, .. } = w.gw.poll_start().unwrap();
+    w.gw.handle_started(program, Ok(()), w.now);
+    for _ in 0..2 {
+        let asked = w.request_to(program);
+        w.reply(
+            program,
+            json!({"jsonrpc": "2.0", "id": asked["id"], "error": {"code": -32601, "message": "no"}}),
+        );
+    }
+    let answer = json_of(&w.gw.take_response(a).unwrap());
+    assert_eq!(answer["error"]["code"], -32603);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("server/discover and initialize"));
+    assert_eq!(w.gw.poll_program(program), Some(ToProgram::Close));
+}

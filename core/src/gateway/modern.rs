@@ -535,7 +535,8 @@ impl Gateway {
     /// sent), or refused: its calls fail and it is closed.
     fn initialized(&mut self, slot: usize, result: Option<Value>) {
         let Some(init) = result else {
-            self.fail_waiting(slot);
+            let why = "the program refused both server/discover and initialize";
+            self.fail_waiting(slot, why);
             if let Some(program) = self.slots[slot].program {
                 self.close_program(program);
             }
@@ -552,16 +553,17 @@ impl Gateway {
     }
 
     /// The calls waiting for `slot` get an error: its program will not serve them.
-    fn fail_waiting(&mut self, slot: usize) {
+    fn fail_waiting(&mut self, slot: usize, why: &str) {
         let waiting: Vec<u64> = self.slots[slot].waiting.drain(..).collect();
         for key in waiting {
-            self.fail(key);
+            self.fail(key, why);
         }
     }
 
-    fn fail(&mut self, key: u64) {
+    /// Call `key` gets a JSON-RPC error saying `why`.
+    fn fail(&mut self, key: u64, why: &str) {
         if let Some(call) = self.calls.get(&key) {
-            let error = pool::program_ended(call.client_id.clone());
+            let error = pool::failed(call.client_id.clone(), why);
             self.deliver(key, error, true);
         }
     }
@@ -590,7 +592,7 @@ impl Gateway {
             .map(|(k, _)| *k)
             .collect();
         for key in outstanding.into_iter().chain(listens) {
-            self.fail(key);
+            self.fail(key, pool::ENDED);
         }
         let timed_out = std::mem::take(&mut self.slots[slot].timed_out);
         let cause = pool::end_cause(
@@ -614,7 +616,7 @@ impl Gateway {
             crate::restart::Decision::End(_) => Phase::Idle,
         };
         if !matches!(s.phase, Phase::Restarting(_)) {
-            self.fail_waiting(slot);
+            self.fail_waiting(slot, pool::ENDED);
         }
         self.wake_all();
     }
@@ -625,7 +627,7 @@ impl Gateway {
         for slot in 0..self.slots.len() {
             if matches!(self.slots[slot].phase, Phase::Idle | Phase::Restarting(_)) {
                 self.slots[slot].phase = Phase::Idle;
-                self.fail_waiting(slot);
+                self.fail_waiting(slot, "the bridge is stopping");
             }
         }
     }
@@ -655,7 +657,7 @@ impl Gateway {
                 {
                     self.slots[slot].deadline = None;
                     self.slots[slot].timed_out = true;
-                    self.fail_waiting(slot);
+                    self.fail_waiting(slot, "the program did not answer the bridge in time");
                     if let Some(program) = self.slots[slot].program {
                         self.close_program(program);
                     }

@@ -452,14 +452,14 @@ pub(super) fn end_cause(status: Option<ExitStatus>, timed_out: bool, closing: bo
     }
 }
 
-/// The error a call gets when its program ended (or could not start) before answering.
-pub(super) fn program_ended(id: Id) -> Message {
+/// Why a call failed when its program ended (or could not start) before answering.
+pub(super) const ENDED: &str = "the program ended before answering";
+
+/// The error a call gets when its program will not answer it, saying `why`.
+pub(super) fn failed(id: Id, why: &str) -> Message {
     Message::Response(Response::error(
         id,
-        ErrorObject::new(
-            ErrorObject::INTERNAL_ERROR,
-            "the program ended before answering",
-        ),
+        ErrorObject::new(ErrorObject::INTERNAL_ERROR, why),
     ))
 }
 
