@@ -108,6 +108,7 @@ impl World {
         let response = self.gw.take_response(id).expect("answered once started");
         assert_eq!(response.status, 200);
         assert_eq!(response.header("mcp-session-id"), Some("s1"));
+        assert_eq!(response.header("x-accel-buffering"), Some("no"));
         let Body::Stream(body) = response.body else {
             panic!("not a stream")
         };

@@ -12,6 +12,13 @@
 //! - the memory bounds hold (queues, kept events, sessions, programs, connections);
 //! - no deadline is left in the past.
 //!
+//! Modern clients (MCP's stateless revision) share a pool of programs, which each seed makes
+//! modern or legacy-only (translated for): every one of their requests carries the id 1, some
+//! carry a progress token, some have a header that disagrees with the body (400), some are cut
+//! before their answer (cancelled); pool programs crash and restart like the others. A pool
+//! program never sees two requests in flight under one id, and each modern client gets its
+//! own answer (its number and the request's) or an error, exactly once.
+//!
 //! `TETHER_SIM_SEEDS=N` runs seeds 0..N (default 8); `TETHER_SIM_SEED=S` runs seed S alone. A
 //! failing seed is printed, and runs again the same: nothing here reads a clock or iterates in
 //! an order that is not fixed.
@@ -26,6 +33,7 @@ use tether_core::gateway::{
     Body, BodyError, BodyId, Config, ConnId, Gateway, Order, ProgramId, Request, RequestId,
     ToClient, ToProgram,
 };
+use tether_core::restart::{RestartMode, RestartPolicy};
 use tether_core::streamable::{Settings, Take};
 use tether_core::{ExitStatus, Message};
 
@@ -40,6 +48,9 @@ const RELAY_QUEUE: usize = 8;
 const BUFFER: usize = 2048;
 const MAX_BODY: usize = 600;
 const IDLE: Duration = Duration::from_secs(60);
+const POOL: usize = 3;
+const MAX_CALLS: usize = 64;
+const MODERN: &str = "2026-07-28";
 
 /// The origin of virtual time.
 #[allow(
@@ -76,6 +87,7 @@ impl Rng {
 enum Kind {
     Ws,
     Http,
+    Modern,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +131,12 @@ struct Exchange {
     initialize: bool,
     /// What the response must be, if known in advance.
     expect: Option<u16>,
+    /// A modern request: its number, which its answer must carry.
+    modern: Option<u64>,
+    /// A modern request's answer came (once).
+    got: bool,
+    /// Its response was a 200.
+    ok: bool,
 }
 
 #[derive(Debug)]
@@ -133,6 +151,12 @@ struct Program {
     /// Ends by itself (a crash) at this time.
     crash_at: Option<Instant>,
     ended: bool,
+    /// A pool program: shared by the modern clients.
+    pool: bool,
+    /// A pool program's ids in flight (none may be reused while in flight).
+    in_flight: BTreeSet<String>,
+    /// A pool program's answers held back a while (so that some clients leave first).
+    held: VecDeque<(Instant, Message)>,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +168,8 @@ struct Stats {
     refused: usize,
     sessions_ws: usize,
     sessions_http: usize,
+    modern: usize,
+    cancelled: usize,
 }
 
 struct Sim {
@@ -159,6 +185,8 @@ struct Sim {
     taken: BTreeSet<RequestId>,
     stats: Stats,
     stopping: bool,
+    /// This seed's pool programs speak only the legacy era.
+    legacy_pool: bool,
 }
 
 fn config() -> Config {
@@ -171,6 +199,16 @@ fn config() -> Config {
         .shutdown_grace(Duration::from_secs(2))
         .max_body(MAX_BODY)
         .relay_queue(RELAY_QUEUE)
+        .pool(POOL)
+        .keepalive(Duration::from_secs(1))
+        .max_calls(MAX_CALLS)
+        .restart(RestartPolicy {
+            mode: RestartMode::OnFailure,
+            backoff: Duration::from_millis(50),
+            max_restarts: 40,
+            window: Duration::from_secs(10),
+            ready_timeout: None,
+        })
         .session(
             Settings::default()
                 .buffer(BUFFER)
@@ -202,10 +240,10 @@ impl Sim {
         let mut rng = Rng(seed);
         let clients = (0..CLIENTS)
             .map(|n| Client {
-                kind: if rng.percent(50) {
-                    Kind::Ws
-                } else {
-                    Kind::Http
+                kind: match rng.below(3) {
+                    0 => Kind::Ws,
+                    1 => Kind::Http,
+                    _ => Kind::Modern,
                 },
                 addr: SocketAddr::from(([127, 0, 0, 1], 10_000 + n as u16)),
                 phase: Phase::Waiting,
@@ -217,7 +255,9 @@ impl Sim {
                 closed: false,
             })
             .collect();
+        let legacy_pool = rng.percent(50);
         Sim {
+            legacy_pool,
             rng,
             gw: Gateway::new(config()),
             now: base(),
@@ -291,6 +331,7 @@ impl Sim {
             (Phase::Waiting, Kind::Http) => self.http_arrive(pick),
             (Phase::Open, Kind::Ws) => self.ws_act(pick),
             (Phase::Open, Kind::Http) => self.http_act(pick),
+            (Phase::Waiting | Phase::Open, Kind::Modern) => self.modern_act(pick),
             (Phase::Done, _) => {
                 // Crash a random program now and then.
                 if self.rng.percent(2) {
@@ -512,6 +553,74 @@ impl Sim {
             answered: false,
             initialize,
             expect,
+            modern: None,
+            got: false,
+            ok: false,
+        });
+    }
+
+    /// A modern client sends a request (always id 1), or cuts one of its own.
+    fn modern_act(&mut self, pick: usize) {
+        self.clients[pick].phase = Phase::Open;
+        if self.stopping {
+            return;
+        }
+        if self.rng.percent(25) {
+            let mine: Vec<usize> = (0..self.exchanges.len())
+                .filter(|&e| self.exchanges[e].client == pick)
+                .collect();
+            if let Some(&e) = mine.get(self.rng.below(mine.len() as u64) as usize) {
+                if !self.exchanges[e].got {
+                    self.stats.cancelled += 1;
+                }
+                self.cut(e);
+                return;
+            }
+        }
+        let n = self.clients[pick].next_id;
+        self.clients[pick].next_id += 1;
+        let mut meta = json!({"io.modelcontextprotocol/protocolVersion": MODERN});
+        if self.rng.percent(50) {
+            meta["progressToken"] = json!(format!("p{pick}-{n}"));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "work",
+            "params": {"client": pick, "n": n, "_meta": meta}});
+        let conn = self.gw.handle_accept(self.clients[pick].addr, self.now);
+        let accept = if self.rng.percent(50) {
+            "application/json, text/event-stream"
+        } else {
+            "application/json"
+        };
+        let (mut headers, mut expect) = self.headers();
+        headers.push(("content-type".into(), "application/json".into()));
+        headers.push(("accept".into(), accept.into()));
+        headers.push(("mcp-protocol-version".into(), MODERN.into()));
+        if self.rng.percent(5) {
+            headers.push(("mcp-method".into(), "other".into()));
+            expect = expect.or(Some(400));
+        } else {
+            headers.push(("mcp-method".into(), "work".into()));
+        }
+        let request = self
+            .gw
+            .handle_request(conn, Request::new("POST", "/mcp", headers), self.now);
+        if self.gw.wants_body(request).is_some() {
+            let bytes = body.to_string().into_bytes();
+            self.gw
+                .handle_body(request, Ok(bytes), self.now, || panic!("no session id"));
+        }
+        self.stats.modern += 1;
+        self.exchanges.push(Exchange {
+            client: pick,
+            conn,
+            request,
+            body: None,
+            answered: false,
+            initialize: false,
+            expect,
+            modern: Some(n),
+            got: false,
+            ok: false,
         });
     }
 
@@ -557,7 +666,11 @@ impl Sim {
         let mut moved = false;
         while let Some(start) = self.gw.poll_start() {
             moved = true;
-            let client = usize::from(start.client.port() - 10_000);
+            let client = if start.pooled {
+                usize::MAX
+            } else {
+                usize::from(start.client.port() - 10_000)
+            };
             let fails = self.rng.percent(3);
             let at = self.now + self.rng.millis(50);
             self.starting.push((start.program, at, !fails));
@@ -571,6 +684,9 @@ impl Sim {
                     closed_at: None,
                     crash_at: None,
                     ended: false,
+                    pool: start.pooled,
+                    in_flight: BTreeSet::new(),
+                    held: VecDeque::new(),
                 },
             );
             self.stats.programs += 1;
@@ -644,6 +760,17 @@ impl Sim {
                         ToProgram::Close => {
                             p.closed_at.get_or_insert(now);
                         }
+                        ToProgram::Message(message) if p.pool => {
+                            let legacy = self.legacy_pool;
+                            let coin = self.rng.percent(50);
+                            let slow = self.rng.percent(60);
+                            let until = now + self.rng.millis(3000);
+                            pool_program(p, message, legacy, coin);
+                            if slow && matches!(p.outbox.back(), Some(Message::Response(_))) {
+                                let answer = p.outbox.pop_back().expect("just seen");
+                                p.held.push_back((until, answer));
+                            }
+                        }
                         ToProgram::Message(message) => {
                             assert_eq!(
                                 owner(&message),
@@ -676,6 +803,11 @@ impl Sim {
                 if p.mute {
                     p.closed_at.get_or_insert(now);
                 }
+            }
+            let p = self.programs.get_mut(&id).expect("known");
+            while p.held.front().is_some_and(|(until, _)| *until <= now) {
+                let (_, answer) = p.held.pop_front().expect("not empty");
+                p.outbox.push_back(answer);
             }
             while self.gw.wants_program_output(id) {
                 let p = self.programs.get_mut(&id).expect("known");
@@ -734,6 +866,33 @@ impl Sim {
         moved
     }
 
+    /// Exchange `e` got `message`: a modern one its own answer (id 1, its client's number and
+    /// its own), once, or its own progress; a session's, by [`receive`](Self::receive).
+    fn receive_in(&mut self, e: usize, message: &Message) {
+        let pick = self.exchanges[e].client;
+        let Some(n) = self.exchanges[e].modern else {
+            return self.receive(pick, message);
+        };
+        match message {
+            Message::Response(response) => {
+                assert_eq!(response.id.to_string(), "1");
+                if let Ok(result) = &response.result {
+                    assert_eq!(result["client"], json!(pick), "an answer crossed clients");
+                    assert_eq!(result["n"], json!(n), "an answer crossed requests");
+                }
+                assert!(!self.exchanges[e].got, "a modern request answered twice");
+                self.exchanges[e].got = true;
+            }
+            Message::Notification(note) => {
+                let params = note.params.as_ref().expect("progress has params");
+                assert_eq!(params["client"], json!(pick), "progress crossed clients");
+                assert_eq!(params["progressToken"], json!(format!("p{pick}-{n}")));
+                assert!(!self.exchanges[e].got, "progress after the answer");
+            }
+            other => panic!("a modern client got {other:?}"),
+        }
+    }
+
     /// Client `pick` got `message`: it must be its own.
     fn receive(&mut self, pick: usize, message: &Message) {
         if let Some(client) = owner(message) {
@@ -771,12 +930,17 @@ impl Sim {
                     moved = true;
                     let exchange = &mut self.exchanges[e];
                     exchange.answered = true;
+                    exchange.ok = response.status == 200;
                     if let Some(status) = exchange.expect {
                         assert_eq!(
                             response.status, status,
                             "the gate let a bad request through"
                         );
-                        assert_eq!(response.header("access-control-allow-origin"), None);
+                        if status != 400 {
+                            // A gate's refusal lets no page read it; a mismatch's may be read
+                            // by an allowed origin.
+                            assert_eq!(response.header("access-control-allow-origin"), None);
+                        }
                         self.stats.refused += 1;
                     }
                     if exchange.initialize {
@@ -793,13 +957,20 @@ impl Sim {
                         // The session is over (idle, its program gone): the client gives up.
                         self.clients[pick].phase = Phase::Done;
                     }
+                    if self.exchanges[e].modern.is_some() {
+                        assert!(
+                            matches!(response.status, 200 | 400 | 401 | 403 | 503),
+                            "a modern request got {response:?}"
+                        );
+                        assert_eq!(response.header("mcp-session-id"), None);
+                    }
                     match response.body {
                         Body::Stream(body) => self.exchanges[e].body = Some(body),
                         Body::Full(bytes) => {
                             if response.status == 200 && !bytes.is_empty() {
                                 let message: Message =
                                     serde_json::from_slice(&bytes).expect("a JSON body");
-                                self.receive(pick, &message);
+                                self.receive_in(e, &message);
                             }
                         }
                     }
@@ -819,7 +990,7 @@ impl Sim {
                         Take::Data(bytes) => {
                             moved = true;
                             for message in parse_body(&bytes) {
-                                self.receive(pick, &message);
+                                self.receive_in(e, &message);
                             }
                         }
                         Take::Wait => break,
@@ -834,6 +1005,13 @@ impl Sim {
                 }
             }
             if done {
+                let exchange = &self.exchanges[e];
+                if exchange.modern.is_some() && exchange.ok {
+                    assert!(
+                        exchange.got,
+                        "a modern request's 200 ended without its answer"
+                    );
+                }
                 let exchange = self.exchanges.remove(e);
                 self.gw.handle_closed(exchange.conn, self.now);
                 moved = true;
@@ -869,7 +1047,7 @@ impl Sim {
         // One event over the buffer at most: the one that filled it.
         assert!(footprint.kept <= BUFFER + 512, "{footprint:?}");
         assert!(self.gw.active() <= MAX_SESSIONS, "{footprint:?}");
-        assert!(footprint.programs <= MAX_SESSIONS, "{footprint:?}");
+        assert!(footprint.programs <= MAX_SESSIONS + POOL, "{footprint:?}");
         let open_conns =
             self.exchanges.len() + self.clients.iter().filter(|c| c.conn.is_some()).count();
         assert!(
@@ -881,12 +1059,18 @@ impl Sim {
             footprint.bodies <= self.exchanges.len(),
             "{footprint:?}: a body nobody reads"
         );
+        let modern = self.exchanges.iter().filter(|e| e.modern.is_some()).count();
+        assert!(
+            footprint.calls <= modern,
+            "{footprint:?}: a call nobody waits for"
+        );
+        assert!(footprint.calls <= MAX_CALLS, "{footprint:?}");
         assert!(
             footprint.sessions <= MAX_SESSIONS + footprint.bodies,
             "{footprint:?}"
         );
         // Every program whose client is gone for good is being closed.
-        for (id, program) in &self.programs {
+        for (id, program) in self.programs.iter().filter(|(_, p)| !p.pool) {
             let client = &self.clients[program.client];
             if program.started
                 && !program.ended
@@ -903,10 +1087,72 @@ fn message_of(value: Value) -> Message {
     message(value)
 }
 
-/// The messages of a body piece: one SSE event, or one JSON document.
+/// A pool program's part: it answers the probe as its seed's era says (a modern result, or
+/// -32601 and then `initialize`), answers each request with the client's and the request's
+/// numbers (a progress notification first when it has a token), and forgets a cancelled
+/// request (answering it anyway, late, half the time). No two requests in flight share an id.
+fn pool_program(p: &mut Program, message: Message, legacy: bool, coin: bool) {
+    match message {
+        Message::Request(request) => {
+            let id = request.id.to_string();
+            let params = request.params.clone().unwrap_or(Value::Null);
+            let answer = match request.method.as_str() {
+                "server/discover" if legacy => {
+                    json!({"jsonrpc": "2.0", "id": request.id,
+                        "error": {"code": -32601, "message": "unknown"}})
+                }
+                "server/discover" | "initialize" => {
+                    json!({"jsonrpc": "2.0", "id": request.id, "result": {"capabilities": {}}})
+                }
+                _ => {
+                    assert!(
+                        p.in_flight.insert(id.clone()),
+                        "two requests in flight under id {id} at one program"
+                    );
+                    if legacy {
+                        assert!(params.get("_meta").is_none_or(|m| m
+                            .get("io.modelcontextprotocol/protocolVersion")
+                            .is_none()));
+                    }
+                    let token = params.get("_meta").and_then(|m| m.get("progressToken"));
+                    if let Some(token) = token {
+                        p.outbox.push_back(message_of(json!({"jsonrpc": "2.0",
+                            "method": "notifications/progress", "params": {
+                            "progressToken": token, "progress": 1, "client": params["client"]}})));
+                    }
+                    // Answered from here on (the answer is on its way out).
+                    p.in_flight.remove(&id);
+                    json!({"jsonrpc": "2.0", "id": request.id,
+                        "result": {"client": params["client"], "n": params["n"]}})
+                }
+            };
+            p.outbox.push_back(message_of(answer));
+        }
+        Message::Notification(note) if note.method == "notifications/cancelled" => {
+            let id = note.params.as_ref().expect("params")["requestId"].to_string();
+            // Its answer may be written already: the cancel crossed it.
+            p.in_flight.remove(&id);
+            if !coin {
+                let other =
+                    |m: &Message| !matches!(m, Message::Response(r) if r.id.to_string() == id);
+                p.outbox.retain(other);
+                p.held.retain(|(_, m)| other(m));
+            }
+        }
+        Message::Notification(_) => {}
+        Message::Response(response) => panic!("a pool program got an answer: {response:?}"),
+        Message::Batch(_) => panic!("a pool program got a batch"),
+    }
+}
+
+/// The messages of a body piece: one SSE event (with an id, or without for a modern
+/// request's stream), a keep-alive comment, or one JSON document.
 fn parse_body(bytes: &[u8]) -> Vec<Message> {
     let text = String::from_utf8_lossy(bytes);
-    if text.starts_with("id: ") {
+    if text.starts_with(':') {
+        return Vec::new();
+    }
+    if text.starts_with("id: ") || text.starts_with("data: ") {
         text.lines()
             .filter_map(|line| line.strip_prefix("data: "))
             .map(|data| serde_json::from_str(data).expect("an event's data is a message"))
@@ -952,6 +1198,8 @@ fn many_clients_and_programs_keep_every_promise() {
         totals.refused += s.refused;
         totals.sessions_ws += s.sessions_ws;
         totals.sessions_http += s.sessions_http;
+        totals.modern += s.modern;
+        totals.cancelled += s.cancelled;
     }
     eprintln!("gateway_sim: {CLIENTS} clients a seed; totals {totals:?}");
 }

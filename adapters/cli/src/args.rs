@@ -191,7 +191,7 @@ fn bytes(text: &str) -> Result<u64, String> {
 
 /// `tether run`'s supervision: restarts, their delays, the crash-loop guard, the ready
 /// deadline.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[allow(missing_docs, reason = "clap documents each flag")]
 pub struct Supervise {
     /// When to start the child again after it ended without being asked: `on-failure` after a
@@ -228,7 +228,12 @@ pub enum RestartArg {
 impl Supervise {
     /// These flags applied to connection options.
     pub fn apply(&self, options: Options) -> Options {
-        options.restart(RestartPolicy {
+        options.restart(self.policy())
+    }
+
+    /// The restart policy these flags describe.
+    pub fn policy(&self) -> RestartPolicy {
+        RestartPolicy {
             mode: match self.restart {
                 RestartArg::Never => RestartMode::Never,
                 RestartArg::OnFailure => RestartMode::OnFailure,
@@ -238,7 +243,7 @@ impl Supervise {
             max_restarts: self.max_restarts,
             window: Duration::from_millis(self.restart_window),
             ready_timeout: self.ready_timeout.map(Duration::from_millis),
-        })
+        }
     }
 }
 
@@ -469,6 +474,20 @@ pub struct Bridge {
     /// one file per session (`session-<n>.jsonl`).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// How many long-lived programs serve the clients of MCP's stateless revision
+    /// (2026-07-28), shared by all of them; each starts when a request first needs it.
+    /// Legacy sessions (an `initialize`) still get a program each.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pool: u32,
+    // The pool programs' supervision: `--restart`, `--backoff`, `--max-restarts`,
+    // `--restart-window` as for `tether run`; `--ready-timeout` bounds a pool program's answer
+    // to the bridge's `server/discover` probe (default: the handshake timeout).
+    #[command(
+        flatten,
+        next_help_heading = "The pool programs' supervision (modern clients)"
+    )]
+    #[allow(missing_docs, reason = "flattened: clap documents each flag")]
+    pub supervise: Supervise,
     /// The program each connection gets, and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<String>,

@@ -65,6 +65,8 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
         .handshake_timeout(Duration::from_millis(args.handshake_timeout))
         .shutdown_grace(Duration::from_millis(args.common.grace))
         .max_body(args.common.max_frame)
+        .pool(args.pool as usize)
+        .restart(args.supervise.policy())
         .session(
             settings
                 .clone()

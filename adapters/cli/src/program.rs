@@ -30,11 +30,12 @@ pub async fn starter<R: Runtime>(gateway: Arc<Driver<Gateway>>, args: Arc<Bridge
             program,
             client,
             channel,
+            pooled,
         }) = next
         else {
             return;
         };
-        match start::<R>(&args, client) {
+        match start::<R>(&args, (!pooled).then_some(client)) {
             Ok((child, recorder)) => {
                 gateway.with(|g, now| g.handle_started(program, Ok(()), now));
                 let joined = Joined {
@@ -52,17 +53,20 @@ pub async fn starter<R: Runtime>(gateway: Arc<Driver<Gateway>>, args: Arc<Bridge
     }
 }
 
-/// Starts the program for a client at `client`: the flags' options, the client's address in
-/// `TETHER_CLIENT_ADDR` and, with `--record`, a transcript of its own.
+/// Starts the program for a client at `client` (none for a pool program, shared by modern
+/// clients): the flags' options, the client's address in `TETHER_CLIENT_ADDR` and, with
+/// `--record`, a transcript of its own.
 fn start<R: Runtime>(
     args: &Bridge,
-    client: SocketAddr,
+    client: Option<SocketAddr>,
 ) -> Result<(Connection<Message, R>, Option<Recorder>), String> {
     let options = args.spawning.apply(args.common.options());
     let recorder = record::session(args.record.as_deref());
     let options = record::options(options, recorder.as_ref());
     let mut command = args::program(&args.program).map_err(|e| e.to_string())?;
-    command.env(CLIENT_ADDR, client.to_string());
+    if let Some(client) = client {
+        command.env(CLIENT_ADDR, client.to_string());
+    }
     let child = Connection::<Message, R>::spawn(command, options).map_err(|e| e.to_string())?;
     Ok((child, recorder))
 }

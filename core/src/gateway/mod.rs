@@ -2,7 +2,9 @@
 //!
 //! A bridge accepts TCP connections, answers HTTP requests (MCP's Streamable HTTP at `/mcp`,
 //! `/healthz`, refusals) and websocket handshakes, and gives each session (a websocket client,
-//! or a Streamable HTTP session) a program of its own, relaying messages between the two. The
+//! or a Streamable HTTP session) a program of its own, relaying messages between the two.
+//! Requests of MCP's stateless revision (2026-07-28), which have no session, share a pool of
+//! [`Config::pool`] programs instead (see `modern.rs` and `pool.rs` for their rules). The
 //! gateway decides all of it — who may come in, which status and JSON-RPC error a refusal
 //! has, when to start and stop programs, where each message goes, when a connection is
 //! dropped — and does none of it: the adapter parses HTTP and websocket bytes (with well-kept
@@ -46,17 +48,22 @@
 //! Timers: every connection's handshake deadline (the first request, and for a websocket the
 //! handshake, must come within [`Config::handshake_timeout`]), the grace of a draining HTTP
 //! connection once stopping ([`Config::shutdown_grace`]), and each HTTP session's idle
-//! deadline. `poll_timeout` is the earliest; after `handle_timeout(now)` none is left at or
-//! before `now`. Time that goes backwards is taken as no time.
+//! deadline; for the pool, each program's restart delay and probe deadline, and each modern
+//! request's next keep-alive. `poll_timeout` is the earliest; after `handle_timeout(now)`
+//! none is left at or before `now`. Time that goes backwards is taken as no time.
 //!
 //! Bounds: messages queued for a websocket client or its program are at most
 //! [`Config::relay_queue`] each way, as long as the adapter reads only while `wants_*` says
 //! so (beyond, messages are dropped and counted, never queued); an HTTP session keeps at most
 //! its [`Settings::buffer`] of events plus one message; a POST body is read up to
-//! [`Config::max_body`]; sessions are at most [`Config::max_connections`].
+//! [`Config::max_body`]; sessions are at most [`Config::max_connections`]; modern requests
+//! in progress at most [`Config::max_calls`], each keeping at most [`Config::relay_queue`]
+//! events untaken besides its answer.
 
 mod gate;
 mod http;
+mod modern;
+mod pool;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -64,13 +71,16 @@ use std::time::{Duration, Instant};
 
 pub use gate::Refused;
 pub use http::{Body, Request, Response};
+pub use pool::LEGACY_VERSION;
 
+use crate::restart::RestartPolicy;
 use crate::streamable::{
     self, route, Head, Method, Post, Reply, Route, Session, SessionRequest, Settings, Sink, Status,
     Take, ToChild,
 };
 use crate::{CloseReason, ErrorObject, ExitStatus, Message};
 use gate::Gate;
+use streamable::modern::{METHOD_HEADER, NAME_HEADER, VERSION_HEADER};
 
 /// Where MCP's Streamable HTTP endpoint is served.
 pub const PATH: &str = "/mcp";
@@ -88,7 +98,7 @@ const SERVER_ERROR: i64 = -32000;
 
 /// The headers a browser page may send with a request (answered to its preflight).
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-session-id, \
-                             mcp-protocol-version, last-event-id";
+                             mcp-protocol-version, mcp-method, mcp-name, last-event-id";
 
 /// Channels kept for [`Gateway::poll_wake`] before it says [`Wake::All`] instead.
 const MAX_WAKES: usize = 256;
@@ -121,11 +131,23 @@ pub struct Config {
     pub relay_queue: usize,
     /// How each Streamable HTTP session bounds itself (its buffer, idle timeout, streams).
     pub session: Settings,
+    /// Long-lived programs shared by every modern client (at least 1), each started when a
+    /// request first needs it.
+    pub pool: usize,
+    /// When a pool program that ended is started again, and the crash-loop guard.
+    pub restart: RestartPolicy,
+    /// How often a modern request's event stream with nothing to say gets a keep-alive
+    /// comment (and how long its head is held for its answer before a 200 stream is
+    /// committed).
+    pub keepalive: Duration,
+    /// Modern requests in progress at once; more are refused with 503.
+    pub max_calls: usize,
 }
 
 impl Default for Config {
     /// No token, no other origin, no listen address; 64 sessions, 10 s for a handshake, 2 s of
-    /// grace, 16 MiB bodies, 64 messages each way, the default session settings.
+    /// grace, 16 MiB bodies, 64 messages each way, the default session settings; one pool
+    /// program, never restarted ahead of need, keep-alives every 15 s, 4096 modern requests.
     fn default() -> Self {
         Config {
             token: None,
@@ -137,6 +159,10 @@ impl Default for Config {
             max_body: crate::DEFAULT_MAX_FRAME,
             relay_queue: 64,
             session: Settings::default(),
+            pool: 1,
+            restart: RestartPolicy::default(),
+            keepalive: Duration::from_secs(15),
+            max_calls: 4096,
         }
     }
 }
@@ -185,6 +211,26 @@ impl Config {
     /// Sets [`session`](Self::session).
     pub fn session(mut self, settings: Settings) -> Self {
         self.session = settings;
+        self
+    }
+    /// Sets [`pool`](Self::pool) (at least 1).
+    pub fn pool(mut self, programs: usize) -> Self {
+        self.pool = programs.max(1);
+        self
+    }
+    /// Sets [`restart`](Self::restart).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+    /// Sets [`keepalive`](Self::keepalive).
+    pub fn keepalive(mut self, every: Duration) -> Self {
+        self.keepalive = every;
+        self
+    }
+    /// Sets [`max_calls`](Self::max_calls).
+    pub fn max_calls(mut self, max: usize) -> Self {
+        self.max_calls = max;
         self
     }
 }
@@ -241,6 +287,9 @@ pub struct Start {
     pub client: SocketAddr,
     /// The channel its waiters wait on (see [`Gateway::poll_wake`]).
     pub channel: u64,
+    /// A pool program, shared by modern clients: `client` is then the bridge's own address,
+    /// and the program serves no one client.
+    pub pooled: bool,
 }
 
 /// Whose waiters an input concerns (see [`Gateway::poll_wake`]).
@@ -307,6 +356,8 @@ struct PostHead {
     session: Option<String>,
     accept: Option<String>,
     content_type: Option<String>,
+    /// The headers a modern request mirrors its body in (lower-case names).
+    mirror: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -315,6 +366,8 @@ enum ReqState {
     Body(PostHead),
     /// Waiting for its session's program to start; then answered with `reply`.
     Starting { program: ProgramId, reply: Reply },
+    /// A modern request: its call decides the response.
+    Call,
     /// Answered; the response waits to be taken.
     Ready(Response),
 }
@@ -331,6 +384,17 @@ struct Req {
 enum Owner {
     Ws(ConnId),
     Http(u64),
+    /// A pool program: its slot.
+    Pool(usize),
+}
+
+/// Whose events a streamed body reads.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    /// A stream of a legacy HTTP session (its key).
+    Session(u64, Sink),
+    /// A modern request's own stream (its call's key).
+    Call(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +450,13 @@ pub struct Gateway {
     by_id: BTreeMap<String, u64>,
     programs: BTreeMap<ProgramId, Program>,
     starts: VecDeque<Start>,
-    bodies: BTreeMap<BodyId, (u64, Sink)>,
+    bodies: BTreeMap<BodyId, Reader>,
+    /// The pool programs modern clients share.
+    slots: Vec<pool::Slot>,
+    /// Modern requests in progress, by the id the bridge gave them at their program.
+    calls: BTreeMap<u64, pool::Call>,
+    /// The calls' next keep-alives, earliest first.
+    keepalives: BTreeSet<(Instant, u64)>,
     dropped: u64,
     /// Channels whose waiters the last inputs concern.
     wakes: BTreeSet<u64>,
@@ -404,12 +474,18 @@ impl Gateway {
             config.allow_origins.clone(),
             config.listen,
         );
+        let slots = (1..=config.pool.max(1) as u64)
+            .map(|channel| pool::Slot::new(channel, config.restart))
+            .collect::<Vec<_>>();
         Gateway {
+            next: slots.len() as u64,
+            slots,
+            calls: BTreeMap::new(),
+            keepalives: BTreeSet::new(),
             config,
             gate,
             now: None,
             stopping: false,
-            next: 0,
             conns: BTreeMap::new(),
             requests: BTreeMap::new(),
             ws: BTreeMap::new(),
@@ -476,13 +552,17 @@ impl Gateway {
         match self.programs.get(&program).map(|p| p.owner) {
             Some(Owner::Ws(conn)) => self.wake(conn.0),
             Some(Owner::Http(key)) => self.wake(key),
+            Some(Owner::Pool(slot)) => self.wake(self.slots[slot].channel),
             None => self.wake_all(),
         }
     }
 
     /// The channel a streamed body's reader waits on (its session's), if the body is known.
     pub fn body_channel(&self, body: BodyId) -> Option<u64> {
-        self.bodies.get(&body).map(|(key, _)| *key)
+        match self.bodies.get(&body)? {
+            Reader::Session(key, _) => Some(*key),
+            Reader::Call(key) => self.calls.get(key).map(|c| c.conn.0),
+        }
     }
 
     // ---- connections ------------------------------------------------------------------
@@ -524,7 +604,14 @@ impl Gateway {
             return;
         }
         self.wake(conn.0);
+        let untaken: BTreeSet<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, req)| req.conn == conn)
+            .map(|(id, _)| *id)
+            .collect();
         self.requests.retain(|_, req| req.conn != conn);
+        self.cancel_untaken(&untaken);
         self.client_gone(conn);
         self.settle(now);
     }
@@ -551,6 +638,10 @@ impl Gateway {
                 session: request.joined(streamable::SESSION_HEADER),
                 accept: request.joined("accept"),
                 content_type: request.joined("content-type"),
+                mirror: [VERSION_HEADER, METHOD_HEADER, NAME_HEADER]
+                    .into_iter()
+                    .filter_map(|name| Some((name, request.joined(name)?)))
+                    .collect(),
             }),
         };
         self.requests.insert(
@@ -619,6 +710,19 @@ impl Gateway {
             return None;
         }
         let session = request.joined(streamable::SESSION_HEADER);
+        if matches!(method, Method::Get | Method::Delete)
+            && session.as_deref().is_none_or(|s| s.trim().is_empty())
+        {
+            // The modern era has no stream outside a request and nothing to end; the legacy
+            // era's need a session.
+            let mut response = Response::error(
+                405,
+                SERVER_ERROR,
+                "GET and DELETE need a legacy session (Mcp-Session-Id); modern requests are POSTs",
+            );
+            response.headers.push(("allow", "POST".to_owned()));
+            return Some(response);
+        }
         let accept = request.joined("accept");
         let last_event_id = request.joined(streamable::LAST_EVENT_ID_HEADER);
         let head = Head {
@@ -705,6 +809,7 @@ impl Gateway {
             session: head.session.clone(),
             accept: head.accept.clone(),
             content_type: head.content_type.clone(),
+            mirror: head.mirror.clone(),
         };
         let conn = req.conn;
         self.wake(conn.0);
@@ -718,28 +823,44 @@ impl Gateway {
             Ok(body) if body.len() > self.config.max_body => {
                 ReqState::Ready(Response::from_status(Status::too_large()))
             }
-            Ok(body) => {
-                let route_head = Head {
-                    method: Method::Post,
-                    session: head.session.as_deref(),
-                    accept: head.accept.as_deref(),
-                    content_type: head.content_type.as_deref(),
-                    last_event_id: None,
-                };
-                let client = self.conns.get(&conn).map(|c| c.peer);
-                let (response, starting) =
-                    self.route(&route_head, &body, now, || Some((new_id()?, client?)));
-                match starting {
-                    Some((program, reply)) => ReqState::Starting { program, reply },
-                    None => ReqState::Ready(response),
-                }
-            }
+            Ok(body) => match self.modern(request, conn, &head, &body, now) {
+                Some(state) => state,
+                None => self.legacy(&head, conn, &body, now, new_id),
+            },
         };
         if let Some(req) = self.requests.get_mut(&request) {
-            req.state = state;
+            // A modern call may be answered already (by the bridge itself).
+            if matches!(req.state, ReqState::Body(_)) {
+                req.state = state;
+            }
         }
         self.finish_ready(request);
         self.settle(now);
+    }
+
+    /// A legacy POST body: a new session, or a message of one.
+    fn legacy(
+        &mut self,
+        head: &PostHead,
+        conn: ConnId,
+        body: &[u8],
+        now: Instant,
+        new_id: impl FnOnce() -> Option<String>,
+    ) -> ReqState {
+        let route_head = Head {
+            method: Method::Post,
+            session: head.session.as_deref(),
+            accept: head.accept.as_deref(),
+            content_type: head.content_type.as_deref(),
+            last_event_id: None,
+        };
+        let client = self.conns.get(&conn).map(|c| c.peer);
+        let (response, starting) =
+            self.route(&route_head, body, now, || Some((new_id()?, client?)));
+        match starting {
+            Some((program, reply)) => ReqState::Starting { program, reply },
+            None => ReqState::Ready(response),
+        }
     }
 
     /// Routes a request to the MCP endpoint: a refusal, a new session (with the program to
@@ -814,6 +935,7 @@ impl Gateway {
             program,
             client,
             channel: key,
+            pooled: false,
         });
         self.wake_all();
         (
@@ -851,18 +973,23 @@ impl Gateway {
                 http.bodies += 1;
                 self.next += 1;
                 let body = BodyId(self.next);
-                self.bodies.insert(body, (key, sink));
+                self.bodies.insert(body, Reader::Session(key, sink));
                 let kind = if sse {
                     streamable::EVENT_STREAM
                 } else {
                     streamable::JSON
                 };
+                let mut headers = vec![
+                    ("content-type", kind.to_owned()),
+                    ("cache-control", "no-cache".to_owned()),
+                ];
+                if sse {
+                    // A buffering proxy in front would hold the events back.
+                    headers.push(("x-accel-buffering", "no".to_owned()));
+                }
                 Response {
                     status: 200,
-                    headers: vec![
-                        ("content-type", kind.to_owned()),
-                        ("cache-control", "no-cache".to_owned()),
-                    ],
+                    headers,
                     body: Body::Stream(body),
                 }
             }
@@ -907,8 +1034,10 @@ impl Gateway {
     /// gateway changes, [`Take::End`] when complete (then
     /// [`handle_body_dropped`](Self::handle_body_dropped)).
     pub fn take_body(&mut self, body: BodyId) -> Take {
-        let Some(&(key, sink)) = self.bodies.get(&body) else {
-            return Take::End;
+        let (key, sink) = match self.bodies.get(&body) {
+            Some(&Reader::Session(key, sink)) => (key, sink),
+            Some(&Reader::Call(key)) => return self.take_call(key),
+            None => return Take::End,
         };
         let take = match self.sessions.get_mut(&key) {
             Some(http) => http.session.take(sink),
@@ -926,8 +1055,14 @@ impl Gateway {
     pub fn handle_body_dropped(&mut self, body: BodyId, now: Instant) {
         let now = self.clock(now);
         self.ended = true;
-        let Some((key, sink)) = self.bodies.remove(&body) else {
-            return;
+        let (key, sink) = match self.bodies.remove(&body) {
+            Some(Reader::Session(key, sink)) => (key, sink),
+            Some(Reader::Call(key)) => {
+                self.call_dropped(key);
+                self.settle(now);
+                return;
+            }
+            None => return,
         };
         if let Some(http) = self.sessions.get_mut(&key) {
             http.bodies = http.bodies.saturating_sub(1);
@@ -979,6 +1114,7 @@ impl Gateway {
             program,
             client,
             channel: conn.0,
+            pooled: false,
         });
         self.settle(now);
     }
@@ -1097,12 +1233,14 @@ impl Gateway {
                             self.close_program(program);
                         }
                     }
+                    Owner::Pool(slot) => self.pool_started(slot, program, true, now),
                 }
             }
             Err(_) => {
                 self.programs.remove(&program);
                 match owner {
                     Owner::Http(_) => self.answer_start(program, false),
+                    Owner::Pool(slot) => self.pool_started(slot, program, false, now),
                     Owner::Ws(conn) => {
                         if let Some(ws) = self.ws.get_mut(&conn) {
                             ws.program_over = true;
@@ -1182,7 +1320,8 @@ impl Gateway {
                 .sessions
                 .get(&key)
                 .is_none_or(|http| http.session.wants_child_output()),
-            None => true,
+            // Each call bounds its own stream; one slow client holds up no other.
+            Some(Owner::Pool(_)) | None => true,
         }
     }
 
@@ -1205,6 +1344,7 @@ impl Gateway {
                 }
                 _ => self.dropped += 1,
             },
+            Some(Owner::Pool(slot)) => self.pool_message(slot, message),
             None => self.dropped += 1,
         }
         self.settle(now);
@@ -1248,6 +1388,7 @@ impl Gateway {
                     self.answer_start(program, false);
                 }
             }
+            Owner::Pool(slot) => self.pool_ended(slot, status, p.closing, now),
         }
         self.settle(now);
     }
@@ -1268,6 +1409,15 @@ impl Gateway {
         }
         match p.owner {
             Owner::Ws(_) => p.queue.pop_front(),
+            Owner::Pool(slot) => {
+                let next = self.poll_pool(slot)?;
+                if next == ToProgram::Close {
+                    if let Some(p) = self.programs.get_mut(&program) {
+                        p.closing = true;
+                    }
+                }
+                Some(next)
+            }
             Owner::Http(key) => {
                 let http = self.sessions.get_mut(&key)?;
                 let next = http.session.poll_child()?;
@@ -1291,7 +1441,7 @@ impl Gateway {
                         .sessions
                         .get(&key)
                         .is_none_or(|http| !http.session.is_open()),
-                    Owner::Ws(_) => false,
+                    Owner::Ws(_) | Owner::Pool(_) => false,
                 }
         })
     }
@@ -1311,6 +1461,7 @@ impl Gateway {
         self.wake(match owner {
             Owner::Ws(conn) => conn.0,
             Owner::Http(key) => key,
+            Owner::Pool(slot) => self.slots[slot].channel,
         });
         let Some(p) = self.programs.get_mut(&program) else {
             return;
@@ -1326,6 +1477,7 @@ impl Gateway {
                     http.session.close(now);
                 }
             }
+            Owner::Pool(slot) => self.close_pool(slot),
         }
     }
 
@@ -1374,6 +1526,7 @@ impl Gateway {
         for program in running {
             self.close_program(program);
         }
+        self.pool_stop();
         self.settle(now);
     }
 
@@ -1394,7 +1547,7 @@ impl Gateway {
             .sessions
             .values()
             .filter_map(|http| http.session.poll_timeout());
-        conns.chain(sessions).min()
+        conns.chain(sessions).chain(self.pool_timeout()).min()
     }
 
     /// Fires what is due at `now`: connections past their handshake or grace are to be
@@ -1412,6 +1565,7 @@ impl Gateway {
         for http in self.sessions.values_mut() {
             http.session.handle_timeout(now);
         }
+        self.pool_fire(now);
         self.settle(now);
     }
 
@@ -1444,6 +1598,7 @@ impl Gateway {
             programs: self.programs.len(),
             bodies: self.bodies.len(),
             starts: self.starts.len(),
+            calls: self.calls.len(),
             longest_queue: self
                 .ws
                 .values()
@@ -1493,6 +1648,8 @@ pub struct Footprint {
     pub bodies: usize,
     /// Programs to start, not yet polled.
     pub starts: usize,
+    /// Modern requests in progress (their streams not yet over).
+    pub calls: usize,
     /// The longest queue of messages for one client or program.
     pub longest_queue: usize,
     /// The most bytes of events one HTTP session keeps.

@@ -11,6 +11,9 @@ use crate::gateway::{
 use crate::streamable::{Settings, Take};
 use crate::ExitStatus;
 
+/// A modern request (MCP 2026-07-28), served by the pool.
+const MODERN: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+
 /// Drives one gateway the way an adapter does (reading clients and programs only while the
 /// gateway wants them) and checks after every step:
 ///
@@ -24,8 +27,8 @@ use crate::ExitStatus;
 /// Layout: a session limit (1 byte, modulo 8), a relay bound (1 byte, modulo 8), a token flag
 /// (1 byte: odd for a token); then operations, each an opcode byte (modulo 16) and its
 /// operands: 0 accept, 1 a request (a connection byte, a kind byte choosing the method, path
-/// and headers), 2 a body (a request byte, a kind byte: whole, too large, failed; then a
-/// chunk), 3 a take of a response (a request byte), 4 a take from a body (a body byte), 5 a
+/// and headers, a byte adding a session id or the modern mirrored headers), 2 a body (a
+/// request byte, a kind byte: whole, too large, failed, a modern request; then a chunk), 3 a take of a response (a request byte), 4 a take from a body (a body byte), 5 a
 /// body dropped, 6 a websocket opened (a connection byte), 7 a client message (a connection
 /// byte, a message), 8 a connection closed, 9 a start carried out (a byte: odd fails), 10 a
 /// program message (a program byte, a message), 11 a program ends, 12 a program's outputs
@@ -80,17 +83,23 @@ pub fn gateway_ops(data: &[u8], base: Instant) {
                 if kind & 0x80 != 0 {
                     headers.push(("upgrade".into(), "websocket".into()));
                 }
-                if r.u8() % 4 == 0 {
+                let extra = r.u8();
+                if extra % 4 == 0 {
                     headers.push(("mcp-session-id".into(), "s".into()));
+                }
+                if extra & 0x10 != 0 {
+                    headers.push(("mcp-protocol-version".into(), "2026-07-28".into()));
+                    headers.push(("mcp-method".into(), "tools/list".into()));
                 }
                 requests.push(gw.handle_request(conn, Request::new(method, path, headers), now));
             }
             2 if !requests.is_empty() => {
                 let request = requests[pick(&mut r, requests.len())];
-                let body = match r.u8() % 3 {
+                let body = match r.u8() % 4 {
                     0 => Ok(r.chunk().to_vec()),
                     1 => Err(BodyError::TooLarge),
-                    _ => Err(BodyError::Failed),
+                    2 => Err(BodyError::Failed),
+                    _ => Ok(MODERN.to_vec()),
                 };
                 let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#;
                 let body = body.map(|b| if b.is_empty() { init.to_vec() } else { b });
@@ -181,7 +190,8 @@ pub fn gateway_ops(data: &[u8], base: Instant) {
         let footprint = gw.footprint();
         assert!(footprint.longest_queue <= relay + 1, "{footprint:?}");
         assert!(gw.active() <= max, "{} sessions over {max}", gw.active());
-        assert!(footprint.programs <= max, "{footprint:?}");
+        // The sessions' programs, and the one pool program of modern requests.
+        assert!(footprint.programs <= max + 1, "{footprint:?}");
         if gw.is_finished() {
             assert_eq!(footprint.programs, 0);
         }

@@ -92,3 +92,12 @@ fn encode(message: &crate::Message) -> Vec<u8> {
             .to_vec()
     })
 }
+
+/// A message as JSON, for the gateway's modern calls (the same encoding as every event here).
+pub(crate) fn encode_message(message: &crate::Message) -> Vec<u8> {
+    encode(message)
+}
+
+/// A POST's messages and answer mode (its `Content-Type` and `Accept` checked), or why it is
+/// refused: the same reading for a modern request as for a session's.
+pub(crate) use route::post as read_post;

@@ -132,7 +132,7 @@ pub fn route(head: &Head<'_>, body: &[u8]) -> Route {
 }
 
 /// A POST's messages and answer mode, or why it is refused.
-fn post(head: &Head<'_>, body: &[u8]) -> Result<Post, Status> {
+pub(crate) fn post(head: &Head<'_>, body: &[u8]) -> Result<Post, Status> {
     if !head.content_type.is_some_and(|t| lists(t, &[JSON])) {
         return Err(Status::error(
             415,
