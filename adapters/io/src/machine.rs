@@ -1,16 +1,21 @@
 //! One driver for any core machine with timers: the machine behind a mutex, notifications
 //! for those who wait on it, and one timer task that hands it the time when its deadline
-//! passes. The [`Gateway`](tether_core::gateway::Gateway) is driven this way; the tasks that
-//! move bytes (HTTP, websockets, programs) call its inputs through [`Driver::with`] and wait for
-//! its outputs with [`Driver::wait_on`], and decide nothing.
+//! passes. Both of the core's machines are driven this way: the [`Gateway`](tether_core::gateway::Gateway)
+//! of a bridge, whose tasks (HTTP, websockets, programs) call its inputs through
+//! [`Driver::with`] and wait for its outputs with [`Driver::wait_on`], and each connection's
+//! [`Endpoint`](tether_core::Endpoint), whose reading and writing by turns the connection
+//! layers on top (`shared.rs`, `stream.rs`).
 //!
 //! The lock is never held across an await. Every wait listens first, then looks under the
 //! lock, then awaits, so no change is missed. After each input the machine says whose waiters
-//! it concerns ([`Machine::poll_wake`]): a channel's, or everyone's. Waiters on a channel
-//! listen on one of [`SHARDS`] notifications (the channel modulo their number), so that a
-//! bridge with a thousand sessions does not wake them all for each message; a wake of
-//! everyone notifies every shard. The timer task is woken when the deadline moves earlier.
+//! it concerns ([`Machine::poll_wake`]): a channel's, or everyone's. Where the waiters of a
+//! channel listen is the [`Waiters`]' choice: the gateway's listen on one of [`SHARDS`]
+//! notifications (the channel modulo their number), so that a bridge with a thousand sessions
+//! does not wake them all for each message; an endpoint's on one notification per kind of
+//! waiter. The timer task is woken when the deadline moves earlier, or the machine finishes.
 
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
@@ -74,108 +79,234 @@ impl Machine for tether_core::gateway::Gateway {
     }
 }
 
-/// A machine shared by the tasks that drive it, with its timer running.
-#[derive(Debug)]
-pub struct Driver<M> {
-    machine: Mutex<M>,
-    /// One per shard of channels, then one for waiters on no channel.
-    shards: Vec<Event>,
-    /// The timer task: the deadline moved earlier, or the machine may be finished.
-    timer: Event,
-    /// The deadline after the last input (taken only under the machine's lock).
-    deadline: Mutex<Option<Instant>>,
+/// What the driver asks of the machine it holds: [`Machine`], without its bounds, so that a
+/// connection's endpoint is driven too by the helpers that take its messages' type with
+/// fewer bounds than a spawned task needs.
+pub(crate) trait Driven {
+    /// [`Machine::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// [`Machine::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// [`Machine::is_finished`].
+    fn is_finished(&self) -> bool;
+    /// [`Machine::poll_wake`].
+    fn poll_wake(&mut self) -> Option<Wake>;
+    /// [`Machine::names_wakes`].
+    fn names_wakes(&self) -> bool;
 }
 
-/// Who was concerned by one input.
-enum Woken {
-    /// Everyone.
-    All,
-    /// These shards.
-    Shards(Vec<usize>),
+impl<T: Machine> Driven for T {
+    fn poll_timeout(&self) -> Option<Instant> {
+        Machine::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Machine::handle_timeout(self, now);
+    }
+    fn is_finished(&self) -> bool {
+        Machine::is_finished(self)
+    }
+    fn poll_wake(&mut self) -> Option<Wake> {
+        Machine::poll_wake(self)
+    }
+    fn names_wakes(&self) -> bool {
+        Machine::names_wakes(self)
+    }
+}
+
+/// Where the waiters of a driven machine listen: a few notifications, numbered from zero,
+/// and which one the waiters of each channel listen on.
+pub trait Waiters: Send + Sync + 'static {
+    /// How many notifications there are; at most 128.
+    fn count(&self) -> usize;
+    /// The notification the waiters on `channel` (`None`: on no channel) listen on; below
+    /// [`count`](Self::count).
+    fn index(&self, channel: Option<u64>) -> usize;
+    /// Notification `index`.
+    fn event(&self, index: usize) -> &Event;
+}
+
+/// The waiters of a machine with many channels (a bridge's sessions): [`SHARDS`]
+/// notifications for the channels, and one for waiters on no channel.
+#[derive(Debug)]
+pub struct Shards(Vec<Event>);
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards((0..=SHARDS).map(|_| Event::new()).collect())
+    }
+}
+
+impl Waiters for Shards {
+    fn count(&self) -> usize {
+        SHARDS + 1
+    }
+    fn index(&self, channel: Option<u64>) -> usize {
+        channel.map_or(SHARDS, |c| (c % SHARDS as u64) as usize)
+    }
+    fn event(&self, index: usize) -> &Event {
+        &self.0[index]
+    }
+}
+
+/// A machine shared by the tasks that drive it, with its timer running.
+#[derive(Debug)]
+pub struct Driver<M, W = Shards> {
+    slot: Mutex<Slot<M>>,
+    waiters: W,
+    /// The timer task: the deadline moved earlier, or the machine may be finished.
+    timer: Event,
+}
+
+/// The machine, and its deadline as the timer task was last told it.
+#[derive(Debug)]
+struct Slot<M> {
+    machine: M,
+    deadline: Option<Instant>,
+}
+
+/// The machine, locked. Dropping it wakes nobody: whoever changed the machine hands the guard
+/// to [`Driver::release`] (or calls [`Driver::wake_held`]) instead.
+pub(crate) struct Guard<'a, M>(MutexGuard<'a, Slot<M>>);
+
+impl<M> Deref for Guard<'_, M> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.0.machine
+    }
+}
+
+impl<M> DerefMut for Guard<'_, M> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.0.machine
+    }
+}
+
+/// Whom one input concerned: a set of notifications (bit `i` for notification `i`), and
+/// whether the timer task must look again.
+#[derive(Debug, Clone, Copy)]
+struct Woken {
+    waiters: u128,
+    timer: bool,
 }
 
 impl<M: Machine> Driver<M> {
     /// Shares `machine` and spawns its timer task on runtime `R`. The task ends once the
     /// machine is finished or every handle to the driver is gone.
     pub fn start<R: Runtime>(machine: M) -> Arc<Self> {
-        let driver = Arc::new(Driver {
-            machine: Mutex::new(machine),
-            shards: (0..=SHARDS).map(|_| Event::new()).collect(),
-            timer: Event::new(),
-            deadline: Mutex::new(None),
-        });
-        R::spawn(timer::<M, R>(Arc::downgrade(&driver)));
+        let driver = Arc::new(Driver::new(machine, Shards::default()));
+        R::spawn(driver.timer::<R>());
         driver
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, M> {
-        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+impl<M, W> Driver<M, W> {
+    /// Where the waiters listen.
+    pub(crate) fn waiters(&self) -> &W {
+        &self.waiters
+    }
+}
+
+#[allow(
+    private_bounds,
+    reason = "every method here is the crate's: its drivers' hot paths and the timer task"
+)]
+impl<M: Driven, W: Waiters> Driver<M, W> {
+    /// Shares `machine` with `waiters`; its timer task is [`timer`](Self::timer), for the
+    /// caller to spawn.
+    pub(crate) fn new(machine: M, waiters: W) -> Self {
+        debug_assert!(waiters.count() <= 128, "a wake is a 128-bit set");
+        Driver {
+            slot: Mutex::new(Slot {
+                machine,
+                deadline: None,
+            }),
+            waiters,
+            timer: Event::new(),
+        }
     }
 
-    fn shard(channel: Option<u64>) -> usize {
-        channel.map_or(SHARDS, |c| (c % SHARDS as u64) as usize)
+    /// The timer task: fires the machine's deadlines until it is finished or nobody holds
+    /// the driver.
+    pub(crate) fn timer<R: Runtime>(self: &Arc<Self>) -> impl Future<Output = ()> + Send
+    where
+        M: Send + 'static,
+        W: 'static,
+    {
+        timer::<M, W, R>(Arc::downgrade(self))
     }
 
-    /// Runs `f` under the lock and says whom it concerned, and whether the deadline moved
-    /// earlier.
-    fn run<T>(&self, f: impl FnOnce(&mut M, Instant) -> T) -> (T, Woken, bool) {
-        let mut machine = self.lock();
-        let out = f(&mut machine, clock::now());
-        let after = machine.poll_timeout();
-        let before = std::mem::replace(
-            &mut *self.deadline.lock().unwrap_or_else(PoisonError::into_inner),
-            after,
-        );
-        let earlier = match (before, after) {
+    /// The machine, for a change that wakes by hand (a driver's hot paths that know whom
+    /// their change concerns), or none.
+    pub(crate) fn lock(&self) -> Guard<'_, M> {
+        // The machine is a plain value updated in single calls; a panic elsewhere while
+        // holding the lock leaves it consistent enough to shut down with.
+        Guard(self.slot.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whom the changes made under `slot` concern, as the machine names them; and the timer,
+    /// if the deadline moved earlier or the machine is finished.
+    fn woken(&self, slot: &mut Slot<M>) -> Woken {
+        let after = slot.machine.poll_timeout();
+        let earlier = match (slot.deadline, after) {
             (None, Some(_)) => true,
             (Some(before), Some(after)) => after < before,
             _ => false,
         };
-        let woken = if !machine.names_wakes() {
-            Woken::All
-        } else {
-            let mut shards = Vec::new();
-            let mut all = false;
-            while let Some(wake) = machine.poll_wake() {
-                match wake {
-                    Wake::All => all = true,
-                    Wake::Channel(channel) => shards.push(Self::shard(Some(channel))),
-                }
-            }
-            if all {
-                Woken::All
-            } else {
-                Woken::Shards(shards)
-            }
-        };
-        (out, woken, earlier)
+        slot.deadline = after;
+        let all = u128::MAX;
+        let mut waiters = 0;
+        if !slot.machine.names_wakes() {
+            waiters = all;
+        }
+        while let Some(wake) = slot.machine.poll_wake() {
+            waiters |= match wake {
+                Wake::All => all,
+                Wake::Channel(channel) => 1 << self.waiters.index(Some(channel)),
+            };
+        }
+        Woken {
+            waiters,
+            timer: earlier || waiters == all || slot.machine.is_finished(),
+        }
     }
 
-    fn notify(&self, woken: &Woken, earlier: bool) {
-        match woken {
-            Woken::All => {
-                for shard in &self.shards {
-                    shard.notify(usize::MAX);
-                }
-                self.timer.notify(usize::MAX);
-                return;
+    fn notify(&self, woken: Woken) {
+        let mut waiters = woken.waiters;
+        while waiters != 0 {
+            let index = waiters.trailing_zeros() as usize;
+            if index >= self.waiters.count() {
+                break;
             }
-            Woken::Shards(shards) => {
-                for &shard in shards {
-                    self.shards[shard].notify(usize::MAX);
-                }
-            }
+            self.waiters.event(index).notify(usize::MAX);
+            waiters &= waiters - 1;
         }
-        if earlier {
+        if woken.timer {
             self.timer.notify(usize::MAX);
         }
     }
 
+    /// After changes made under `guard`: unlocks, then wakes whom they concern.
+    pub(crate) fn release(&self, mut guard: Guard<'_, M>) {
+        let woken = self.woken(&mut guard.0);
+        drop(guard);
+        self.notify(woken);
+    }
+
+    /// After changes made under `guard`: wakes whom they concern, still holding it.
+    pub(crate) fn wake_held(&self, guard: &mut Guard<'_, M>) {
+        let woken = self.woken(&mut guard.0);
+        self.notify(woken);
+    }
+
+}
+
+impl<M: Machine, W: Waiters> Driver<M, W> {
     /// An input: `f` gets the machine and the time, under the lock; then the waiters it
     /// concerns look again.
     pub fn with<T>(&self, f: impl FnOnce(&mut M, Instant) -> T) -> T {
-        let (out, woken, earlier) = self.run(f);
-        self.notify(&woken, earlier);
+        let mut guard = self.lock();
+        let out = f(&mut guard, clock::now());
+        self.release(guard);
         out
     }
 
@@ -185,9 +316,14 @@ impl<M: Machine> Driver<M> {
     }
 
     /// An output, if `f` finds one (taking it may concern other waiters, who are woken).
+    /// When `f` finds nothing it must change nothing: nobody is woken then, and a machine
+    /// that scans for its deadline (a gateway, over every connection) is not asked for it.
     pub fn take<T>(&self, f: impl FnOnce(&mut M, Instant) -> Option<T>) -> Option<T> {
-        let (out, woken, earlier) = self.run(f);
-        self.notify(&woken, earlier);
+        let mut guard = self.lock();
+        let out = f(&mut guard, clock::now());
+        if out.is_some() {
+            self.release(guard);
+        }
         out
     }
 
@@ -195,12 +331,13 @@ impl<M: Machine> Driver<M> {
     /// concerns everyone), for code that polls by hand (a response body): listen, then
     /// [`take`](Self::take), then await the listener if nothing was found.
     pub fn listen(&self, channel: Option<u64>) -> EventListener {
-        self.shards[Self::shard(channel)].listen()
+        self.waiters.event(self.waiters.index(channel)).listen()
     }
 
     /// Waits until `f` finds something (an output to take, a condition that holds), looking
     /// again after every change that concerns `channel` (`None`: only after changes that
-    /// concern everyone).
+    /// concern everyone). As for [`take`](Self::take), `f` changes nothing when it finds
+    /// nothing.
     pub async fn wait_on<T>(
         &self,
         channel: Option<u64>,
@@ -223,20 +360,30 @@ impl<M: Machine> Driver<M> {
 }
 
 /// Fires the machine's deadlines until it is finished or nobody holds the driver.
-async fn timer<M: Machine, R: Runtime>(driver: Weak<Driver<M>>) {
+async fn timer<M, W, R>(driver: Weak<Driver<M, W>>)
+where
+    M: Driven + Send + 'static,
+    W: Waiters,
+    R: Runtime,
+{
     loop {
         let Some(strong) = driver.upgrade() else {
             return;
         };
         // Listening first: a deadline set after this point wakes the task.
         let changed = strong.timer.listen();
-        let (finished, deadline) = strong.peek(|m| (m.is_finished(), m.poll_timeout()));
+        let (finished, deadline) = {
+            let machine = strong.lock();
+            (machine.is_finished(), machine.poll_timeout())
+        };
         if finished {
             return;
         }
         match deadline {
             Some(at) if at <= clock::now() => {
-                strong.with(|m, now| m.handle_timeout(now));
+                let mut machine = strong.lock();
+                machine.handle_timeout(clock::now());
+                strong.release(machine);
                 continue;
             }
             Some(at) => {
