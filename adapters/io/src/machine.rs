@@ -343,12 +343,18 @@ impl<M: Machine, W: Waiters> Driver<M, W> {
         channel: Option<u64>,
         mut f: impl FnMut(&mut M, Instant) -> Option<T>,
     ) -> T {
+        // A listener costs an allocation and a turn of the notification's own lock: take one
+        // only once `f` has found nothing, then look once more before waiting, so that no
+        // change is missed.
+        let mut listener = None;
         loop {
-            let changed = self.listen(channel);
             if let Some(out) = self.take(&mut f) {
                 return out;
             }
-            changed.await;
+            match listener.take() {
+                Some(changed) => changed.await,
+                None => listener = Some(self.listen(channel)),
+            }
         }
     }
 
