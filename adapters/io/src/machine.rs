@@ -12,7 +12,9 @@
 //! channel listen is the [`Waiters`]' choice: the gateway's listen on one of [`SHARDS`]
 //! notifications (the channel modulo their number), so that a bridge with a thousand sessions
 //! does not wake them all for each message; an endpoint's on one notification per kind of
-//! waiter. The timer task is woken when the deadline moves earlier, or the machine finishes.
+//! waiter. The timer task is woken when the deadline moves earlier, as the endpoint tells, or,
+//! for a machine that does not tell (the gateway), by the first change after each of its
+//! looks; and when the machine finishes.
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -56,6 +58,15 @@ pub trait Machine: Send + 'static {
     fn names_wakes(&self) -> bool {
         false
     }
+    /// Whether the deadline moved earlier (or appeared) since the driver last asked, asked
+    /// after [`poll_wake`](Self::poll_wake): the timer task must look again. `None` (the
+    /// default) means the machine does not say: the timer task is then woken by the first
+    /// change after each of its looks at [`poll_timeout`](Self::poll_timeout), which it
+    /// calls once for any number of changes (for a gateway, a look at every connection and
+    /// session: too dear to ask after each).
+    fn poll_deadline_moved(&mut self) -> Option<bool> {
+        None
+    }
 }
 
 impl Machine for tether_core::gateway::Gateway {
@@ -93,6 +104,8 @@ pub(crate) trait Driven {
     fn poll_wake(&mut self) -> Option<Wake>;
     /// [`Machine::names_wakes`].
     fn names_wakes(&self) -> bool;
+    /// [`Machine::poll_deadline_moved`].
+    fn poll_deadline_moved(&mut self) -> Option<bool>;
 }
 
 impl<T: Machine> Driven for T {
@@ -110,6 +123,9 @@ impl<T: Machine> Driven for T {
     }
     fn names_wakes(&self) -> bool {
         Machine::names_wakes(self)
+    }
+    fn poll_deadline_moved(&mut self) -> Option<bool> {
+        Machine::poll_deadline_moved(self)
     }
 }
 
@@ -157,11 +173,11 @@ pub struct Driver<M, W = Shards> {
     timer: Event,
 }
 
-/// The machine, and its deadline as the timer task was last told it.
+/// The machine, and whether the timer task has looked at its deadline since the last change.
 #[derive(Debug)]
 struct Slot<M> {
     machine: M,
-    deadline: Option<Instant>,
+    looked: bool,
 }
 
 /// The machine, locked. Dropping it wakes nobody: whoever changed the machine hands the guard
@@ -218,7 +234,7 @@ impl<M: Driven, W: Waiters> Driver<M, W> {
         Driver {
             slot: Mutex::new(Slot {
                 machine,
-                deadline: None,
+                looked: false,
             }),
             waiters,
             timer: Event::new(),
@@ -244,15 +260,9 @@ impl<M: Driven, W: Waiters> Driver<M, W> {
     }
 
     /// Whom the changes made under `slot` concern, as the machine names them; and the timer,
-    /// if the deadline moved earlier or the machine is finished.
+    /// if the deadline moved earlier (or, for a machine that does not say, if the timer has
+    /// looked since the last change), or the machine is finished.
     fn woken(&self, slot: &mut Slot<M>) -> Woken {
-        let after = slot.machine.poll_timeout();
-        let earlier = match (slot.deadline, after) {
-            (None, Some(_)) => true,
-            (Some(before), Some(after)) => after < before,
-            _ => false,
-        };
-        slot.deadline = after;
         let all = u128::MAX;
         let mut waiters = 0;
         if !slot.machine.names_wakes() {
@@ -264,9 +274,13 @@ impl<M: Driven, W: Waiters> Driver<M, W> {
                 Wake::Channel(channel) => 1 << self.waiters.index(Some(channel)),
             };
         }
+        let timer = match slot.machine.poll_deadline_moved() {
+            Some(moved) => moved,
+            None => std::mem::take(&mut slot.looked),
+        };
         Woken {
             waiters,
-            timer: earlier || waiters == all || slot.machine.is_finished(),
+            timer: timer || waiters == all || slot.machine.is_finished(),
         }
     }
 
@@ -316,8 +330,7 @@ impl<M: Machine, W: Waiters> Driver<M, W> {
     }
 
     /// An output, if `f` finds one (taking it may concern other waiters, who are woken).
-    /// When `f` finds nothing it must change nothing: nobody is woken then, and a machine
-    /// that scans for its deadline (a gateway, over every connection) is not asked for it.
+    /// When `f` finds nothing it must change nothing: nobody is woken then.
     pub fn take<T>(&self, f: impl FnOnce(&mut M, Instant) -> Option<T>) -> Option<T> {
         let mut guard = self.lock();
         let out = f(&mut guard, clock::now());
@@ -358,6 +371,22 @@ impl<M: Machine, W: Waiters> Driver<M, W> {
         }
     }
 
+    /// Waits until `holds` (a condition, which changes nothing) is true of the machine,
+    /// looking again after every change that concerns `channel`. Cheaper than
+    /// [`wait_on`](Self::wait_on) for what changes nothing: nobody is woken when it holds.
+    pub async fn wait_until(&self, channel: Option<u64>, mut holds: impl FnMut(&M) -> bool) {
+        let mut listener = None;
+        loop {
+            if self.peek(&mut holds) {
+                return;
+            }
+            match listener.take() {
+                Some(changed) => changed.await,
+                None => listener = Some(self.listen(channel)),
+            }
+        }
+    }
+
     /// [`wait_on`](Self::wait_on) no channel: for what only changes that concern everyone
     /// bring about (a machine that names no wakes concerns everyone with every input).
     pub async fn wait<T>(&self, f: impl FnMut(&mut M, Instant) -> Option<T>) -> T {
@@ -379,7 +408,8 @@ where
         // Listening first: a deadline set after this point wakes the task.
         let changed = strong.timer.listen();
         let (finished, deadline) = {
-            let machine = strong.lock();
+            let mut machine = strong.lock();
+            machine.0.looked = true;
             (machine.is_finished(), machine.poll_timeout())
         };
         if finished {

@@ -262,6 +262,9 @@ pub(crate) struct State<M> {
     settling: bool,
     /// The kinds of waiter a wake still names, while the driver asks ([`Driven::poll_wake`]).
     waking: Option<u8>,
+    /// The endpoint's deadline moved earlier since the driver last asked
+    /// ([`Driven::poll_deadline_moved`]).
+    deadline_moved: bool,
 }
 
 impl<M> Shared<M>
@@ -280,6 +283,7 @@ where
             reporting: 0,
             settling: false,
             waking: None,
+            deadline_moved: false,
         };
         Shared {
             driver: Arc::new(Driver::new(state, Kinds::default())),
@@ -437,6 +441,7 @@ where
     /// The kinds of waiter the last changes concern, as a set of [`Kinds`] bits.
     fn kinds(&mut self) -> u8 {
         let wake = self.ep.poll_wake();
+        self.deadline_moved |= wake.timer;
         if std::mem::take(&mut self.settling) {
             // Everyone but the watchers of the end, unless it came, and of restarts, unless
             // there is a child.
@@ -452,7 +457,7 @@ where
             }
             return kinds;
         }
-        // The timer is the driver's to wake: it sees the deadline move.
+        // The timer is the driver's to wake (`deadline_moved`).
         let mut kinds = 0;
         if wake.write {
             kinds |= 1 << Kinds::OUTPUT;
@@ -514,6 +519,10 @@ where
 
     fn names_wakes(&self) -> bool {
         true
+    }
+
+    fn poll_deadline_moved(&mut self) -> Option<bool> {
+        Some(std::mem::take(&mut self.deadline_moved))
     }
 }
 
