@@ -356,41 +356,40 @@ impl<M: Machine, W: Waiters> Driver<M, W> {
         channel: Option<u64>,
         mut f: impl FnMut(&mut M, Instant) -> Option<T>,
     ) -> T {
-        // A listener costs an allocation and a turn of the notification's own lock: take one
-        // only once `f` has found nothing, then look once more before waiting, so that no
-        // change is missed.
-        let mut listener = None;
-        loop {
-            if let Some(out) = self.take(&mut f) {
-                return out;
-            }
-            match listener.take() {
-                Some(changed) => changed.await,
-                None => listener = Some(self.listen(channel)),
-            }
-        }
+        wait(|| self.listen(channel), || self.take(&mut f)).await
     }
 
     /// Waits until `holds` (a condition, which changes nothing) is true of the machine,
     /// looking again after every change that concerns `channel`. Cheaper than
     /// [`wait_on`](Self::wait_on) for what changes nothing: nobody is woken when it holds.
     pub async fn wait_until(&self, channel: Option<u64>, mut holds: impl FnMut(&M) -> bool) {
-        let mut listener = None;
-        loop {
-            if self.peek(&mut holds) {
-                return;
-            }
-            match listener.take() {
-                Some(changed) => changed.await,
-                None => listener = Some(self.listen(channel)),
-            }
-        }
+        wait(|| self.listen(channel), || self.peek(&mut holds).then_some(())).await;
     }
 
     /// [`wait_on`](Self::wait_on) no channel: for what only changes that concern everyone
     /// bring about (a machine that names no wakes concerns everyone with every input).
     pub async fn wait<T>(&self, f: impl FnMut(&mut M, Instant) -> Option<T>) -> T {
         self.wait_on(None, f).await
+    }
+}
+
+/// Every wait on a driven machine: `look` (under the machine's lock) until it finds
+/// something, awaiting a notification from `listen` in between. A listener costs an
+/// allocation and a turn of the notification's own lock, so one is taken only once a look has
+/// found nothing, and the next look comes before the wait: no change is missed.
+pub(crate) async fn wait<T>(
+    listen: impl Fn() -> EventListener,
+    mut look: impl FnMut() -> Option<T>,
+) -> T {
+    let mut listener = None;
+    loop {
+        if let Some(out) = look() {
+            return out;
+        }
+        match listener.take() {
+            Some(changed) => changed.await,
+            None => listener = Some(listen()),
+        }
     }
 }
 

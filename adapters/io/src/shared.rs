@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tether_core::{Action, Endpoint, ExitStatus};
 
-use crate::machine::{Driven, Driver, Guard, Wake, Waiters};
+use crate::machine::{self, Driven, Driver, Guard, Wake, Waiters};
 use crate::process::contain::Container;
 use crate::process::{kill_process_group, Lifetime, LimitGroups, Process, Respawn, Tail};
 use crate::{clock, RestartReport, Runtime};
@@ -381,24 +381,14 @@ where
         self.settle(state);
     }
 
-    /// Waits until `done` holds for the state.
+    /// Waits until `done` holds for the state, looking again whenever `event` is notified
+    /// (`done` may take what it finds: a result, a due restart).
     pub(crate) async fn wait_for(
         &self,
         event: &Event,
         mut done: impl FnMut(&mut State<M>) -> bool,
     ) {
-        // A listener costs an allocation: take one only once the condition is found false,
-        // then check once more before waiting, so no wake-up is lost.
-        let mut listener = None;
-        loop {
-            if done(&mut self.lock()) {
-                return;
-            }
-            match listener.take() {
-                Some(listener) => listener.await,
-                None => listener = Some(event.listen()),
-            }
-        }
+        machine::wait(|| event.listen(), || done(&mut self.lock()).then_some(())).await;
     }
 }
 
