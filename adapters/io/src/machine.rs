@@ -311,7 +311,6 @@ impl<M: Driven, W: Waiters> Driver<M, W> {
         let woken = self.woken(&mut guard.0);
         self.notify(woken);
     }
-
 }
 
 impl<M: Machine, W: Waiters> Driver<M, W> {
@@ -363,7 +362,11 @@ impl<M: Machine, W: Waiters> Driver<M, W> {
     /// looking again after every change that concerns `channel`. Cheaper than
     /// [`wait_on`](Self::wait_on) for what changes nothing: nobody is woken when it holds.
     pub async fn wait_until(&self, channel: Option<u64>, mut holds: impl FnMut(&M) -> bool) {
-        wait(|| self.listen(channel), || self.peek(&mut holds).then_some(())).await;
+        wait(
+            || self.listen(channel),
+            || self.peek(&mut holds).then_some(()),
+        )
+        .await;
     }
 
     /// [`wait_on`](Self::wait_on) no channel: for what only changes that concern everyone

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tether_core::{Action, Endpoint, ExitStatus};
 
-use crate::machine::{self, Driven, Driver, Guard, Wake, Waiters};
+use crate::machine::{self, Driven, Driver, Guard, Waiters, Wake};
 use crate::process::contain::Container;
 use crate::process::{kill_process_group, Lifetime, LimitGroups, Process, Respawn, Tail};
 use crate::{clock, RestartReport, Runtime};
@@ -435,10 +435,8 @@ where
         if std::mem::take(&mut self.settling) {
             // Everyone but the watchers of the end, unless it came, and of restarts, unless
             // there is a child.
-            let mut kinds = 1 << Kinds::EVENTS
-                | 1 << Kinds::INPUT
-                | 1 << Kinds::OUTPUT
-                | 1 << Kinds::PROGRESS;
+            let mut kinds =
+                1 << Kinds::EVENTS | 1 << Kinds::INPUT | 1 << Kinds::OUTPUT | 1 << Kinds::PROGRESS;
             if self.reader_done() {
                 kinds |= 1 << Kinds::STOP;
             }

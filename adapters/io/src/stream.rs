@@ -86,11 +86,8 @@ impl Writer {
 
 /// Something was just queued (the caller holds the state lock): writes it from the caller's
 /// own poll if nobody is writing and no burst is under way, else leaves it to whoever is.
-pub(crate) fn queued<M>(
-    shared: &Shared<M>,
-    mut state: Guard<'_, State<M>>,
-    cx: &mut Context<'_>,
-) where
+pub(crate) fn queued<M>(shared: &Shared<M>, mut state: Guard<'_, State<M>>, cx: &mut Context<'_>)
+where
     M: Serialize + DeserializeOwned,
 {
     let Some(writer) = shared.writer() else {
