@@ -114,9 +114,7 @@ async fn serve<R: Runtime>(
     let conn = gateway.with(|g, now| g.handle_accept(peer, now));
     let dropped = async {
         gateway
-            .wait_on(Some(conn.channel()), |g, _| {
-                (g.connection(conn) == Order::Drop).then_some(())
-            })
+            .wait_until(Some(conn.channel()), |g| g.connection(conn) == Order::Drop)
             .await;
         tracing::debug!(%peer, "dropped: no handshake in time, or the bridge is stopping");
     };
@@ -219,7 +217,7 @@ async fn session<R: Runtime>(
         loop {
             // A client that has left is read to its end, wanted or not.
             future::or(
-                gateway.wait_on(channel, |g, _| g.wants_client_input(conn).then_some(())),
+                gateway.wait_until(channel, |g| g.wants_client_input(conn)),
                 to_client.closed(),
             )
             .await;
@@ -252,7 +250,7 @@ async fn session<R: Runtime>(
                         async {
                             let _ = to_client.send(&message).await;
                         },
-                        gateway.wait_on(channel, |g, _| g.client_closing(conn).then_some(())),
+                        gateway.wait_until(channel, |g| g.client_closing(conn)),
                     )
                     .await;
                 }

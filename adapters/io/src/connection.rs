@@ -26,7 +26,7 @@ use crate::process::contain::Mechanism;
 use crate::process::{self, EndReport, Lifetime, Respawn, RestartReport, TAIL_WAIT};
 use crate::runtime::{Io, Runtime};
 use crate::shared::{Child, Generation, Reader, Reading, Shared, Writer};
-use crate::{clock, stream, timer, ws, Error, Options};
+use crate::{clock, stream, ws, Error, Options};
 
 /// A JSON-RPC connection driven by the runtime `R`: over a child process, a socket, a
 /// websocket or any pair of byte streams.
@@ -87,7 +87,7 @@ where
         };
         let span = tracing::debug_span!("tether", label = %label);
         let shared = Arc::new(Shared::new(ep, child));
-        R::spawn(timer::run::<M, R>(Arc::clone(&shared)).instrument(span.clone()));
+        R::spawn(shared.timer::<R>().instrument(span.clone()));
         let this = Connection {
             shared,
             listener: None,
@@ -154,6 +154,8 @@ where
         this.containment = Some(containment);
         if let Some(respawn) = respawn {
             let _ = this.shared.respawn.set(respawn);
+            // Starts the next child whenever a restart's delay has passed.
+            R::spawn(process::supervise::<M, R>(this.shared()).instrument(span.clone()));
         }
         let lifetime: Arc<dyn Lifetime> = this.shared.clone();
         process.watch(lifetime).map_err(spawn_error)?;

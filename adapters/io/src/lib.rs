@@ -28,7 +28,6 @@ mod rpc;
 mod runtime;
 mod shared;
 mod stream;
-mod timer;
 mod ws;
 
 pub use clock::now;
@@ -37,7 +36,7 @@ pub use error::Error;
 pub use http::{check_http_url, HyperIo};
 pub use hyper::header::{HeaderName, HeaderValue};
 pub use listener::Listener;
-pub use machine::{Driver, Machine, Wake, SHARDS};
+pub use machine::{Driver, Machine, Shards, Waiters, Wake, SHARDS};
 pub use options::Options;
 pub use process::contain::{Containment, Mechanism};
 pub use process::{ChildOptions, EndReport, Limits, RestartReport, Stderr};

@@ -1,12 +1,18 @@
 //! The state a connection's owner, its senders, its I/O tasks and the process layer share: the
-//! core endpoint behind a mutex, and one notification per kind of waiter.
+//! core endpoint on the generic [`Driver`] (behind its mutex, with its timer task), one
+//! notification per kind of waiter, and the halves of a byte stream.
 //!
 //! The mutex is never held across an await; every wait follows the same pattern — listen,
-//! check under the lock, then await the listener — so no wake-up is lost.
+//! check under the lock, then await the listener — so no wake-up is lost. What is the
+//! endpoint's own sits on top: whose turn it is to read and to write ([`Reading`],
+//! [`Writing`]), which waiters each of its wakes concerns ([`Kinds`]), and the child's tree
+//! that its actions act on.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Deref;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
@@ -15,23 +21,35 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tether_core::{Action, Endpoint, ExitStatus};
 
-use crate::clock;
+use crate::machine::{self, Driven, Driver, Guard, Waiters, Wake};
 use crate::process::contain::Container;
 use crate::process::{kill_process_group, Lifetime, LimitGroups, Process, Respawn, Tail};
-use crate::RestartReport;
+use crate::{clock, RestartReport, Runtime};
 
 /// Shared by the owner, every sender and the I/O tasks of one connection.
 #[derive(Debug)]
 pub(crate) struct Shared<M> {
-    state: Mutex<State<M>>,
-    /// The child's process group and containment, for the endpoint's signals.
-    child: Option<Child>,
+    /// The endpoint, its waiters and its timer.
+    driver: Arc<Driver<State<M>, Kinds>>,
     /// A byte stream's write half, which whoever has the turn to write pushes to (a websocket
     /// has a writer task of its own instead).
     writer: OnceLock<Writer>,
     /// A byte stream's read half, which whoever has the turn to read polls (a websocket has a
     /// reader task of its own instead).
     reader: OnceLock<Reader>,
+    /// The current child's handle (a restart replaces it).
+    pub(crate) process: Mutex<Option<Process>>,
+    /// How to start the next child, when a restart policy is set.
+    pub(crate) respawn: OnceLock<Respawn>,
+    /// Restarts made, with the end of the child each replaced, until the owner takes them.
+    pub(crate) restarts: Mutex<VecDeque<RestartReport>>,
+}
+
+/// The endpoint's waiters, one notification per kind. The endpoint names them in its wakes
+/// (as channels [`Kinds::EVENTS`] and on); the tasks listen on them by name (`shared.input`,
+/// through `Shared`'s deref).
+#[derive(Debug, Default)]
+pub(crate) struct Kinds {
     /// The owner: an event may be ready.
     pub(crate) events: Event,
     /// The reader: the endpoint wants input again, or the reader should stop.
@@ -41,19 +59,50 @@ pub(crate) struct Shared<M> {
     /// Senders, request callers and `closed()`: budget was freed, results arrived, or the
     /// connection ended.
     pub(crate) progress: Event,
-    /// The timer task: the next deadline may have changed.
-    pub(crate) timer: Event,
     /// Tasks watching for their end: the connection ended or was abandoned. Notified only
     /// then, so that a watch costs nothing while the connection runs.
     pub(crate) stop: Event,
-    /// The current child's handle (a restart replaces it).
-    pub(crate) process: Mutex<Option<Process>>,
-    /// How to start the next child, when a restart policy is set.
-    pub(crate) respawn: OnceLock<Respawn>,
-    /// Restarts made, with the end of the child each replaced, until the owner takes them.
-    pub(crate) restarts: Mutex<VecDeque<RestartReport>>,
-    /// Watchers of restarts: one was reported, or the connection ended.
+    /// Watchers of restarts, and the supervision task: one was decided or reported, or the
+    /// connection ended.
     pub(crate) restarted: Event,
+}
+
+impl Kinds {
+    const EVENTS: usize = 0;
+    const INPUT: usize = 1;
+    const OUTPUT: usize = 2;
+    const PROGRESS: usize = 3;
+    const STOP: usize = 4;
+    const RESTARTED: usize = 5;
+}
+
+impl Waiters for Kinds {
+    fn count(&self) -> usize {
+        6
+    }
+    fn index(&self, channel: Option<u64>) -> usize {
+        // Only the endpoint names channels, and only these; a wait on no channel is a wait
+        // for progress.
+        channel.map_or(Kinds::PROGRESS, |kind| kind as usize % 6)
+    }
+    fn event(&self, index: usize) -> &Event {
+        match index {
+            Kinds::EVENTS => &self.events,
+            Kinds::INPUT => &self.input,
+            Kinds::OUTPUT => &self.output,
+            Kinds::STOP => &self.stop,
+            Kinds::RESTARTED => &self.restarted,
+            _ => &self.progress,
+        }
+    }
+}
+
+/// The tasks name the endpoint's waiters directly: `shared.events.notify(..)`.
+impl<M> Deref for Shared<M> {
+    type Target = Kinds;
+    fn deref(&self) -> &Kinds {
+        self.driver.waiters()
+    }
 }
 
 /// Who is moving output from the core to a byte stream. Only the holder of the turn pushes,
@@ -117,7 +166,7 @@ pub(crate) enum Reading {
 /// restarted child's predecessor may still be being reaped).
 #[derive(Debug)]
 pub(crate) struct Child {
-    pub(crate) generations: Mutex<Vec<Generation>>,
+    generations: Vec<Generation>,
 }
 
 /// One child, until it is reaped.
@@ -137,20 +186,13 @@ impl Child {
     /// The first child.
     pub(crate) fn new(generation: Generation) -> Self {
         Child {
-            generations: Mutex::new(vec![generation]),
+            generations: vec![generation],
         }
     }
 
-    fn generations(&self) -> MutexGuard<'_, Vec<Generation>> {
-        self.generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Carries out one of the endpoint's actions on the current child's tree.
-    fn act(&self, action: Action) {
-        let mut generations = self.generations();
-        let Some(current) = generations.last_mut() else {
+    fn act(&mut self, action: Action) {
+        let Some(current) = self.generations.last_mut() else {
             return;
         };
         let pgid = current.pgid;
@@ -165,7 +207,6 @@ impl Child {
                 }
             }
             signal => {
-                drop(generations);
                 if let Err(err) = kill_process_group(pgid, signal) {
                     tracing::warn!(pgid, %err, ?signal, "cannot signal the process group");
                 }
@@ -175,36 +216,41 @@ impl Child {
 
     /// Whether the memory limit of child `pid` killed something of it.
     fn oom_killed(&self, pid: u32) -> bool {
-        self.generations()
+        self.generations
             .iter()
             .find(|g| g.pgid == pid)
             .and_then(|g| g.limits.as_ref())
             .is_some_and(LimitGroups::oom_killed)
     }
 
-    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed).
-    fn remove(&self, pid: u32) -> Option<Generation> {
-        let mut generations = self.generations();
-        let at = generations.iter().position(|g| g.pgid == pid)?;
-        Some(generations.remove(at))
+    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed once
+    /// the caller drops them).
+    fn remove(&mut self, pid: u32) -> Option<Generation> {
+        let at = self.generations.iter().position(|g| g.pgid == pid)?;
+        Some(self.generations.remove(at))
     }
 
     /// The next child takes the place of the current one.
-    pub(crate) fn push(&self, generation: Generation) {
-        self.generations().push(generation);
+    pub(crate) fn push(&mut self, generation: Generation) {
+        self.generations.push(generation);
     }
 }
 
-/// The endpoint and the few facts the tasks coordinate on.
+/// The endpoint and the few facts the tasks coordinate on: the machine the [`Driver`] holds.
 #[derive(Debug)]
 pub(crate) struct State<M> {
     pub(crate) ep: Endpoint<M>,
+    /// The child's process group and containment, for the endpoint's actions.
+    pub(crate) child: Option<Child>,
     /// The owner is gone: the I/O tasks stop and drop the transport.
     pub(crate) abandoned: bool,
     /// Who has the turn to write to a byte stream.
     pub(crate) writing: Writing,
     /// Who has the turn to read a byte stream.
     pub(crate) reading: Reading,
+    /// Whether the transport is a byte stream, which the owner reads from its own poll while
+    /// it has the turn.
+    streams: bool,
     /// A send wrote its message itself and the owner has neither waited nor gone back to the
     /// stream for input since: the sends that follow leave theirs to the writer task, so that
     /// a burst goes out in few writes.
@@ -212,6 +258,13 @@ pub(crate) struct State<M> {
     /// Restart reports taken from the endpoint and not yet handed to the owner (their stderr
     /// tail is being read).
     pub(crate) reporting: usize,
+    /// The last change may concern anyone: the next wake is of every kind.
+    settling: bool,
+    /// The kinds of waiter a wake still names, while the driver asks ([`Driven::poll_wake`]).
+    waking: Option<u8>,
+    /// The endpoint's deadline moved earlier since the driver last asked
+    /// ([`Driven::poll_deadline_moved`]).
+    deadline_moved: bool,
 }
 
 impl<M> Shared<M>
@@ -219,34 +272,27 @@ where
     M: Serialize + DeserializeOwned,
 {
     pub(crate) fn new(ep: Endpoint<M>, child: Option<Child>) -> Self {
-        Shared {
-            state: Mutex::new(State {
-                ep,
-                abandoned: false,
-                writing: Writing::Idle,
-                reading: Reading::Owner,
-                burst: false,
-                reporting: 0,
-            }),
+        let state = State {
+            ep,
             child,
+            abandoned: false,
+            writing: Writing::Idle,
+            reading: Reading::Owner,
+            streams: false,
+            burst: false,
+            reporting: 0,
+            settling: false,
+            waking: None,
+            deadline_moved: false,
+        };
+        Shared {
+            driver: Arc::new(Driver::new(state, Kinds::default())),
             writer: OnceLock::new(),
             reader: OnceLock::new(),
-            events: Event::new(),
-            input: Event::new(),
-            output: Event::new(),
-            progress: Event::new(),
-            timer: Event::new(),
-            stop: Event::new(),
             process: Mutex::new(None),
             respawn: OnceLock::new(),
             restarts: Mutex::new(VecDeque::new()),
-            restarted: Event::new(),
         }
-    }
-
-    /// The child connection's part of the state: what its actions act on.
-    pub(crate) fn child(&self) -> Option<&Child> {
-        self.child.as_ref()
     }
 
     /// The current child's handle.
@@ -269,6 +315,7 @@ where
     pub(crate) fn set_reader(&self, reader: Reader) {
         // A connection starts one transport, once.
         let _ = self.reader.set(reader);
+        self.lock().streams = true;
     }
 
     /// The byte stream's read half, if the transport is one.
@@ -291,62 +338,31 @@ where
         self.input.notify(usize::MAX);
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<M>> {
-        // The state is a plain value updated in single calls; a panic elsewhere while holding
-        // the lock leaves it consistent enough to shut down with.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The endpoint, for a change whose waiters the caller wakes ([`wake`](Self::wake),
+    /// [`settle`](Self::settle)), or none.
+    pub(crate) fn lock(&self) -> Guard<'_, State<M>> {
+        self.driver.lock()
     }
 
     /// After an input that may have changed anything: carries out the signals the endpoint
     /// decided, and wakes every kind of waiter (a wake-up with nobody listening is one atomic
-    /// load). The hot paths — a send, a read — notify only whom they concern instead.
-    pub(crate) fn settle(&self, mut state: MutexGuard<'_, State<M>>) {
-        while let Some(action) = state.ep.poll_action() {
-            if let Some(child) = &self.child {
-                child.act(action);
-            }
-        }
-        let ended = state.ep.is_input_ended() || state.abandoned;
-        // Everyone is woken below; this only resets what the endpoint reports.
-        let _ = state.ep.poll_wake();
-        drop(state);
-        self.events.notify(usize::MAX);
-        self.output.notify(usize::MAX);
-        self.progress.notify(usize::MAX);
-        self.timer.notify(usize::MAX);
-        self.input.notify(usize::MAX);
-        if ended {
-            self.stop.notify(usize::MAX);
-        }
-        if self.child.is_some() {
-            self.restarted.notify(usize::MAX);
-        }
+    /// load). The hot paths — a send, a read — [`wake`](Self::wake) only whom they concern.
+    pub(crate) fn settle(&self, mut state: Guard<'_, State<M>>) {
+        state.act();
+        state.settling = true;
+        self.driver.release(state);
     }
 
     /// Wakes whom the endpoint's latest decisions concern (see [`Endpoint::poll_wake`]).
-    pub(crate) fn wake(&self, state: &mut State<M>) {
-        let wake = state.ep.poll_wake();
-        if wake.write {
-            self.output.notify(usize::MAX);
-        }
-        if wake.timer {
-            self.timer.notify(usize::MAX);
-        }
-        if wake.results {
-            self.progress.notify(usize::MAX);
-        }
-        if wake.read {
-            self.wake_reader(state);
-        }
+    pub(crate) fn wake(&self, state: &mut Guard<'_, State<M>>) {
+        self.driver.wake_held(state);
     }
 
     /// Input may be taken again: whoever has the turn to read looks (the owner reads from its
     /// own poll for events; websockets have a task of their own).
     pub(crate) fn wake_reader(&self, state: &State<M>) {
-        match state.reading {
-            Reading::Owner if self.reader().is_some() => self.events.notify(usize::MAX),
-            _ => self.input.notify(usize::MAX),
-        };
+        let kinds = self.driver.waiters();
+        kinds.event(state.reader_kind()).notify(usize::MAX);
     }
 
     /// Runs `input` on the endpoint with the current time, then settles.
@@ -365,24 +381,14 @@ where
         self.settle(state);
     }
 
-    /// Waits until `done` holds for the state.
+    /// Waits until `done` holds for the state, looking again whenever `event` is notified
+    /// (`done` may take what it finds: a result, a due restart).
     pub(crate) async fn wait_for(
         &self,
         event: &Event,
         mut done: impl FnMut(&mut State<M>) -> bool,
     ) {
-        // A listener costs an allocation: take one only once the condition is found false,
-        // then check once more before waiting, so no wake-up is lost.
-        let mut listener = None;
-        loop {
-            if done(&mut self.lock()) {
-                return;
-            }
-            match listener.take() {
-                Some(listener) => listener.await,
-                None => listener = Some(event.listen()),
-            }
-        }
+        machine::wait(|| event.listen(), || done(&mut self.lock()).then_some(())).await;
     }
 }
 
@@ -404,6 +410,108 @@ where
     pub(crate) fn reader_task_may_go(&self) -> bool {
         self.reader_done() || self.reading == Reading::Task && self.ep.wants_input()
     }
+
+    /// Who reads next: the owner from its poll for events, or a reader task.
+    fn reader_kind(&self) -> usize {
+        match self.reading {
+            Reading::Owner if self.streams => Kinds::EVENTS,
+            _ => Kinds::INPUT,
+        }
+    }
+
+    /// Carries out the signals the endpoint decided, on the child's tree.
+    fn act(&mut self) {
+        while let Some(action) = self.ep.poll_action() {
+            if let Some(child) = self.child.as_mut() {
+                child.act(action);
+            }
+        }
+    }
+
+    /// The kinds of waiter the last changes concern, as a set of [`Kinds`] bits.
+    fn kinds(&mut self) -> u8 {
+        let wake = self.ep.poll_wake();
+        self.deadline_moved |= wake.timer;
+        if std::mem::take(&mut self.settling) {
+            // Everyone but the watchers of the end, unless it came, and of restarts, unless
+            // there is a child.
+            let mut kinds =
+                1 << Kinds::EVENTS | 1 << Kinds::INPUT | 1 << Kinds::OUTPUT | 1 << Kinds::PROGRESS;
+            if self.reader_done() {
+                kinds |= 1 << Kinds::STOP;
+            }
+            if self.child.is_some() {
+                kinds |= 1 << Kinds::RESTARTED;
+            }
+            return kinds;
+        }
+        // The timer is the driver's to wake (`deadline_moved`).
+        let mut kinds = 0;
+        if wake.write {
+            kinds |= 1 << Kinds::OUTPUT;
+        }
+        if wake.results {
+            kinds |= 1 << Kinds::PROGRESS;
+        }
+        if wake.read {
+            kinds |= 1 << self.reader_kind();
+        }
+        kinds
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// The endpoint's timer task, for the runtime `R` to run: it ends once the connection is
+    /// finished or abandoned. (Once the owner is gone, the process layer's own thread fires
+    /// a child's deadlines instead: [`Lifetime::tick`].)
+    pub(crate) fn timer<R: Runtime>(&self) -> impl Future<Output = ()> + Send {
+        self.driver.timer::<R>()
+    }
+}
+
+/// The endpoint as the driver sees it: its timer, its end (or the owner's), and whom each
+/// change concerns.
+impl<M> Driven for State<M>
+where
+    M: Serialize + DeserializeOwned,
+{
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.act();
+        self.settling = true;
+    }
+
+    fn is_finished(&self) -> bool {
+        self.abandoned || self.ep.is_finished()
+    }
+
+    fn poll_wake(&mut self) -> Option<Wake> {
+        let kinds = match self.waking {
+            Some(kinds) => kinds,
+            None => self.kinds(),
+        };
+        if kinds == 0 {
+            self.waking = None;
+            return None;
+        }
+        self.waking = Some(kinds & (kinds - 1));
+        Some(Wake::Channel(u64::from(kinds.trailing_zeros())))
+    }
+
+    fn names_wakes(&self) -> bool {
+        true
+    }
+
+    fn poll_deadline_moved(&mut self) -> Option<bool> {
+        Some(std::mem::take(&mut self.deadline_moved))
+    }
 }
 
 impl<M> Lifetime for Shared<M>
@@ -411,21 +519,19 @@ where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
     fn exited(&self, pid: u32, status: ExitStatus) {
-        let oom = self.child.as_ref().is_some_and(|c| c.oom_killed(pid));
-        self.handle(|ep, now| {
-            if oom {
-                ep.handle_oom(now);
-            }
-            ep.handle_exit(status, now);
-        });
+        let mut state = self.lock();
+        let now = clock::now();
+        if state.child.as_ref().is_some_and(|c| c.oom_killed(pid)) {
+            state.ep.handle_oom(now);
+        }
+        state.ep.handle_exit(status, now);
+        self.settle(state);
     }
 
     fn reaped(&self, pid: u32) {
-        let Some(child) = &self.child else {
-            return;
-        };
-        // Dropping the container and the limits removes the child's cgroups.
-        let Some(generation) = child.remove(pid) else {
+        // Dropping the container and the limits removes the child's cgroups: not under the
+        // lock.
+        let Some(generation) = self.lock().child.as_mut().and_then(|c| c.remove(pid)) else {
             return;
         };
         let tail = generation.tail.clone();
@@ -452,9 +558,9 @@ where
 
     fn tick(&self) -> Option<Instant> {
         let mut state = self.lock();
-        state.ep.handle_timeout(clock::now());
+        state.handle_timeout(clock::now());
         let next = state.ep.poll_timeout();
-        self.settle(state);
+        self.driver.release(state);
         next
     }
 }

@@ -18,7 +18,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use tether_core::Control;
 
+use crate::machine::Guard;
 use crate::shared::{Half, ReadHalf, Reader, Reading, Shared, State, Writer, Writing};
 
 /// How much is read at once; the core's input buffer never holds more than the frame limit
@@ -85,11 +86,8 @@ impl Writer {
 
 /// Something was just queued (the caller holds the state lock): writes it from the caller's
 /// own poll if nobody is writing and no burst is under way, else leaves it to whoever is.
-pub(crate) fn queued<M>(
-    shared: &Shared<M>,
-    mut state: MutexGuard<'_, State<M>>,
-    cx: &mut Context<'_>,
-) where
+pub(crate) fn queued<M>(shared: &Shared<M>, mut state: Guard<'_, State<M>>, cx: &mut Context<'_>)
+where
     M: Serialize + DeserializeOwned,
 {
     let Some(writer) = shared.writer() else {
@@ -117,7 +115,7 @@ pub(crate) fn queued<M>(
 
 /// Something was queued where no poll is at hand to write it from: the writer task writes it,
 /// unless someone already has the turn.
-pub(crate) fn queued_detached<M>(shared: &Shared<M>, mut state: MutexGuard<'_, State<M>>)
+pub(crate) fn queued_detached<M>(shared: &Shared<M>, mut state: Guard<'_, State<M>>)
 where
     M: Serialize + DeserializeOwned,
 {

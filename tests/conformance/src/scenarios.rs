@@ -60,12 +60,17 @@ pub async fn sleep_takes_zero_and_huge_durations<R: Runtime>(_: &Peer) {
     );
 }
 
-/// A machine for the driver's scenario: one deadline, and how often it fired.
+/// A machine for the driver's scenario: one deadline, and how often it fired. A quiet one
+/// behaves as the gateway does: it names whom to wake (everyone, once it fired; nobody
+/// otherwise) and does not tell when its deadline moves, so the driver's timer has only its
+/// own looks to go by.
 #[derive(Debug, Default)]
 struct Countdown {
     deadline: Option<std::time::Instant>,
     fired: u32,
     finished: bool,
+    quiet: bool,
+    woken: bool,
 }
 
 impl tether_io::Machine for Countdown {
@@ -76,28 +81,50 @@ impl tether_io::Machine for Countdown {
         if self.deadline.is_some_and(|at| at <= now) {
             self.deadline = None;
             self.fired += 1;
+            self.woken = true;
         }
     }
     fn is_finished(&self) -> bool {
         self.finished
     }
+    fn poll_wake(&mut self) -> Option<tether_io::Wake> {
+        std::mem::take(&mut self.woken).then_some(tether_io::Wake::All)
+    }
+    fn names_wakes(&self) -> bool {
+        self.quiet
+    }
 }
 
 /// [`tether_io::Driver`] fires a machine's deadline once it has passed, including one set
-/// while the timer task sleeps towards a later one, and wakes whoever waits on the result;
-/// driving a [`Gateway`](tether_core::gateway::Gateway), a connection that sends no request
-/// is dropped at its handshake deadline.
+/// while the timer task sleeps towards a later one (after changes that moved nothing, for a
+/// machine that does not tell), and wakes whoever waits on the result; driving a
+/// [`Gateway`](tether_core::gateway::Gateway), a connection that sends no request is dropped
+/// at its handshake deadline.
 pub async fn driver_fires_deadlines_and_wakes_waiters<R: Runtime>(_: &Peer) {
-    let driver = tether_io::Driver::start::<R>(Countdown::default());
-    let far = tether_io::now() + Duration::from_secs(3600);
-    driver.with(|m, _| m.deadline = Some(far));
-    // An earlier deadline, set while the timer sleeps towards the far one.
-    R::sleep(Duration::from_millis(5)).await;
-    driver.with(|m, now| m.deadline = Some(now + Duration::from_millis(20)));
-    driver.wait(|m, _| (m.fired == 1).then_some(())).await;
-    driver.with(|m, now| m.deadline = Some(now));
-    driver.wait(|m, _| (m.fired == 2).then_some(())).await;
-    driver.with(|m, _| m.finished = true);
+    for quiet in [false, true] {
+        let driver = tether_io::Driver::start::<R>(Countdown {
+            quiet,
+            ..Countdown::default()
+        });
+        let far = tether_io::now() + Duration::from_secs(3600);
+        driver.with(|m, _| m.deadline = Some(far));
+        // An earlier deadline, set while the timer sleeps towards the far one, after changes
+        // that did not move it.
+        R::sleep(Duration::from_millis(5)).await;
+        for _ in 0..100 {
+            driver.with(|m, _| m.deadline = Some(far));
+        }
+        let set = tether_io::now();
+        driver.with(|m, now| m.deadline = Some(now + Duration::from_millis(20)));
+        driver.wait(|m, _| (m.fired == 1).then_some(())).await;
+        assert!(
+            tether_io::now().duration_since(set) >= Duration::from_millis(20),
+            "quiet: {quiet}: fired before its deadline"
+        );
+        driver.with(|m, now| m.deadline = Some(now));
+        driver.wait(|m, _| (m.fired == 2).then_some(())).await;
+        driver.with(|m, _| m.finished = true);
+    }
 
     use tether_core::gateway::{Config, Gateway, Order};
     let config = Config::default().handshake_timeout(Duration::from_millis(30));

@@ -26,7 +26,7 @@ use tether_core::{Action, ExitStatus};
 #[cfg(target_os = "linux")]
 pub use limits::Limits;
 pub use stderr::TAIL_BYTES;
-pub(crate) use supervise::{respawn, Respawn, TAIL_WAIT};
+pub(crate) use supervise::{supervise, Respawn, TAIL_WAIT};
 pub use supervise::{EndReport, RestartReport};
 pub use sys::kill_process_group;
 

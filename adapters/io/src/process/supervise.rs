@@ -111,10 +111,34 @@ impl Respawn {
     }
 }
 
+/// Starts the next child each time the endpoint says a restart's delay has passed
+/// ([`poll_respawn`](tether_core::Endpoint::poll_respawn), after the timer fired it), until
+/// the connection is over. A task of the connection's, layered on the driver: its timer
+/// wakes the watchers of restarts with every deadline it fires.
+pub(crate) async fn supervise<M, R>(shared: Arc<Shared<M>>)
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+    R: Runtime,
+{
+    loop {
+        let mut due = false;
+        shared
+            .wait_for(&shared.restarted, |s| {
+                due = s.ep.poll_respawn();
+                due || s.abandoned || s.ep.is_finished()
+            })
+            .await;
+        if !due {
+            return;
+        }
+        respawn::<M, R>(&shared);
+    }
+}
+
 /// The endpoint asked for the next child: spawn it, give the connection its pipes, and tell
 /// the endpoint (which then writes what the owner queued meanwhile). A spawn that fails ends
 /// the connection, as the endpoint decides.
-pub(crate) fn respawn<M, R>(shared: &Arc<Shared<M>>)
+fn respawn<M, R>(shared: &Arc<Shared<M>>)
 where
     M: Serialize + DeserializeOwned + Send + 'static,
     R: Runtime,
@@ -122,9 +146,7 @@ where
     let Some(how) = shared.respawn.get() else {
         return;
     };
-    let (Some(child), Some(reader), Some(writer)) =
-        (shared.child(), shared.reader(), shared.writer())
-    else {
+    let (Some(reader), Some(writer)) = (shared.reader(), shared.writer()) else {
         return;
     };
     let mut command = how.command();
@@ -157,6 +179,9 @@ where
         // group; its cgroups go with the container and limits).
         return;
     }
+    let Some(child) = state.child.as_mut() else {
+        return;
+    };
     child.push(Generation {
         pgid: pid,
         tail: process.tail(),
