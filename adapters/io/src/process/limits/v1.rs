@@ -187,6 +187,10 @@ impl Drop for Group {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
     use super::*;
 
     const MOUNTINFO: &str = "\
@@ -214,5 +218,40 @@ mod tests {
             dir(MOUNTINFO, CGROUPS, "pids").unwrap_err(),
             "no hierarchy has this controller"
         );
+    }
+
+    /// On a host with a writable v1 `pids` hierarchy (this one, as root): the child's cgroup
+    /// holds the limit, and dropping it kills what is still inside and removes it.
+    #[test]
+    fn a_v1_cgroup_holds_the_limit_and_is_removed_with_what_it_held() {
+        let own = match probe(Controller::Pids) {
+            Ok(own) => own,
+            Err(why) => {
+                // Straight to the standard error, past the harness's capture.
+                let _ = writeln!(
+                    io::stderr(),
+                    "SKIPPED: no writable v1 pids hierarchy: {why}"
+                );
+                return;
+            }
+        };
+        let limits = Limits {
+            pids_max: Some(7),
+            ..Limits::default()
+        };
+        let group = Group::create(Controller::Pids, &own, &limits).unwrap();
+        let dir = group.dir.clone();
+        assert!(dir.starts_with(&own));
+        assert_eq!(
+            fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+            "7"
+        );
+        assert!(!group.oom_killed(), "not a memory cgroup");
+        // A process inside, as a child's tree still exiting would be.
+        let mut inside = Command::new("sleep").arg("300").spawn().unwrap();
+        fs::write(dir.join("cgroup.procs"), inside.id().to_string()).unwrap();
+        drop(group);
+        assert!(!dir.exists(), "{} removed", dir.display());
+        assert_eq!(inside.wait().unwrap().signal(), Some(9), "killed first");
     }
 }

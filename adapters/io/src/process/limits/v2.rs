@@ -104,7 +104,7 @@ impl Tree {
                     super::write(child, "memory.max", &bytes)?;
                     // No swap where it is accounted: the limit is on memory, not on RAM.
                     if child.join("memory.swap.max").exists() {
-                        super::write(child, "memory.swap.max", "0")?;
+                        let _ = super::write(child, "memory.swap.max", "0");
                     }
                 }
                 Controller::Pids => {
@@ -234,6 +234,14 @@ mod tests {
         assert_eq!(read(&child.join("memory.swap.max")), "0");
         assert_eq!(read(&child.join("pids.max")), "16");
         assert_eq!(read(&child.join("cpu.max")), "150000 100000");
+        // No cgroup of the limits' own: the child's is its container's, removed with it.
+        let dirs: Vec<PathBuf> = fs::read_dir(tree.own.join("tether-1"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(dirs, [child.clone()]);
         // Only the controllers asked for; no swap file where swap is not accounted.
         let (_root, tree, child) = fake("cpu memory pids\n", "cpu memory pids\n");
         tree.apply(&child, &[Controller::Memory], &limits).unwrap();
