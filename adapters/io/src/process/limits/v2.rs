@@ -241,7 +241,7 @@ mod tests {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
             .collect();
-        assert_eq!(dirs, [child.clone()]);
+        assert_eq!(dirs, std::slice::from_ref(&child));
         // Only the controllers asked for; no swap file where swap is not accounted.
         let (_root, tree, child) = fake("cpu memory pids\n", "cpu memory pids\n");
         tree.apply(&child, &[Controller::Memory], &limits).unwrap();
