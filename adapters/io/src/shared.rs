@@ -182,11 +182,26 @@ impl Child {
             .is_some_and(LimitGroups::oom_killed)
     }
 
-    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed).
-    fn remove(&self, pid: u32) -> Option<Generation> {
-        let mut generations = self.generations();
-        let at = generations.iter().position(|g| g.pgid == pid)?;
-        Some(generations.remove(at))
+    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed),
+    /// and only then the child leaves the list, so that whoever waits for every child to be
+    /// [released](Self::is_released) finds its cgroups gone. Returns its tail.
+    pub(crate) fn release(&self, pid: u32) -> Option<Option<Tail>> {
+        let (container, limits, tail) = {
+            let mut generations = self.generations();
+            let generation = generations.iter_mut().find(|g| g.pgid == pid)?;
+            let tail = generation.tail.clone();
+            (generation.container.take(), generation.limits.take(), tail)
+        };
+        drop((container, limits));
+        self.generations().retain(|g| g.pgid != pid);
+        Some(tail)
+    }
+
+    /// Whether every child so far has been reaped and released: the next child of a restart
+    /// starts only then, on a clean slate (no cgroup of the one before left, its end reported
+    /// before the next can end).
+    pub(crate) fn is_released(&self) -> bool {
+        self.generations().is_empty()
     }
 
     /// The next child takes the place of the current one.
@@ -424,19 +439,18 @@ where
         let Some(child) = &self.child else {
             return;
         };
-        // Dropping the container and the limits removes the child's cgroups.
-        let Some(generation) = child.remove(pid) else {
-            return;
-        };
-        let tail = generation.tail.clone();
-        drop(generation);
-        // A restart decided at this child's end is reported now, with its last words.
+        // A restart decided at this child's end is reported now, with its last words: taken
+        // before the release, after which the next child may start (and end).
         let restart = {
             let mut state = self.lock();
             let restart = state.ep.poll_restart();
             state.reporting += usize::from(restart.is_some());
             restart
         };
+        // Dropping the container and the limits removes the child's cgroups.
+        let tail = child.release(pid).flatten();
+        // The next child waits for this one's release.
+        self.progress.notify(usize::MAX);
         if let Some(restart) = restart {
             let stderr_tail = tail.map(|t| t.text(crate::process::TAIL_WAIT));
             let report = RestartReport::new(restart, stderr_tail);

@@ -35,6 +35,13 @@ where
                 // A restart's delay may have passed: the endpoint says when.
                 let respawn = shared.lock().ep.poll_respawn();
                 if respawn {
+                    // The child before is released first (reaped, its cgroups removed): the
+                    // next one starts on a clean slate.
+                    if let Some(child) = shared.child() {
+                        shared
+                            .wait_for(&shared.progress, |s| s.abandoned || child.is_released())
+                            .await;
+                    }
                     crate::process::respawn::<M, R>(&shared);
                 }
             }

@@ -169,6 +169,8 @@ where
         drop((read_half, write_half));
         state.ep.handle_respawn_failed(err, clock::now());
         shared.settle(state);
+        // No reap will be reported: its cgroups go now.
+        child.release(pid);
         return;
     }
     state.ep.handle_respawned(clock::now());

@@ -78,6 +78,11 @@ fn remove_stale(own: &Path) {
         return;
     }
     done.push(own.to_path_buf());
+    remove_stale_now(own);
+}
+
+/// [`remove_stale`], every time.
+fn remove_stale_now(own: &Path) {
     let me = std::process::id();
     for entry in fs::read_dir(own).into_iter().flatten().flatten() {
         let name = entry.file_name();
@@ -253,5 +258,55 @@ mod tests {
         drop(group);
         assert!(!dir.exists(), "{} removed", dir.display());
         assert_eq!(inside.wait().unwrap().signal(), Some(9), "killed first");
+    }
+
+    /// What a tether killed by `SIGKILL` left in a real v1 hierarchy is removed; a live
+    /// tether's cgroups, other names, and a cgroup that holds a process stay.
+    #[test]
+    fn stale_v1_cgroups_of_gone_tethers_are_removed_and_nothing_else() {
+        let own = match probe(Controller::Pids) {
+            Ok(own) => own,
+            Err(why) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "SKIPPED: no writable v1 pids hierarchy: {why}"
+                );
+                return;
+            }
+        };
+        // A pid that was alive a moment ago and is gone now, as a killed tether's would be.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let mut live = Command::new("sleep").arg("300").spawn().unwrap();
+        let stale = [
+            format!("tether-{gone_pid}-0"),
+            format!("tether-{gone_pid}-12"),
+        ];
+        let kept = [
+            format!("tether-{}-0", live.id()),
+            format!("tether-{gone_pid}-x"),
+            format!("tethered-{gone_pid}-0"),
+            format!("tether-{gone_pid}-7"),
+        ];
+        for dir in stale.iter().chain(&kept) {
+            fs::create_dir(own.join(dir)).unwrap();
+        }
+        // The last one holds a process: the kernel refuses to remove it.
+        fs::write(
+            own.join(&kept[3]).join("cgroup.procs"),
+            live.id().to_string(),
+        )
+        .unwrap();
+        remove_stale_now(&own);
+        let left: Vec<&String> = stale.iter().filter(|d| own.join(d).exists()).collect();
+        let removed: Vec<&String> = kept.iter().filter(|d| !own.join(d).exists()).collect();
+        live.kill().unwrap();
+        live.wait().unwrap();
+        for dir in stale.iter().chain(&kept) {
+            let _ = fs::remove_dir(own.join(dir));
+        }
+        assert_eq!(left, Vec::<&String>::new(), "stale cgroups left");
+        assert_eq!(removed, Vec::<&String>::new(), "removed, and not stale");
     }
 }
