@@ -458,6 +458,38 @@ fn a_request_queued_at_a_crash_is_answered_once_even_when_the_output_ends_after_
 }
 
 #[test]
+fn through_the_request_layer_a_request_still_queued_gets_the_next_childs_result() {
+    let t0 = base();
+    let config = Config::new()
+        .label("child")
+        .policy(Policy::graceful(SEC))
+        .restart(policy(RestartMode::OnFailure));
+    let mut ep = Endpoint::for_child(config, t0).unwrap();
+    ep.serve(None);
+    let seen = ep.request("work", None, None, t0).unwrap();
+    written(&mut ep);
+    let queued = ep.request("work", None, None, t0).unwrap();
+    crash(&mut ep, failed(1), t0 + SEC);
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    match ep.take_result(&seen) {
+        Some(Err(tether_core::RpcError::Response(error))) => assert_eq!(error.code, -32603),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.take_result(&queued), None, "still pending");
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert!(ep.poll_respawn());
+    ep.handle_respawned(t0 + 2 * SEC);
+    let sent = written(&mut ep);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let answer = json!({"jsonrpc":"2.0","id":sent[0]["id"],"result":"done"});
+    ep.handle_input(format!("{answer}\n").as_bytes(), t0 + 3 * SEC)
+        .unwrap();
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    assert_eq!(ep.take_result(&queued), Some(Ok(json!("done"))));
+    assert_eq!(ep.pending_requests(), 0);
+}
+
+#[test]
 fn a_request_kept_for_a_restart_that_does_not_come_is_answered_once_at_the_end() {
     let t0 = base();
     // A close during the delay: nobody gets the queued request; it fails with the end.
