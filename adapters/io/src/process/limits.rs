@@ -90,7 +90,13 @@ impl Limits {
     /// v1 hierarchy of it where a cgroup can be created. The error says, for the first limit
     /// that cannot be enforced, why in each.
     pub fn check(&self) -> Result<(), String> {
-        let tree = super::availability().cgroup().map(v2::Tree::new);
+        if self.is_empty() {
+            return Ok(());
+        }
+        // Looked at afresh, not through the process's cached answer: this may run before the
+        // process makes itself a subreaper, which that answer would then miss.
+        let available = super::contain::Availability::detect();
+        let tree = available.cgroup().map(v2::Tree::new);
         plan(self, tree.as_ref().map_err(|why| *why), v1::probe).map(drop)
     }
 }
