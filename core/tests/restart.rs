@@ -384,6 +384,138 @@ fn unanswered_requests_are_answered_after_the_old_output_even_when_the_restart_c
     assert_eq!(seen[2]["method"], "new");
 }
 
+/// Each response event, by the id it answers.
+fn answers(seen: &[Value]) -> Vec<(u64, bool)> {
+    seen.iter()
+        .filter(|v| v.get("id").is_some() && v.get("method").is_none())
+        .map(|v| (v["id"].as_u64().unwrap(), v.get("error").is_some()))
+        .collect()
+}
+
+#[test]
+fn a_request_the_ended_child_never_read_goes_to_the_next_child_and_is_answered_once() {
+    let t0 = base();
+    let mut ep = child(policy(RestartMode::OnFailure), t0);
+    // 1 is handed to the driver (the child may have read it), 2 is in flight when the child
+    // dies (handed out, never reported written), 3 is still queued.
+    ep.send_tracked(&request(1)).unwrap();
+    written(&mut ep);
+    ep.send_tracked(&request(2)).unwrap();
+    let mut out = Vec::new();
+    assert!(ep.poll_transmit(&mut out) > 0);
+    ep.send_tracked(&request(3)).unwrap();
+    crash(&mut ep, failed(1), t0 + SEC);
+    // 4 is sent after the crash, before the restart.
+    ep.send_tracked(&request(4)).unwrap();
+    let seen = events(&mut ep);
+    assert_eq!(answers(&seen), [(1, true), (2, true)], "{seen:?}");
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert!(ep.poll_respawn());
+    ep.handle_respawned(t0 + 2 * SEC);
+    // The next child gets what the ended one never saw, in order, and its answers are the
+    // only ones.
+    assert_eq!(
+        written(&mut ep),
+        [
+            json!({"jsonrpc":"2.0","id":3,"method":"work"}),
+            json!({"jsonrpc":"2.0","id":4,"method":"work"})
+        ]
+    );
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    ep.handle_input(
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":3}\n{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":4}\n",
+        t0 + 3 * SEC,
+    )
+    .unwrap();
+    assert_eq!(answers(&events(&mut ep)), [(3, false), (4, false)]);
+    assert_eq!(ep.pending_requests(), 0);
+}
+
+#[test]
+fn a_request_queued_at_a_crash_is_answered_once_even_when_the_output_ends_after_the_exit() {
+    let t0 = base();
+    let mut ep = child(policy(RestartMode::Always), t0);
+    ep.send_tracked(&request(1)).unwrap();
+    written(&mut ep);
+    ep.send_tracked(&request(2)).unwrap();
+    // The exit is seen first, the output ends later: the restart is decided at the exit.
+    ep.handle_exit(failed(0), t0 + SEC);
+    ep.handle_eof(t0 + SEC + MS);
+    assert_eq!(answers(&events(&mut ep)), [(1, true)]);
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert!(ep.poll_respawn());
+    ep.handle_respawned(t0 + 2 * SEC);
+    assert_eq!(
+        written(&mut ep),
+        [json!({"jsonrpc":"2.0","id":2,"method":"work"})]
+    );
+    ep.handle_input(
+        b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":2}\n",
+        t0 + 3 * SEC,
+    )
+    .unwrap();
+    assert_eq!(answers(&events(&mut ep)), [(2, false)]);
+}
+
+#[test]
+fn through_the_request_layer_a_request_still_queued_gets_the_next_childs_result() {
+    let t0 = base();
+    let config = Config::new()
+        .label("child")
+        .policy(Policy::graceful(SEC))
+        .restart(policy(RestartMode::OnFailure));
+    let mut ep = Endpoint::for_child(config, t0).unwrap();
+    ep.serve(None);
+    let seen = ep.request("work", None, None, t0).unwrap();
+    written(&mut ep);
+    let queued = ep.request("work", None, None, t0).unwrap();
+    crash(&mut ep, failed(1), t0 + SEC);
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    match ep.take_result(&seen) {
+        Some(Err(tether_core::RpcError::Response(error))) => assert_eq!(error.code, -32603),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.take_result(&queued), None, "still pending");
+    ep.handle_timeout(t0 + 2 * SEC);
+    assert!(ep.poll_respawn());
+    ep.handle_respawned(t0 + 2 * SEC);
+    let sent = written(&mut ep);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let answer = json!({"jsonrpc":"2.0","id":sent[0]["id"],"result":"done"});
+    ep.handle_input(format!("{answer}\n").as_bytes(), t0 + 3 * SEC)
+        .unwrap();
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    assert_eq!(ep.take_result(&queued), Some(Ok(json!("done"))));
+    assert_eq!(ep.pending_requests(), 0);
+}
+
+#[test]
+fn a_request_kept_for_a_restart_that_does_not_come_is_answered_once_at_the_end() {
+    let t0 = base();
+    // A close during the delay: nobody gets the queued request; it fails with the end.
+    let mut ep = child(policy(RestartMode::OnFailure), t0);
+    ep.send_tracked(&request(1)).unwrap();
+    crash(&mut ep, failed(1), t0 + SEC);
+    assert_eq!(events(&mut ep), Vec::<Value>::new());
+    ep.close(t0 + SEC + MS);
+    let seen = events(&mut ep);
+    assert_eq!(answers(&seen), [(1, true)], "{seen:?}");
+    assert_eq!(seen.last(), Some(&json!({"disconnected": null})));
+    // A crash loop: the same.
+    let mut ep = child(
+        RestartPolicy {
+            max_restarts: 0,
+            ..policy(RestartMode::OnFailure)
+        },
+        t0,
+    );
+    ep.send_tracked(&request(1)).unwrap();
+    crash(&mut ep, failed(1), t0 + SEC);
+    let seen = events(&mut ep);
+    assert_eq!(answers(&seen), [(1, true)], "{seen:?}");
+    assert_eq!(seen.last(), Some(&json!({"disconnected": null})));
+}
+
 #[test]
 fn a_mute_child_misses_its_ready_deadline_the_ladder_ends_it_and_a_restart_follows() {
     let t0 = base();

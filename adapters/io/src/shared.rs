@@ -223,17 +223,49 @@ impl Child {
             .is_some_and(LimitGroups::oom_killed)
     }
 
-    /// Child `pid` is reaped: its containment and limits go (their cgroups are removed once
-    /// the caller drops them).
-    fn remove(&mut self, pid: u32) -> Option<Generation> {
+    /// Child `pid` is gone for good (it could not be watched): it leaves the list, and its
+    /// cgroups go when the caller drops it, not under the lock.
+    pub(crate) fn remove(&mut self, pid: u32) -> Option<Generation> {
         let at = self.generations.iter().position(|g| g.pgid == pid)?;
         Some(self.generations.remove(at))
+    }
+
+    /// Child `pid` is reaped: its containment and limits are taken out, for the caller to
+    /// drop (removing its cgroups) outside the lock, and its tail. It stays listed until
+    /// [`forget`](Self::forget), so that whoever waits for every child to be
+    /// [released](Self::is_released) finds its cgroups gone.
+    fn take(&mut self, pid: u32) -> Option<Released> {
+        let generation = self.generations.iter_mut().find(|g| g.pgid == pid)?;
+        Some(Released {
+            container: generation.container.take(),
+            limits: generation.limits.take(),
+            tail: generation.tail.clone(),
+        })
+    }
+
+    /// Child `pid`, reaped and its cgroups removed, leaves the list.
+    fn forget(&mut self, pid: u32) {
+        self.generations.retain(|g| g.pgid != pid);
+    }
+
+    /// Whether every child so far has been reaped and released: the next child of a restart
+    /// starts only then, on a clean slate (no cgroup of the one before left, its end reported
+    /// before the next can end).
+    pub(crate) fn is_released(&self) -> bool {
+        self.generations.is_empty()
     }
 
     /// The next child takes the place of the current one.
     pub(crate) fn push(&mut self, generation: Generation) {
         self.generations.push(generation);
     }
+}
+
+/// What a reaped child leaves: its cgroups' owners, dropped outside the lock, and its tail.
+struct Released {
+    container: Option<Container>,
+    limits: Option<LimitGroups>,
+    tail: Option<Tail>,
 }
 
 /// The endpoint and the few facts the tasks coordinate on: the machine the [`Driver`] holds.
@@ -529,20 +561,30 @@ where
     }
 
     fn reaped(&self, pid: u32) {
-        // Dropping the container and the limits removes the child's cgroups: not under the
-        // lock.
-        let Some(generation) = self.lock().child.as_mut().and_then(|c| c.remove(pid)) else {
-            return;
-        };
-        let tail = generation.tail.clone();
-        drop(generation);
-        // A restart decided at this child's end is reported now, with its last words.
-        let restart = {
+        // A restart decided at this child's end is reported now, with its last words: taken
+        // before the release, after which the next child may start (and end).
+        let (restart, released) = {
             let mut state = self.lock();
+            let Some(released) = state.child.as_mut().and_then(|c| c.take(pid)) else {
+                return;
+            };
             let restart = state.ep.poll_restart();
             state.reporting += usize::from(restart.is_some());
-            restart
+            (restart, released)
         };
+        let Released {
+            container,
+            limits,
+            tail,
+        } = released;
+        // Dropping the container and the limits removes the child's cgroups: not under the
+        // lock.
+        drop((container, limits));
+        if let Some(child) = self.lock().child.as_mut() {
+            child.forget(pid);
+        }
+        // The next child waits for this one's release.
+        self.restarted.notify(usize::MAX);
         if let Some(restart) = restart {
             let stderr_tail = tail.map(|t| t.text(crate::process::TAIL_WAIT));
             let report = RestartReport::new(restart, stderr_tail);

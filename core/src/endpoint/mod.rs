@@ -26,6 +26,7 @@
 
 mod dispatch;
 mod timers;
+mod unsent;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ use crate::{
 };
 use dispatch::{Dispatch, Mode};
 use timers::{Timer, Timers};
+use unsent::Unsent;
 
 pub use dispatch::{CancelNotification, RespondError};
 
@@ -171,9 +173,13 @@ struct Supervision {
     pending: Option<Restart>,
     /// The delay has passed: the driver must start the next child.
     respawn_due: bool,
-    /// The requests of ours the ended child had not answered when its restart was decided;
-    /// those still unanswered once its output is all delivered are answered with an error.
+    /// The requests of ours the ended child could have read and had not answered when its
+    /// restart was decided; those still unanswered once its output is all delivered are
+    /// answered with an error.
     doomed: Option<Vec<Id>>,
+    /// The owner's requests not yet handed to the driver, which the next child gets instead
+    /// (kept only when a restart may follow).
+    unsent: Unsent,
     /// After a restart, how many events of the old child are still to be delivered before
     /// its unanswered requests are answered.
     old_events: Option<usize>,
@@ -313,6 +319,7 @@ where
             pending: None,
             respawn_due: false,
             doomed: None,
+            unsent: Unsent::default(),
             old_events: None,
             reports: Default::default(),
             ready: false,
@@ -738,7 +745,9 @@ where
         if self.is_child_down() {
             return 0;
         }
-        self.conn.poll_transmit(out)
+        let n = self.conn.poll_transmit(out);
+        self.note_handed_out(n);
+        n
     }
 
     /// Whether the current child is gone or going, and another may follow.
@@ -750,7 +759,9 @@ where
 
     /// See [`Connection::poll_transmit_frame`].
     pub fn poll_transmit_frame(&mut self) -> Option<Vec<u8>> {
-        self.conn.poll_transmit_frame()
+        let frame = self.conn.poll_transmit_frame()?;
+        self.note_handed_out(frame.len());
+        Some(frame)
     }
 
     /// The next thing to do to the transport, in order.
@@ -1191,6 +1202,24 @@ where
         true
     }
 
+    /// Requests `ids` were just queued: while a restart may follow, where their message ends is
+    /// kept, to tell whether the ended child could have read them.
+    fn note_queued<'a>(&mut self, ids: impl IntoIterator<Item = &'a Id>) {
+        let queued = self.conn.queued();
+        if let Some(supervision) = self.supervision.as_mut() {
+            if supervision.restarts.may_restart() {
+                supervision.unsent.queued(queued, ids);
+            }
+        }
+    }
+
+    /// `n` bytes of output were handed to the driver.
+    fn note_handed_out(&mut self, n: usize) {
+        if let Some(supervision) = self.supervision.as_mut() {
+            supervision.unsent.handed_out(n);
+        }
+    }
+
     /// The child's end is known: its cause, and whether another child follows. Returns whether
     /// a restart was scheduled.
     fn decide_end(&mut self, status: ExitStatus, now: Instant) -> bool {
@@ -1218,7 +1247,11 @@ where
         };
         match decision {
             Decision::Restart(restart) => {
-                supervision.doomed = Some(self.dispatch.unanswered());
+                // A request still queued was never seen by the child that ended: the next
+                // child gets it, and answers it.
+                let mut doomed = self.dispatch.unanswered();
+                doomed.retain(|id| !supervision.unsent.contains(id));
+                supervision.doomed = Some(doomed);
                 supervision.pending = Some(restart);
                 supervision.reports.push_back(restart);
                 self.timers
@@ -1392,6 +1425,7 @@ impl Endpoint<Message> {
     /// Sends `message` and tracks the requests in it.
     pub fn send_tracked(&mut self, message: &Message) -> Result<(), SendError> {
         self.send(message)?;
+        self.note_queued(unsent::request_ids(message));
         let now = self.now;
         self.dispatch.track(now, message);
         self.sync_timers();
@@ -1403,6 +1437,7 @@ impl Endpoint<Message> {
     /// was given without decoding it into values and encoding it again.
     pub fn send_verbatim(&mut self, message: &Verbatim) -> Result<(), SendError> {
         self.conn.send_verbatim(message)?;
+        self.note_queued(message.requests());
         let now = self.now;
         self.touch(now);
         self.dispatch.track_ids(now, message.requests());
@@ -1453,6 +1488,7 @@ impl Endpoint<Message> {
             self.dispatch.correlator.settle(&id);
             return Err(RpcError::Send(err.to_string()));
         }
+        self.note_queued([&id]);
         self.sync_timers();
         Ok(id)
     }

@@ -2,20 +2,23 @@
 //! output, its end, exits, out-of-memory kills, restarts carried out or failed, closes, kills,
 //! tracked requests — with the supervision's rules checked after every step.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::Reader;
 use crate::{
-    Config, Decision, EndCause, Endpoint, Event, ExitStatus, Message, Policy, RestartMode,
+    Config, Decision, EndCause, Endpoint, Event, ExitStatus, Id, Message, Policy, RestartMode,
     RestartPolicy, Restarts,
 };
 
 /// Layout: the policy (mode byte modulo 3, backoff ms byte, max restarts byte modulo 6, window
 /// in 10 ms units as a byte, ready deadline byte: 0 for none, else that many 10 ms), then
 /// operations, each an opcode byte (modulo 10) and its operands; every operation first moves
-/// time forward by a byte of milliseconds. 0 a line of output, 1 the output's end, 2 the exit
+/// time forward by a byte of milliseconds. 0 a line of output (the answer to one of the
+/// requests written to the current child and not answered by it, chosen by a byte, or a
+/// notification when there is none; nothing once the output ended), 1 the output's end, 2 the exit
 /// with a status (a byte: even for an exit code, then the code byte, else a signal), 3 a
 /// timeout at the deadline, 4 the driver's restart (a byte: even for a spawn that succeeds), 5
 /// a close, 6 a kill, 7 a tracked request, 8 an OOM record, 9 a read of every event.
@@ -23,7 +26,9 @@ use crate::{
 /// Checked: `Disconnected` once and last; nothing restarts after a close or a kill; restarts
 /// come only when decided and only once each; the final end is set once and never changes; no
 /// restart is decided while one is pending; the guard never lets more than `max_restarts`
-/// restarts into a window (the same `Restarts` rules, replayed beside the endpoint).
+/// restarts into a window (the same `Restarts` rules, replayed beside the endpoint); every
+/// request sent gets at most one answer, and by `Disconnected` exactly one (a child's, or the
+/// `-32603` naming its end).
 pub fn restart_ops(data: &[u8], base: Instant) {
     let mut r = Reader::new(data);
     let policy = RestartPolicy {
@@ -51,20 +56,38 @@ pub fn restart_ops(data: &[u8], base: Instant) {
     ep.track_requests();
     let mut now = base;
     let mut exited = false;
+    let mut output_ended = false;
     let mut closed = false;
     let mut disconnected = false;
     let mut end = None;
     let mut restarts_at: Vec<Instant> = Vec::new();
     let mut next_id = 0_u64;
+    // Every request sent, with how many answers it got; those the current child has read.
+    let mut answered: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut read_by_child: Vec<u64> = Vec::new();
     while !r.is_empty() {
         now += Duration::from_millis(u64::from(r.u8()));
         let restarting = ep.is_restarting();
         match r.u8() % 10 {
+            // Nothing comes from a stream after its end.
+            0 if output_ended => {
+                r.u8();
+            }
             0 => {
-                let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":1}}\n", r.u8());
+                let pick = usize::from(r.u8());
+                let line = match read_by_child.len() {
+                    0 => "{\"jsonrpc\":\"2.0\",\"method\":\"note\"}\n".to_owned(),
+                    n => format!(
+                        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":1}}\n",
+                        read_by_child.remove(pick % n)
+                    ),
+                };
                 let _ = ep.handle_input(line.as_bytes(), now);
             }
-            1 => ep.handle_eof(now),
+            1 => {
+                output_ended = true;
+                ep.handle_eof(now);
+            }
             2 => {
                 let status = match r.u8() % 2 {
                     0 => ExitStatus {
@@ -94,6 +117,8 @@ pub fn restart_ops(data: &[u8], base: Instant) {
                     match succeed {
                         true => {
                             ep.handle_respawned(now);
+                            read_by_child.clear();
+                            output_ended = false;
                             exited = false;
                             assert!(!ep.is_restarting());
                         }
@@ -116,7 +141,9 @@ pub fn restart_ops(data: &[u8], base: Instant) {
                 next_id += 1;
                 let request =
                     Message::Request(crate::Request::new(next_id, "work", Some(json!([]))));
-                let _ = ep.send_tracked(&request);
+                if ep.send_tracked(&request).is_ok() {
+                    answered.insert(next_id, 0);
+                }
             }
             8 => ep.handle_oom(now),
             _ => {}
@@ -149,14 +176,32 @@ pub fn restart_ops(data: &[u8], base: Instant) {
         }
         while let Some(event) = ep.poll_event() {
             assert!(!disconnected, "an event after Disconnected");
-            if let Event::Disconnected(_) = event {
-                disconnected = true;
+            match event {
+                Event::Message(Message::Response(response)) => {
+                    let count = number(&response.id)
+                        .and_then(|id| answered.get_mut(&id))
+                        .expect("an answer to a request never sent");
+                    *count += 1;
+                    assert_eq!(*count, 1, "request {} answered twice", response.id);
+                }
+                Event::Disconnected(_) => {
+                    disconnected = true;
+                    let unanswered: Vec<_> = answered.iter().filter(|(_, &n)| n == 0).collect();
+                    assert!(unanswered.is_empty(), "never answered: {unanswered:?}");
+                }
+                _ => {}
             }
         }
         while ep.poll_action().is_some() {}
         let mut out = Vec::new();
         let n = ep.poll_transmit(&mut out);
         ep.handle_transmitted(n);
+        // What the current child now has to read: the requests in it.
+        for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(Message::Request(request)) = crate::decode::<Message>(line) {
+                read_by_child.extend(number(&request.id));
+            }
+        }
         while ep.poll_control().is_some() {}
     }
     // The rules alone agree that a requested end never restarts.
@@ -173,4 +218,12 @@ pub fn restart_ops(data: &[u8], base: Instant) {
         ),
         Decision::End(EndCause::Requested)
     );
+}
+
+/// The harness's ids are integers.
+fn number(id: &Id) -> Option<u64> {
+    match id {
+        Id::Number(n) => n.as_u64(),
+        _ => None,
+    }
 }

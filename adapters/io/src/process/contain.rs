@@ -375,6 +375,13 @@ impl Container {
         self.mechanism
     }
 
+    /// The child's own cgroup v2 directory, under [`Mechanism::Cgroup`]: its limits are set
+    /// there too, where the tree can give it the controllers (see `process::limits`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn cgroup_dir(&self) -> Option<&std::path::Path> {
+        self.cgroup.as_ref().map(cgroup::ChildCgroup::dir)
+    }
+
     /// Where [`kill`](Self::kill) records what outlived it; clone it to read the list after
     /// this container is gone.
     pub fn survivors(&self) -> &Survivors {

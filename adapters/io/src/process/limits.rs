@@ -1,27 +1,32 @@
 //! Resource limits for a child (memory, processes, CPU) through cgroups, and the record of an
 //! out-of-memory kill.
 //!
-//! Where the limits can be set: a cgroup v1 hierarchy of each controller asked for (`memory`,
-//! `pids`, `cpu`). This is what a hybrid host offers, whose unified (v2) tree carries none of
-//! these controllers. The child gets a cgroup of its own in each hierarchy it needs,
-//! `<this process's cgroup>/tether-<pid>-<n>`, entered between fork and exec (so it runs no
-//! instruction outside), with the limits written before. The cgroups are removed once the
-//! child is reaped, after anything left in them is killed.
+//! Each limit is set where this machine can enforce it, controller by controller, before the
+//! child runs:
 //!
-//! Setting the controllers of the unified (v2) tree needs this process's own cgroup to hand
-//! them down (`cgroup.subtree_control`), which cgroup v2 forbids for a cgroup that holds a
-//! process, as this process's does. So a controller that only the v2 tree offers is reported
-//! as not enforceable (see [`Limits::check`]), and the command refuses the flag.
+//! 1. **cgroup v2** ([`v2`]), in the child's own cgroup, which its containment made: when this
+//!    process's v2 cgroup is given the controller and can hand it to its children. v2 wins
+//!    where both could: the child's cgroup there already holds its whole tree, and v2 is the
+//!    interface the kernel develops.
+//! 2. **cgroup v1** ([`v1`]), in a cgroup of the child's own in that controller's hierarchy:
+//!    what a hybrid host offers, whose unified tree carries none of these controllers.
+//! 3. Otherwise the limit cannot be enforced: [`Limits::check`] says why, for both, and the
+//!    command refuses the flag.
+//!
+//! An out-of-memory kill is read, once the child has exited and before it is reaped, from
+//! `memory.events` (v2) or `memory.oom_control` (v1).
 
-use std::fs::{self, File, OpenOptions};
+mod v1;
+mod v2;
+
+use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+
+use super::contain::Container;
 
 /// The limits asked for a child; `None` leaves a resource unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,7 +39,7 @@ pub struct Limits {
     pub cpu_max: Option<u32>,
 }
 
-/// A controller of a cgroup v1 hierarchy.
+/// A cgroup controller a limit needs (the same name in v1 and v2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Controller {
     Memory,
@@ -72,195 +77,124 @@ impl Limits {
         wanted
     }
 
-    /// Whether this machine can enforce these limits for a child of this process: a cgroup v1
-    /// hierarchy of each controller where this process may create a cgroup. The error says,
-    /// for the first limit that cannot be enforced, why.
+    /// The CPU limit as a quota per period, both in microseconds.
+    fn cpu_quota(&self) -> (u64, u64) {
+        const PERIOD: u64 = 100_000;
+        let percent = u64::from(self.cpu_max.unwrap_or(100).max(1));
+        (percent * PERIOD / 100, PERIOD)
+    }
+
+    /// Whether this machine can enforce these limits for a child of this process, with the
+    /// default containment: for each, a cgroup v2 for the child that can have its controller
+    /// (which enables it at this process's cgroup if it may and has not been), or else a cgroup
+    /// v1 hierarchy of it where a cgroup can be created. The error says, for the first limit
+    /// that cannot be enforced, why in each.
     pub fn check(&self) -> Result<(), String> {
-        for controller in self.wanted() {
-            let dir = own_v1_dir(controller)?;
-            let probe = dir.join(format!("tether-{}-probe", std::process::id()));
-            fs::create_dir(&probe).map_err(|e| {
-                format!(
-                    "cannot limit {}: cannot create a cgroup in {}: {e}",
-                    controller.name(),
-                    dir.display()
-                )
-            })?;
-            let _ = fs::remove_dir(&probe);
+        if self.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // Looked at afresh, not through the process's cached answer: this may run before the
+        // process makes itself a subreaper, which that answer would then miss.
+        let available = super::contain::Availability::detect();
+        let tree = available.cgroup().map(v2::Tree::new);
+        plan(self, tree.as_ref().map_err(|why| *why), v1::probe).map(drop)
     }
 }
 
-/// This process's cgroup directory in the v1 hierarchy of `controller`.
-fn own_v1_dir(controller: Controller) -> Result<PathBuf, String> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let cgroups = fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    v1_dir(&mountinfo, &cgroups, controller.name())
+/// Where each limit asked for is set.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Set in the child's cgroup v2.
+    v2: Vec<Controller>,
+    /// Set in a cgroup v1 of the child's, under this process's cgroup in that hierarchy.
+    v1: Vec<(Controller, PathBuf)>,
 }
 
-fn v1_dir(mountinfo: &str, cgroups: &str, controller: &str) -> Result<PathBuf, String> {
-    let unavailable = |why: &str| {
-        let v2 = match unified_has(controller) {
-            true => {
-                " (the cgroup v2 tree has it, but cannot hand it to a child of this process: \
-                 its own cgroup holds processes)"
-            }
-            false => "",
+/// Decides where each limit goes: v2 if `tree` can give the child's cgroup the controller,
+/// else the v1 hierarchy `v1` finds for it, else an error naming both reasons.
+fn plan(
+    limits: &Limits,
+    tree: Result<&v2::Tree, &str>,
+    v1: impl Fn(Controller) -> Result<PathBuf, String>,
+) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    for controller in limits.wanted() {
+        let in_v2 = match tree {
+            Ok(tree) => tree.offer(controller),
+            Err(why) => Err(why.to_owned()),
         };
-        format!("cannot limit {controller}: {why}{v2}")
-    };
-    // mountinfo: "id parent major:minor root mount-point options [optional...] - fstype source super-options"
-    let (root, mount) = mountinfo
-        .lines()
-        .find_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mut after = after.split(' ');
-            (after.next()? == "cgroup").then_some(())?;
-            let options = after.nth(1)?;
-            options.split(',').any(|o| o == controller).then_some(())?;
-            let mut fields = before.split(' ').skip(3);
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-        })
-        .ok_or_else(|| unavailable("no cgroup v1 hierarchy has this controller"))?;
-    let path = cgroups
-        .lines()
-        .find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let _id = parts.next()?;
-            let controllers = parts.next()?;
-            let path = parts.next()?;
-            controllers
-                .split(',')
-                .any(|c| c == controller)
-                .then_some(path)
-        })
-        .ok_or_else(|| unavailable("this process is in no cgroup of that hierarchy"))?;
-    let relative = Path::new(path)
-        .strip_prefix(&root)
-        .map_err(|_| unavailable("this process's cgroup is outside the mounted hierarchy"))?;
-    Ok(Path::new(&mount).join(relative))
-}
-
-/// Whether the unified (v2) tree offers `controller` at this process's cgroup.
-fn unified_has(controller: &str) -> bool {
-    let Ok(hierarchy) = super::availability().cgroup() else {
-        return false;
-    };
-    fs::read_to_string(hierarchy.join("cgroup.controllers"))
-        .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
-}
-
-/// Removes, once per directory and process, the empty `tether-<pid>-<n>` cgroups that tethers
-/// now gone left in `own` (a tether killed by `SIGKILL` removes nothing). Only names of that
-/// form whose `<pid>` is not alive are touched, each with `rmdir`, which the kernel refuses for
-/// a cgroup still holding a process.
-fn remove_stale(own: &Path) {
-    static DONE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-    let mut done = DONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if done.iter().any(|d| d == own) {
-        return;
-    }
-    done.push(own.to_path_buf());
-    let me = std::process::id();
-    for entry in fs::read_dir(own).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("tether-")) else {
-            continue;
-        };
-        let Some((pid, n)) = rest.split_once('-') else {
-            continue;
-        };
-        let (Ok(pid), true) = (pid.parse::<u32>(), n.bytes().all(|b| b.is_ascii_digit())) else {
-            continue;
-        };
-        if pid != me && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir(entry.path());
+        match in_v2 {
+            Ok(()) => plan.v2.push(controller),
+            Err(not_v2) => match v1(controller) {
+                Ok(own) => plan.v1.push((controller, own)),
+                Err(not_v1) => {
+                    return Err(format!(
+                        "cannot limit {}: in cgroup v2, {not_v2}; in cgroup v1, {not_v1}",
+                        controller.name()
+                    ))
+                }
+            },
         }
     }
+    Ok(plan)
 }
 
-/// The cgroups one child runs in for its limits; removed when dropped (after the child's
-/// reap), once whatever is left in them has been killed.
+/// The cgroups that hold one child's limits. Its v1 cgroups are removed when this is dropped
+/// (after the child's reap); its v2 cgroup is its container's, which removes it.
 #[derive(Debug)]
 pub(crate) struct LimitGroups {
-    groups: Vec<Group>,
-}
-
-#[derive(Debug)]
-struct Group {
-    controller: Controller,
-    dir: PathBuf,
-    procs: Arc<File>,
+    /// The child's v2 cgroup, when its memory limit is set there.
+    v2_memory: Option<PathBuf>,
+    v1: Vec<v1::Group>,
 }
 
 impl LimitGroups {
-    /// Creates the cgroups for `limits` and writes the limits; nothing for no limits.
-    pub(crate) fn create(limits: &Limits) -> io::Result<LimitGroups> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let mut made = LimitGroups { groups: Vec::new() };
-        for controller in limits.wanted() {
-            let own = own_v1_dir(controller).map_err(io::Error::other)?;
-            remove_stale(&own);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = own.join(format!("tether-{}-{n}", std::process::id()));
-            fs::create_dir(&dir)?;
-            let procs = OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"));
-            let procs = match procs {
-                Ok(procs) => procs,
-                Err(err) => {
-                    let _ = fs::remove_dir(&dir);
-                    return Err(err);
-                }
-            };
-            // Pushed first, so that a failure below removes it.
-            made.groups.push(Group {
-                controller,
-                dir: dir.clone(),
-                procs: Arc::new(procs),
-            });
-            let write = |file: &str, value: String| {
-                fs::write(dir.join(file), value).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot write {file} in {}: {e}", dir.display()),
-                    )
-                })
-            };
-            match controller {
-                Controller::Memory => {
-                    let bytes = limits.memory_max.unwrap_or(u64::MAX);
-                    write("memory.limit_in_bytes", bytes.to_string())?;
-                    // Swap too, where it is accounted: the limit is on memory, not on RAM.
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
-                    if memsw.exists() {
-                        let _ = fs::write(memsw, bytes.to_string());
-                    }
-                }
-                Controller::Pids => {
-                    write("pids.max", limits.pids_max.unwrap_or(u64::MAX).to_string())?;
-                }
-                Controller::Cpu => {
-                    let percent = u64::from(limits.cpu_max.unwrap_or(100).max(1));
-                    write("cpu.cfs_period_us", "100000".to_owned())?;
-                    write("cpu.cfs_quota_us", (percent * 1000).to_string())?;
-                }
+    /// Sets `limits` for the child `container` is ready to hold: in its v2 cgroup for the
+    /// controllers that tree can give it, in v1 cgroups made here for the others. Nothing for
+    /// no limits; an error, before anything runs, for a limit that cannot be enforced.
+    pub(crate) fn create(limits: &Limits, container: &Container) -> io::Result<LimitGroups> {
+        let mut made = LimitGroups {
+            v2_memory: None,
+            v1: Vec::new(),
+        };
+        if limits.is_empty() {
+            return Ok(made);
+        }
+        // The child's v2 cgroup is its container's; the tree is the one it was made in.
+        let tree = match container.cgroup_dir() {
+            Some(child) => super::availability()
+                .cgroup()
+                .map(|own| (v2::Tree::new(own), child))
+                .map_err(str::to_owned),
+            None => Err(format!(
+                "the child has no cgroup of its own ({} containment; auto or cgroup gives one)",
+                container.mechanism()
+            )),
+        };
+        let plan = plan(
+            limits,
+            tree.as_ref().map(|(tree, _)| tree).map_err(String::as_str),
+            v1::own_dir,
+        )
+        .map_err(io::Error::other)?;
+        if let Ok((tree, child)) = &tree {
+            tree.apply(child, &plan.v2, limits)?;
+            if plan.v2.contains(&Controller::Memory) {
+                made.v2_memory = Some(child.to_path_buf());
             }
+        }
+        for (controller, own) in plan.v1 {
+            made.v1.push(v1::Group::create(controller, &own, limits)?);
         }
         Ok(made)
     }
 
-    /// Has the child write `0` (itself) into each cgroup's `cgroup.procs` between fork and
-    /// exec, so it runs nothing of its own outside its limits.
+    /// Has the child write `0` (itself) into each v1 cgroup's `cgroup.procs` between fork and
+    /// exec, so it runs nothing of its own outside its limits. (It enters its v2 cgroup through
+    /// its container.)
     pub(crate) fn configure(&self, command: &mut Command) {
-        for group in &self.groups {
-            let procs = Arc::clone(&group.procs);
+        for group in &self.v1 {
+            let procs = std::sync::Arc::clone(&group.procs);
             // SAFETY: between fork and exec the closure makes one `write` system call, which
             // is async-signal-safe; it allocates nothing and takes no lock (the file was
             // opened before the fork, and its descriptor is close-on-exec).
@@ -276,80 +210,179 @@ impl LimitGroups {
     }
 
     /// Whether the kernel killed a process of the child's memory cgroup for going over the
-    /// limit (`oom_kill` in `memory.oom_control`, Linux 4.13 and later).
+    /// limit.
     pub(crate) fn oom_killed(&self) -> bool {
-        self.groups
-            .iter()
-            .filter(|g| g.controller == Controller::Memory)
-            .any(|g| {
-                fs::read_to_string(g.dir.join("memory.oom_control")).is_ok_and(|text| {
-                    text.lines().any(|line| {
-                        line.strip_prefix("oom_kill ")
-                            .and_then(|n| n.trim().parse::<u64>().ok())
-                            .is_some_and(|n| n > 0)
-                    })
-                })
-            })
+        self.v2_memory.as_deref().is_some_and(v2::oom_killed)
+            || self.v1.iter().any(v1::Group::oom_killed)
     }
 }
 
-impl Drop for LimitGroups {
-    fn drop(&mut self) {
-        for group in &self.groups {
-            // The child's tree was killed before its reap; whatever is still listed (a process
-            // still exiting) is killed again, and the cgroup removed once it is empty.
-            let mut removed = false;
-            for _ in 0..100 {
-                if fs::remove_dir(&group.dir).is_ok() {
-                    removed = true;
-                    break;
-                }
-                if let Ok(pids) = fs::read_to_string(group.dir.join("cgroup.procs")) {
-                    for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                            let _ =
-                                rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if !removed {
-                tracing::warn!(dir = %group.dir.display(), "cannot remove the child's limit cgroup");
-            }
+/// Writes `value` to the cgroup file `file` of `dir`; the error names both.
+fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
+    fs::write(dir.join(file), value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot write {file} in {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// The number on the line `key N` of a cgroup file of such lines; 0 if there is none.
+fn count(file: &Path, key: &str) -> u64 {
+    fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (k, n) = line.split_once(' ')?;
+                (k == key).then(|| n.trim().parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// A temporary directory for the tests that stand one in for a cgroup tree.
+#[cfg(test)]
+mod scratch {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Removed, with all it holds, when dropped.
+    pub(super) struct Scratch(PathBuf);
+
+    impl Scratch {
+        pub(super) fn new() -> Scratch {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "tether-fake-cgroup-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        pub(super) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::scratch::Scratch;
     use super::*;
 
-    const MOUNTINFO: &str = "\
-30 24 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
-31 24 0:27 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
-32 24 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
-";
-    const CGROUPS: &str = "\
-4:memory:/process_api/abc
-2:cpu,cpuacct:/
-0::/
-";
+    const ALL: Limits = Limits {
+        memory_max: Some(1 << 30),
+        pids_max: Some(64),
+        cpu_max: Some(50),
+    };
+
+    /// A stand-in v2 tree whose own cgroup is given `offered` and has all of them enabled.
+    fn tree(offered: &str) -> (Scratch, v2::Tree) {
+        let root = Scratch::new();
+        fs::write(root.path().join("cgroup.controllers"), offered).unwrap();
+        fs::write(root.path().join("cgroup.subtree_control"), offered).unwrap();
+        let tree = v2::Tree::new(root.path());
+        (root, tree)
+    }
+
+    /// v1 hierarchies for `has`, each at `/v1/<name>`.
+    fn v1_of(has: &'static [&'static str]) -> impl Fn(Controller) -> Result<PathBuf, String> {
+        move |c| match has.contains(&c.name()) {
+            true => Ok(Path::new("/v1").join(c.name())),
+            false => Err("no hierarchy has this controller".to_owned()),
+        }
+    }
 
     #[test]
-    fn finds_each_controllers_hierarchy_and_the_own_cgroup_in_it() {
+    fn v2_wins_where_both_could_and_v1_takes_each_controller_v2_cannot() {
+        let (_root, both) = tree("cpu memory pids");
+        let chosen = plan(&ALL, Ok(&both), v1_of(&["memory", "pids", "cpu"])).unwrap();
         assert_eq!(
-            v1_dir(MOUNTINFO, CGROUPS, "memory").unwrap(),
-            Path::new("/sys/fs/cgroup/memory/process_api/abc")
+            chosen,
+            Plan {
+                v2: vec![Controller::Memory, Controller::Pids, Controller::Cpu],
+                v1: vec![],
+            }
         );
+        // This host: the unified tree is given hugetlb only.
+        let (_root, hugetlb) = tree("hugetlb");
+        let chosen = plan(&ALL, Ok(&hugetlb), v1_of(&["memory", "pids", "cpu"])).unwrap();
+        assert_eq!(chosen.v2, vec![]);
         assert_eq!(
-            v1_dir(MOUNTINFO, CGROUPS, "cpu").unwrap(),
-            Path::new("/sys/fs/cgroup/cpu,cpuacct/")
+            chosen.v1,
+            [
+                (Controller::Memory, PathBuf::from("/v1/memory")),
+                (Controller::Pids, PathBuf::from("/v1/pids")),
+                (Controller::Cpu, PathBuf::from("/v1/cpu")),
+            ]
         );
-        let err = v1_dir(MOUNTINFO, CGROUPS, "pids").unwrap_err();
+        // Controller by controller.
+        let (_root, memory) = tree("memory");
+        let chosen = plan(&ALL, Ok(&memory), v1_of(&["pids", "cpu"])).unwrap();
+        assert_eq!(chosen.v2, [Controller::Memory]);
+        assert_eq!(
+            chosen.v1.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            [Controller::Pids, Controller::Cpu]
+        );
+    }
+
+    #[test]
+    fn a_limit_neither_can_enforce_is_refused_saying_why_for_both() {
+        let (_root, hugetlb) = tree("hugetlb");
+        let err = plan(&ALL, Ok(&hugetlb), v1_of(&["memory", "cpu"])).unwrap_err();
         assert!(
-            err.starts_with("cannot limit pids: no cgroup v1 hierarchy"),
+            err.starts_with("cannot limit pids: in cgroup v2, "),
             "{err}"
         );
+        assert!(err.contains("(its controllers: hugetlb)"), "{err}");
+        assert!(
+            err.ends_with("; in cgroup v1, no hierarchy has this controller"),
+            "{err}"
+        );
+        // No v2 cgroup for the child at all.
+        let err = plan(&ALL, Err("no cgroup2 hierarchy is mounted"), v1_of(&[])).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot limit memory: in cgroup v2, no cgroup2 hierarchy is mounted; \
+             in cgroup v1, no hierarchy has this controller"
+        );
+        // Nothing asked: nothing needed.
+        assert_eq!(
+            plan(&Limits::default(), Err(""), v1_of(&[])),
+            Ok(Plan::default())
+        );
+    }
+
+    #[test]
+    fn the_cpu_limit_is_a_quota_per_period() {
+        let cpu = |percent| {
+            Limits {
+                cpu_max: Some(percent),
+                ..Limits::default()
+            }
+            .cpu_quota()
+        };
+        assert_eq!(cpu(50), (50_000, 100_000));
+        assert_eq!(cpu(250), (250_000, 100_000));
+        assert_eq!(cpu(0), (1_000, 100_000), "at least 1%");
+    }
+
+    #[test]
+    fn counts_in_cgroup_files() {
+        let root = Scratch::new();
+        let file = root.path().join("memory.oom_control");
+        assert_eq!(count(&file, "oom_kill"), 0, "no file");
+        fs::write(&file, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
+        assert_eq!(count(&file, "oom_kill"), 3);
+        assert_eq!(count(&file, "under_oom"), 0);
+        assert_eq!(count(&file, "absent"), 0);
     }
 }

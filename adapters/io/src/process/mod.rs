@@ -69,7 +69,7 @@ pub(crate) struct LimitGroups;
 
 #[cfg(not(target_os = "linux"))]
 impl LimitGroups {
-    pub(crate) fn create(limits: &Limits) -> io::Result<LimitGroups> {
+    pub(crate) fn create(limits: &Limits, _: &Container) -> io::Result<LimitGroups> {
         limits.check().map_err(io::Error::other)?;
         Ok(LimitGroups)
     }
@@ -173,8 +173,8 @@ pub(crate) fn spawn(
     let mechanism = availability()
         .resolve(options.contain)
         .map_err(io::Error::other)?;
-    let limits = LimitGroups::create(&options.limits)?;
     let mut container = Container::new(mechanism, availability())?;
+    let limits = LimitGroups::create(&options.limits, &container)?;
     container.configure(command);
     limits.configure(command);
     sys::configure(command, options.parent_death_signal);

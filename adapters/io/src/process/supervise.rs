@@ -131,6 +131,13 @@ where
         if !due {
             return;
         }
+        // The child before is released first (reaped, its cgroups removed): the next one
+        // starts on a clean slate.
+        shared
+            .wait_for(&shared.restarted, |s| {
+                s.abandoned || s.child.as_ref().is_none_or(|c| c.is_released())
+            })
+            .await;
         respawn::<M, R>(&shared);
     }
 }
@@ -192,8 +199,11 @@ where
     if let Err(err) = process.watch(lifetime) {
         // Nobody could watch it: its group was killed; the connection ends.
         drop((read_half, write_half));
+        let gone = state.child.as_mut().and_then(|c| c.remove(pid));
         state.ep.handle_respawn_failed(err, clock::now());
         shared.settle(state);
+        // No reap will be reported: its cgroups go now, not under the lock.
+        drop(gone);
         return;
     }
     state.ep.handle_respawned(clock::now());

@@ -6,11 +6,10 @@
 //!
 //! cgroup v2's "no internal processes" rule says a cgroup that enables controllers for its
 //! children (`cgroup.subtree_control`) may hold no process itself (the root excepted). It is
-//! kept by construction: processes only ever enter the `child-<n>` leaves; `tether-<pid>`
-//! holds none; and no `cgroup.subtree_control` is written, so no controller is enabled below
-//! this process's own cgroup (which, holding this process, is the root or has none enabled
-//! either). The cgroups serve for grouping, freezing and killing only, which need no
-//! controller.
+//! kept by construction: processes only ever enter the `child-<n>` leaves, and `tether-<pid>`
+//! holds none. Grouping, freezing and killing need no controller; only a child's limits do,
+//! and `process::limits` enables their controllers in `tether-<pid>` (and at this process's
+//! own cgroup only where the rule allows it: the root).
 //!
 //! Moving a process needs write access to `cgroup.procs` of the common ancestor of where it
 //! is and where it goes, here this process's own cgroup: root has it; a delegated subtree
@@ -327,6 +326,11 @@ impl ChildCgroup {
                 Ok(())
             });
         }
+    }
+
+    /// The cgroup's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Records the child, once spawned: its watcher reaps it, so nothing here ever does.
