@@ -436,7 +436,7 @@ pub(crate) fn section(load: Load, rounds: usize) -> io::Result<String> {
     }
     let load_after = crate::suite::load();
     let mut md = format!(
-        "## The bridge: MCP requests\n\n{}{} clients at once, each on its own connection, each \
+        "\n### The bridge: MCP requests\n\n{}{} clients at once, each on its own connection, each \
          making {} `tools/call` requests one after the other (a legacy client first opens its \
          session: `initialize`, a program of its own, `notifications/initialized`; and closes it \
          after). The program is `tether-bench mcp-peer`, which answers at once. Requests per \
