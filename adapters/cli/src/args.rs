@@ -248,6 +248,16 @@ impl Supervise {
 }
 
 impl Spawning {
+    /// The containment asked for.
+    fn containment(&self) -> Containment {
+        match self.contain {
+            ContainArg::Auto => Containment::Auto,
+            ContainArg::Cgroup => Containment::Cgroup,
+            ContainArg::Subreaper => Containment::Subreaper,
+            ContainArg::Group => Containment::Group,
+        }
+    }
+
     /// Fills in `--framing` when it was not given: the goodbye's protocol brings its framing
     /// (a language server reads `Content-Length` headers, and would answer every line with a
     /// header of its own that reads as `malformed`).
@@ -269,7 +279,7 @@ impl Spawning {
 
     /// Limits this machine cannot enforce are a usage error that says why.
     pub fn check(&self) -> Result<(), clap::Error> {
-        self.limits().check().map_err(|why| {
+        self.limits().check_with(self.containment()).map_err(|why| {
             clap::Error::raw(
                 clap::error::ErrorKind::ArgumentConflict,
                 format!("--memory-max, --pids-max and --cpu-max cannot be enforced here: {why}\n"),
@@ -282,12 +292,7 @@ impl Spawning {
         options
             .limits(self.limits())
             .stderr(self.stderr.stderr())
-            .contain(match self.contain {
-                ContainArg::Auto => Containment::Auto,
-                ContainArg::Cgroup => Containment::Cgroup,
-                ContainArg::Subreaper => Containment::Subreaper,
-                ContainArg::Group => Containment::Group,
-            })
+            .contain(self.containment())
             .goodbye(match self.goodbye {
                 GoodbyeArg::None => None,
                 GoodbyeArg::Lsp => Some(Goodbye::Lsp),

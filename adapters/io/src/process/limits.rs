@@ -90,14 +90,37 @@ impl Limits {
     /// v1 hierarchy of it where a cgroup can be created. The error says, for the first limit
     /// that cannot be enforced, why in each.
     pub fn check(&self) -> Result<(), String> {
+        self.check_with(super::contain::Containment::Auto)
+    }
+
+    /// [`check`](Self::check) for a child contained by `contain`: only `Auto` and `Cgroup`
+    /// give the child a cgroup v2 of its own, so with `Subreaper` or `Group` a limit only v2
+    /// could enforce is refused here, before anything is spawned, rather than at the spawn.
+    pub fn check_with(&self, contain: super::contain::Containment) -> Result<(), String> {
         if self.is_empty() {
             return Ok(());
         }
         // Looked at afresh, not through the process's cached answer: this may run before the
         // process makes itself a subreaper, which that answer would then miss.
         let available = super::contain::Availability::detect();
-        let tree = available.cgroup().map(v2::Tree::new);
+        let tree = child_tree(contain, available.cgroup());
         plan(self, tree.as_ref().map_err(|why| *why), v1::probe).map(drop)
+    }
+}
+
+/// The v2 tree a child contained by `contain` would have its cgroup in, given this process's
+/// own v2 cgroup (or why there is none): only `Auto` and `Cgroup` give the child one.
+fn child_tree<'a>(
+    contain: super::contain::Containment,
+    own: Result<&Path, &'a str>,
+) -> Result<v2::Tree, &'a str> {
+    use super::contain::Containment;
+    match contain {
+        Containment::Auto | Containment::Cgroup => own.map(v2::Tree::new),
+        Containment::Subreaper | Containment::Group => Err(
+            "the child has no cgroup of its own (subreaper or group containment; auto or cgroup \
+             gives one)",
+        ),
     }
 }
 
@@ -358,6 +381,34 @@ mod tests {
         assert_eq!(
             plan(&Limits::default(), Err(""), v1_of(&[])),
             Ok(Plan::default())
+        );
+    }
+
+    #[test]
+    fn only_auto_and_cgroup_containment_give_the_child_a_v2_cgroup() {
+        use crate::process::contain::Containment;
+        let (root, _) = tree("memory pids cpu");
+        for contain in [Containment::Auto, Containment::Cgroup] {
+            let tree = child_tree(contain, Ok(root.path())).unwrap();
+            assert_eq!(
+                plan(&ALL, Ok(&tree), v1_of(&[])).unwrap().v2,
+                [Controller::Memory, Controller::Pids, Controller::Cpu]
+            );
+        }
+        for contain in [Containment::Subreaper, Containment::Group] {
+            let why = child_tree(contain, Ok(root.path())).unwrap_err();
+            // v1 still serves what it has; what only v2 could give is refused, saying why.
+            let chosen = plan(&ALL, Err(why), v1_of(&["memory", "pids", "cpu"])).unwrap();
+            assert!(chosen.v2.is_empty());
+            let err = plan(&ALL, Err(why), v1_of(&[])).unwrap_err();
+            assert!(
+                err.contains("the child has no cgroup of its own (subreaper or group"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            child_tree(Containment::Auto, Err("no cgroup2 hierarchy is mounted")).unwrap_err(),
+            "no cgroup2 hierarchy is mounted"
         );
     }
 
