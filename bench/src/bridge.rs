@@ -225,14 +225,13 @@ async fn connect(host: &str) -> io::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-/// A POST of `body` to `/mcp`, with `headers`; the status, a header's value, and the body read
-/// whole (an event stream ends after the answer).
-async fn post(
+/// Sends a POST of `body` to `/mcp`, with `headers`, and waits for the response's head.
+async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     host: &str,
     headers: &[(&str, &str)],
     body: &Value,
-) -> io::Result<(u16, Option<String>, Bytes)> {
+) -> io::Result<hyper::Response<hyper::body::Incoming>> {
     let mut request = Request::post(format!("http://{host}/mcp"))
         .header("host", host)
         .header("content-type", "application/json")
@@ -244,10 +243,18 @@ async fn post(
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(io::Error::other)?;
     sender.ready().await.map_err(io::Error::other)?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(io::Error::other)?;
+    sender.send_request(request).await.map_err(io::Error::other)
+}
+
+/// A POST of `body` to `/mcp`, with `headers`; the status, a header's value, and the body read
+/// whole (an event stream ends after the answer).
+async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> io::Result<(u16, Option<String>, Bytes)> {
+    let response = send(sender, host, headers, body).await?;
     let status = response.status().as_u16();
     let session = response
         .headers()
@@ -389,19 +396,11 @@ fn listen_memory(runtime: &str, streams: usize) -> io::Result<(u64, u64)> {
                 "notifications": {"toolsListChanged": true},
                 "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
                           "io.modelcontextprotocol/clientCapabilities": {}}}});
-            let request = Request::post(format!("http://{host}/mcp"))
-                .header("host", &host)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", MODERN)
-                .header("mcp-method", "subscriptions/listen")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(io::Error::other)?;
-            sender.ready().await.map_err(io::Error::other)?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(io::Error::other)?;
+            let headers = [
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "subscriptions/listen"),
+            ];
+            let response = send(&mut sender, &host, &headers, &body).await?;
             if response.status() != 200 {
                 return Err(io::Error::other(format!(
                     "listen stream {i}: {}",
