@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,11 +85,7 @@ impl Bridge {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let listening: Value = serde_json::from_str(&line).unwrap();
+        let listening = support::listening(&mut child);
         let addr = listening["addr"].as_str().unwrap().to_owned();
         Bridge { child, addr }
     }

@@ -488,12 +488,7 @@ fn bridge(runtime: &str, extra: &[&str]) -> (Child, String, String) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let listening: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(listening["event"], "listening");
+    let listening = support::listening(&mut child);
     let addr = listening["addr"].as_str().unwrap().to_owned();
     assert!(
         addr.starts_with("127.0.0.1:"),

@@ -362,11 +362,7 @@ fn bridge_contains_each_sessions_escapee() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let mut first = String::new();
-            BufReader::new(bridge.stdout.as_mut().unwrap())
-                .read_line(&mut first)
-                .unwrap();
-            let listening: serde_json::Value = serde_json::from_str(&first).unwrap();
+            let listening = support::listening(&mut bridge);
             let url = format!("ws://{}/", listening["addr"].as_str().unwrap());
             // One session; once its escapee runs (the bridge logs its `pid N` line), the
             // client's input ends, so the session ends and its child's tree goes.

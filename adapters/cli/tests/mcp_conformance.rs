@@ -16,7 +16,8 @@
     reason = "the tests bound their waits with the real clock; the command itself reads none"
 )]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -142,12 +143,10 @@ fn the_server_scenarios_pass_through_the_bridge() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let listening = support::listening(&mut child);
+        // Nothing more is read from it: a bridge whose output is closed goes on serving.
+        drop(child.stdout.take());
         let bridge = Bridge(child);
-        let listening: Value = serde_json::from_str(&line).unwrap();
         let url = listening["mcp_url"].as_str().unwrap().to_owned();
         let dir = results(&format!("server-{runtime}"));
         let run = Command::new(&node)

@@ -7,7 +7,8 @@
     reason = "the tests bound their waits with the real clock; the command itself reads none"
 )]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,11 +47,7 @@ fn bridge(runtime: &str, extra: &[&str]) -> (Running, String, tempfile_path::Pat
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let listening: Value = serde_json::from_str(&line).unwrap();
+    let listening = support::listening(&mut child);
     let addr = listening["addr"].as_str().unwrap().to_owned();
     assert_eq!(listening["mcp_url"], format!("http://{addr}/mcp"));
     (Running(child), addr, token)

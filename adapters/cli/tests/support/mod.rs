@@ -63,3 +63,19 @@ pub(crate) fn wait_output(
         }
     }
 }
+
+/// The first line a bridge prints, `{"event":"listening",…}`, read byte by byte from its
+/// standard output (so that nothing after it is taken from the pipe), and checked to be one.
+pub(crate) fn listening(child: &mut std::process::Child) -> serde_json::Value {
+    use std::io::Read;
+    let stdout = child.stdout.as_mut().expect("the bridge's stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0];
+    while stdout.read(&mut byte).expect("the bridge's stdout") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let listening: serde_json::Value = serde_json::from_slice(&line)
+        .unwrap_or_else(|err| panic!("{err}: {:?}", String::from_utf8_lossy(&line)));
+    assert_eq!(listening["event"], "listening", "{listening}");
+    listening
+}
