@@ -113,4 +113,4 @@ pub use malformed::{decode, Malformed, MalformedKind, EXCERPT_LEN};
 pub use message::{ErrorObject, Id, Lite, Message, Notification, Request, Response};
 pub use restart::{Decision, End, EndCause, Restart, RestartMode, RestartPolicy, Restarts};
 pub use supervisor::{Action, ExitStatus, Policy, Supervisor};
-pub use verbatim::Verbatim;
+pub use verbatim::{Verbatim, VerbatimBatch};

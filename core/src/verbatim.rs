@@ -6,6 +6,7 @@
 //! bytes to be sent as they are.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -20,50 +21,145 @@ use crate::{Id, Malformed, Message};
 /// unchanged (framed for the transport), unless sending them as written would differ from the
 /// message tether reads them as: without a `"jsonrpc"` member, or with `"params": null`, the
 /// message is encoded again, as [`Message`] would be. Members tether does not know are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Verbatim {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     /// The ids of the requests in it, in order: what a sender that tracks requests awaits.
     requests: Vec<Id>,
+}
+
+/// Where a [`Verbatim`]'s bytes are kept.
+#[derive(Clone)]
+enum Bytes {
+    /// A buffer of its own.
+    Own(Vec<u8>),
+    /// A span of a buffer shared by the messages checked together ([`VerbatimBatch`]).
+    Shared {
+        buf: Arc<[u8]>,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Verbatim {
     /// Checks one frame: the same verdicts as [`decode`](crate::decode) into a [`Message`]
     /// gives, without building one.
     pub fn decode(frame: &[u8]) -> Result<Verbatim, Malformed> {
-        let malformed = |err: serde_json::Error| Malformed::new(classify(frame, &err), frame);
-        let mut seen = Seen::default();
-        // A frame that is UTF-8 throughout (nearly all) is checked once here, and its strings
-        // are not checked again one by one. Otherwise the bytes are read as a `Message` reads
-        // them, so that invalid UTF-8 where decoding never looks (a member it skips) is
-        // still accepted.
-        let checked = match std::str::from_utf8(frame) {
-            Ok(text) => check(&mut serde_json::Deserializer::from_str(text), &mut seen),
-            Err(_) => check(&mut serde_json::Deserializer::from_slice(frame), &mut seen),
-        };
-        checked.map_err(malformed)?;
-        let bytes = match seen.differs {
-            false => frame.to_vec(),
-            true => {
-                let message: Message = serde_json::from_slice(frame).map_err(malformed)?;
-                serde_json::to_vec(&message).map_err(malformed)?
-            }
-        };
+        let mut bytes = Vec::new();
+        let requests = check_into(frame, &mut bytes)?;
         Ok(Verbatim {
-            bytes,
-            requests: seen.requests,
+            bytes: Bytes::Own(bytes),
+            requests,
         })
     }
 
     /// The bytes that are sent.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.bytes {
+            Bytes::Own(bytes) => bytes,
+            Bytes::Shared { buf, start, end } => &buf[*start..*end],
+        }
     }
 
     /// The ids of the requests in the message, in order.
     pub fn requests(&self) -> &[Id] {
         &self.requests
     }
+}
+
+impl PartialEq for Verbatim {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes() && self.requests == other.requests
+    }
+}
+
+impl Eq for Verbatim {}
+
+impl fmt::Debug for Verbatim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verbatim")
+            .field("bytes", &String::from_utf8_lossy(self.as_bytes()))
+            .field("requests", &self.requests)
+            .finish()
+    }
+}
+
+/// Many frames checked as [`Verbatim::decode`] checks one, their bytes gathered in one buffer
+/// that the messages then share: a driver that checks frames by the hundred (a chunk of the
+/// command's standard input) pays one allocation for all of them rather than one each, and
+/// the thread that sends them frees one buffer, not hundreds.
+#[derive(Debug, Default)]
+pub struct VerbatimBatch {
+    bytes: Vec<u8>,
+    /// Each message checked since the last [`take`](Self::take): where its bytes end in
+    /// `bytes`, and its requests.
+    checked: Vec<(usize, Vec<Id>)>,
+}
+
+impl VerbatimBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks one frame with the verdicts of [`Verbatim::decode`]; a valid one joins the batch.
+    pub fn push(&mut self, frame: &[u8]) -> Result<(), Malformed> {
+        let requests = check_into(frame, &mut self.bytes)?;
+        self.checked.push((self.bytes.len(), requests));
+        Ok(())
+    }
+
+    /// How many messages are in the batch.
+    pub fn len(&self) -> usize {
+        self.checked.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.checked.is_empty()
+    }
+
+    /// The messages pushed since the last take, in order, sharing one buffer; the batch is
+    /// left empty, its own buffers kept for the next frames.
+    pub fn take(&mut self) -> impl Iterator<Item = Verbatim> + '_ {
+        let buf: Arc<[u8]> = Arc::from(&self.bytes[..]);
+        self.bytes.clear();
+        let mut start = 0;
+        self.checked.drain(..).map(move |(end, requests)| {
+            let bytes = Bytes::Shared {
+                buf: Arc::clone(&buf),
+                start,
+                end,
+            };
+            start = end;
+            Verbatim { bytes, requests }
+        })
+    }
+}
+
+/// Checks one frame and appends the bytes to send for it to `out` (nothing on an error);
+/// returns the ids of its requests.
+fn check_into(frame: &[u8], out: &mut Vec<u8>) -> Result<Vec<Id>, Malformed> {
+    let malformed = |err: serde_json::Error| Malformed::new(classify(frame, &err), frame);
+    let mut seen = Seen::default();
+    // A frame that is UTF-8 throughout (nearly all) is checked once here, and its strings
+    // are not checked again one by one. Otherwise the bytes are read as a `Message` reads
+    // them, so that invalid UTF-8 where decoding never looks (a member it skips) is still
+    // accepted.
+    let checked = match std::str::from_utf8(frame) {
+        Ok(text) => check(&mut serde_json::Deserializer::from_str(text), &mut seen),
+        Err(_) => check(&mut serde_json::Deserializer::from_slice(frame), &mut seen),
+    };
+    checked.map_err(malformed)?;
+    match seen.differs {
+        false => out.extend_from_slice(frame),
+        true => {
+            let message: Message = serde_json::from_slice(frame).map_err(malformed)?;
+            let mut encoded = serde_json::to_vec(&message).map_err(malformed)?;
+            out.append(&mut encoded);
+        }
+    }
+    Ok(seen.requests)
 }
 
 /// Checks one whole frame read by `de`: a message or batch, then nothing but whitespace.

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use tether_core::framing::Frames;
 use tether_core::{
     decode, Config, Control, Endpoint, Event, Framing, Id, Malformed, Message, Verbatim,
+    VerbatimBatch,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -186,6 +187,40 @@ proptest! {
     #[test]
     fn verbatim_agrees_with_decoding(frame in frame()) {
         agree(&frame)?;
+    }
+
+    /// A batch gives each frame the verdict `Verbatim::decode` gives it, and hands out the
+    /// same messages in order, however its frames are split between takes; its messages
+    /// outlive the batch and the takes after them.
+    #[test]
+    fn a_batch_agrees_with_one_frame_at_a_time(
+        frames in prop::collection::vec(frame(), 0..12),
+        takes in prop::collection::vec(any::<bool>(), 12),
+    ) {
+        let mut batch = VerbatimBatch::new();
+        let mut verdicts = Vec::new();
+        let mut got = Vec::new();
+        for (frame, take) in frames.iter().zip(&takes) {
+            verdicts.push(batch.push(frame).err());
+            prop_assert_eq!(batch.len(), verdicts.iter().filter(|v| v.is_none()).count() - got.len());
+            if *take {
+                got.extend(batch.take());
+                prop_assert!(batch.is_empty());
+            }
+        }
+        got.extend(batch.take());
+        drop(batch);
+        let one_at_a_time: Vec<Result<Verbatim, Malformed>> =
+            frames.iter().map(|f| Verbatim::decode(f)).collect();
+        let expected_verdicts: Vec<Option<Malformed>> =
+            one_at_a_time.iter().map(|v| v.as_ref().err().cloned()).collect();
+        prop_assert_eq!(verdicts, expected_verdicts);
+        let expected: Vec<Verbatim> = one_at_a_time.into_iter().filter_map(Result::ok).collect();
+        prop_assert_eq!(got.len(), expected.len());
+        for (got, expected) in got.iter().zip(&expected) {
+            prop_assert_eq!(got.as_bytes(), expected.as_bytes());
+            prop_assert_eq!(got.requests(), expected.requests());
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smol::channel::{bounded, Receiver, Sender};
 use tether_core::framing::Frames;
-use tether_core::{Framing, Verbatim};
+use tether_core::{Framing, Verbatim, VerbatimBatch};
 
 /// How much of standard input is read at once.
 const CHUNK: usize = 64 * 1024;
@@ -102,6 +102,7 @@ fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
     let Ok(mut frames) = Frames::new(Framing::Lines, max_frame.max(1)) else {
         return;
     };
+    let mut checked = Checked::default();
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -110,27 +111,46 @@ fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
             Err(_) => break,
         };
         frames.handle_input(&buf[..n]);
-        let lines = drain(&mut frames);
+        let lines = checked.drain(&mut frames);
         if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
             return;
         }
     }
     frames.handle_eof();
-    let lines = drain(&mut frames);
+    let lines = checked.drain(&mut frames);
     if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
         return;
     }
     let _ = tx.send_blocking(Input::End);
 }
 
-/// Every line the framer has whole, each checked.
-fn drain(frames: &mut Frames) -> Vec<Line> {
-    std::iter::from_fn(|| frames.poll_frame(Verbatim::decode))
-        .map(|line| match line.and_then(|checked| checked) {
-            Ok(message) => Line::Message(message),
-            Err(malformed) => Line::Invalid(malformed.to_string()),
-        })
-        .collect()
+/// Checks standard input's lines a chunk at a time, reusing its buffers from chunk to chunk.
+#[derive(Default)]
+struct Checked {
+    /// The chunk's messages, their bytes in one buffer.
+    batch: VerbatimBatch,
+    /// The chunk's lines in order: `None` for the batch's next message, or why a line is not
+    /// one.
+    verdicts: Vec<Option<String>>,
+}
+
+impl Checked {
+    /// Every line the framer has whole, each checked.
+    fn drain(&mut self, frames: &mut Frames) -> Vec<Line> {
+        while let Some(line) = frames.poll_frame(|frame| self.batch.push(frame)) {
+            let verdict = line.and_then(|checked| checked).err();
+            self.verdicts
+                .push(verdict.map(|malformed| malformed.to_string()));
+        }
+        let mut lines = Vec::with_capacity(self.verdicts.len());
+        let mut messages = self.batch.take();
+        // The batch holds exactly one message per line that passed, in the lines' order.
+        lines.extend(self.verdicts.drain(..).filter_map(|verdict| match verdict {
+            None => messages.next().map(Line::Message),
+            Some(reason) => Some(Line::Invalid(reason)),
+        }));
+        lines
+    }
 }
 
 #[cfg(test)]

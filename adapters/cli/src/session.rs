@@ -11,7 +11,7 @@ use std::future::pending;
 use std::time::Duration;
 
 use futures_lite::future;
-use tether_core::Message;
+use tether_core::{Message, Verbatim};
 use tether_io::{Connection, Event, Runtime, Sender};
 
 use crate::input::{Input, Inputs, Line, Signal};
@@ -112,17 +112,17 @@ async fn forward(
     while let Ok(input) = inputs.lines.recv().await {
         match input {
             Input::Lines(lines) => {
+                let mut run = Vec::with_capacity(lines.len());
                 for line in lines {
                     match line {
-                        Line::Message(_) if sender.is_closing() => {
-                            output.invalid_input("the connection is closing").await;
+                        Line::Message(message) => run.push(message),
+                        Line::Invalid(reason) => {
+                            send_all(sender, &mut run, output).await;
+                            output.invalid_input(&reason).await;
                         }
-                        // A message refused because the connection has ended is dropped:
-                        // the `disconnected` event says why.
-                        Line::Message(message) => drop(sender.send_verbatim(&message).await),
-                        Line::Invalid(reason) => output.invalid_input(&reason).await,
                     }
                 }
+                send_all(sender, &mut run, output).await;
                 output.flush().await;
             }
             Input::End => {
@@ -132,6 +132,28 @@ async fn forward(
         }
     }
     pending().await
+}
+
+/// Sends the messages of `run` in order, as many at a time as the send budget takes, and
+/// empties it. Those a close keeps from going are reported; those refused because the
+/// connection has ended are dropped: the `disconnected` event says why.
+async fn send_all(sender: &Sender<Message>, run: &mut Vec<Verbatim>, output: &Output) {
+    if run.is_empty() {
+        return;
+    }
+    let sent = match sender.is_closing() {
+        true => 0,
+        false => match sender.send_verbatim_all(run).await {
+            Ok(()) => run.len(),
+            Err((sent, _)) => sent,
+        },
+    };
+    if sent < run.len() && sender.is_closing() {
+        for _ in sent..run.len() {
+            output.invalid_input("the connection is closing").await;
+        }
+    }
+    run.clear();
 }
 
 /// Completes once a signal has come and the peer's output has ended. The first signal

@@ -361,3 +361,77 @@ fn a_goodbye_to_a_child_without_output_ends() {
         );
     }
 }
+
+/// Lines that arrive once a signal has closed the connection are each reported as refused,
+/// never sent, while the child takes its time to go: the session asks whether the connection
+/// is closing for each batch of lines it sends.
+#[test]
+fn lines_after_a_signal_are_refused_while_the_child_goes() {
+    // The child says it has started; told that its input ended, it says so and then hangs,
+    // deaf to SIGTERM, until the ladder kills it.
+    let script = r#"trap '' TERM; echo '{"jsonrpc":"2.0","method":"started"}'; cat >/dev/null; echo '{"jsonrpc":"2.0","method":"stdin-closed"}'; exec sleep 30"#;
+    for runtime in RUNTIMES {
+        let args = [
+            "run",
+            "--runtime",
+            runtime,
+            "--grace",
+            "1000",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ];
+        let mut child = tether(&args);
+        let mut stdin = child.stdin.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        // Once the child's first word is printed, tether is catching signals.
+        let started = rx
+            .recv_timeout(GUARD)
+            .expect("the child's first notification");
+        assert_eq!(
+            started["message"]["method"], "started",
+            "{runtime}: {started}"
+        );
+        signal(&child, Signal::TERM);
+        // The child's word that its input ended: tether is closing.
+        let first = rx.recv_timeout(GUARD).expect("the child's notification");
+        assert_eq!(
+            first["message"]["method"], "stdin-closed",
+            "{runtime}: {first}"
+        );
+        let mut input = request(1, "late", json!([]));
+        input.extend_from_slice(b"not json\n");
+        input.extend(request(2, "later", json!([])));
+        stdin.write_all(&input).unwrap();
+        drop(stdin);
+        wait(&mut child);
+        reader.join().unwrap();
+        let events: Vec<Value> = rx.try_iter().collect();
+        let refused: Vec<&str> = of_kind(&events, "invalid_input")
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(refused.len(), 3, "{runtime}: {events:?}");
+        assert_eq!(refused[0], "the connection is closing", "{runtime}");
+        assert!(
+            refused[1].contains("invalid JSON"),
+            "{runtime}: {}",
+            refused[1]
+        );
+        assert_eq!(refused[2], "the connection is closing", "{runtime}");
+        assert!(
+            of_kind(&events, "message").is_empty(),
+            "{runtime}: {events:?}"
+        );
+    }
+}

@@ -645,6 +645,35 @@ impl Sender<Message> {
     pub async fn send_verbatim(&self, message: &Verbatim) -> Result<(), SendError> {
         send_with(&self.shared, |ep| ep.send_verbatim(message)).await
     }
+
+    /// Sends `messages` in order as [`send_verbatim`](Self::send_verbatim) sends each, but
+    /// queues as many as the send budget takes under one lock and hands them to the writer
+    /// together: a relay with lines by the hundred pays for one lock and one wake of the
+    /// writer per batch, not per message. Waits while the budget is used up, as
+    /// `send_verbatim` does, before each message that finds it so.
+    ///
+    /// On an error, the messages before the one refused were sent, and none after it; the
+    /// error comes with how many were sent.
+    pub async fn send_verbatim_all(&self, messages: &[Verbatim]) -> Result<(), (usize, SendError)> {
+        let mut sent = 0;
+        while sent < messages.len() {
+            let queued = send_with(&self.shared, |ep| {
+                // The first waits for room; the rest go while there is room. An error on one
+                // of them is met again as the first of the next round, and returned then.
+                ep.send_verbatim(&messages[sent])?;
+                sent += 1;
+                while sent < messages.len() && ep.send_verbatim(&messages[sent]).is_ok() {
+                    sent += 1;
+                }
+                Ok(())
+            })
+            .await;
+            if let Err(err) = queued {
+                return Err((sent, err));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<M> Sender<M>

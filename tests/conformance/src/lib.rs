@@ -151,6 +151,7 @@ macro_rules! suite {
             a_large_send_completes_while_the_peer_echoes,
             a_peer_streaming_while_it_receives_a_large_request,
             sends_complete_after_the_owner_received_and_left,
+            verbatim_batches_go_in_order_within_the_budget,
             content_length_framing_with_a_child,
             websocket_exchange_and_close_from_the_client,
             websocket_close_from_the_server,

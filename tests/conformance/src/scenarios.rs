@@ -9,7 +9,7 @@ use serde_json::json;
 use tether_io::async_tungstenite::{self, tungstenite::Message as WsMessage};
 use tether_io::{
     Connection, DisconnectKind, Event, Framing, Id, Listener, MalformedKind, Message, Options,
-    Runtime,
+    Runtime, SendError, Verbatim,
 };
 
 use crate::helpers::*;
@@ -305,7 +305,7 @@ pub async fn dropping_the_connection_takes_the_tree<R: Runtime>(peer: &Peer) {
     sender.closed().await;
     assert!(matches!(
         sender.send(&request(3, "echo", json!([]))).await,
-        Err(tether_io::SendError::Disconnected)
+        Err(SendError::Disconnected)
     ));
 }
 
@@ -452,6 +452,44 @@ pub async fn sends_complete_after_the_owner_received_and_left<R: Runtime>(_: &Pe
     assert_eq!(conn.shutdown().await.unwrap().code, Some(0));
 }
 
+/// A batch of verbatim messages far over the send budget, sent in one call to `cat` while the
+/// owner receives: the batch goes as the budget frees up, every echo arrives, in order; once
+/// the connection is closing, a batch is refused whole, with none sent.
+pub async fn verbatim_batches_go_in_order_within_the_budget<R: Runtime>(_: &Peer) {
+    const N: usize = 20_000;
+    let options = options().send_budget(4 << 10);
+    let mut conn = Conn::<R>::spawn(std::process::Command::new("cat"), options).unwrap();
+    let sender = conn.sender();
+    let messages: Vec<Verbatim> = (0..N)
+        .map(|i| {
+            let line = format!(r#"{{"jsonrpc":"2.0","method":"n","params":[{i}], "x": "kept"}}"#);
+            Verbatim::decode(line.as_bytes()).unwrap()
+        })
+        .collect();
+    let send = async {
+        sender.send_verbatim_all(&messages).await.unwrap();
+    };
+    let receive = async {
+        for i in 0..N {
+            match conn.recv().await {
+                Some(Event::Message(Message::Notification(n))) => {
+                    assert_eq!(n.params, Some(json!([i])), "at {i}");
+                }
+                other => panic!("at {i}: {other:?}"),
+            }
+        }
+    };
+    future::zip(send, receive).await;
+    sender.close();
+    let refused = sender.send_verbatim_all(&messages[..3]).await;
+    assert!(
+        matches!(refused, Err((0, SendError::Closed))),
+        "{refused:?}"
+    );
+    assert_eq!(sender.send_verbatim_all(&[]).await.ok(), Some(()));
+    conn.shutdown().await;
+}
+
 /// `Content-Length` framing through `cat`, which echoes the frames back byte for byte.
 pub async fn content_length_framing_with_a_child<R: Runtime>(_: &Peer) {
     // `cat` echoes our Content-Length frames back byte for byte.
@@ -532,7 +570,7 @@ pub async fn websocket_close_from_the_server<R: Runtime>(_: &Peer) {
     // Sending after the end fails with a typed error.
     assert!(matches!(
         client.send(&request(2, "late", json!([]))).await,
-        Err(tether_io::SendError::Disconnected)
+        Err(SendError::Disconnected)
     ));
 }
 
@@ -737,7 +775,7 @@ pub async fn sending_to_a_child_that_exited_fails_with_a_typed_error<R: Runtime>
         }
     }
     assert!(
-        matches!(refused, Some(tether_io::SendError::Disconnected)),
+        matches!(refused, Some(SendError::Disconnected)),
         "{refused:?}"
     );
     loop {
