@@ -46,6 +46,19 @@ mod scenarios {
             .port()
     }
 
+    /// A loopback port that refuses connections for as long as the socket returned lives:
+    /// bound and never listening, so that no test running beside can take it meanwhile (as
+    /// it could a port found free and let go).
+    fn refusing_port() -> (rustix::fd::OwnedFd, u16) {
+        use rustix::net::{AddressFamily, SocketType};
+        let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        rustix::net::bind(&socket, &any).unwrap();
+        let bound = rustix::net::getsockname(&socket).unwrap();
+        let port = std::net::SocketAddr::try_from(bound).unwrap().port();
+        (socket, port)
+    }
+
     /// A connection to the server started with `--token sesame`, with that token.
     async fn with_token<R: Runtime>(url: &str) -> Connection<Message, R> {
         let bearer = (
@@ -321,7 +334,7 @@ mod scenarios {
                 other => panic!("{url}: {other:?}"),
             }
         }
-        let port = free_port();
+        let (_bound, port) = refusing_port();
         let url = format!("http://127.0.0.1:{port}/mcp");
         match Connection::<Message, R>::connect_http(&url, [], Options::new()).await {
             Err(Error::Connect { addr, .. }) => assert_eq!(addr, format!("127.0.0.1:{port}")),
