@@ -103,7 +103,7 @@ impl World {
         let Start {
             program, client, ..
         } = self.gw.poll_start().expect("a program to start");
-        assert_eq!(client, peer());
+        assert_eq!(client, Some(peer()));
         self.gw.handle_started(program, Ok(()), self.now);
         let response = self.gw.take_response(id).expect("answered once started");
         assert_eq!(response.status, 200);

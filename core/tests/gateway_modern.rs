@@ -120,9 +120,9 @@ impl World {
     /// result, else -32601 then the `initialize` exchange).
     fn start_pool(&mut self, modern: bool) -> ProgramId {
         let Start {
-            program, pooled, ..
+            program, client, ..
         } = self.gw.poll_start().expect("a pool program to start");
-        assert!(pooled);
+        assert_eq!(client, None, "a pool program serves no one client");
         self.gw.handle_started(program, Ok(()), self.now);
         let probe = self.request_to(program);
         assert_eq!(probe["method"], "server/discover");
@@ -846,9 +846,9 @@ fn an_initialize_with_modern_meta_still_starts_a_legacy_session() {
         Some("s1".into())
     });
     let Start {
-        program, pooled, ..
+        program, client, ..
     } = w.gw.poll_start().unwrap();
-    assert!(!pooled, "a program of its own");
+    assert!(client.is_some(), "a program of its own");
     w.gw.handle_started(program, Ok(()), w.now);
     let response = w.gw.take_response(id).unwrap();
     assert_eq!(response.header("mcp-session-id"), Some("s1"));

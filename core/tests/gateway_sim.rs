@@ -666,11 +666,9 @@ impl Sim {
         let mut moved = false;
         while let Some(start) = self.gw.poll_start() {
             moved = true;
-            let client = if start.pooled {
-                usize::MAX
-            } else {
-                usize::from(start.client.port() - 10_000)
-            };
+            let client = start
+                .client
+                .map_or(usize::MAX, |addr| usize::from(addr.port() - 10_000));
             let fails = self.rng.percent(3);
             let at = self.now + self.rng.millis(50);
             self.starting.push((start.program, at, !fails));
@@ -684,7 +682,7 @@ impl Sim {
                     closed_at: None,
                     crash_at: None,
                     ended: false,
-                    pool: start.pooled,
+                    pool: start.client.is_none(),
                     in_flight: BTreeSet::new(),
                     held: VecDeque::new(),
                 },

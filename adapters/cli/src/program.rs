@@ -30,12 +30,11 @@ pub async fn starter<R: Runtime>(gateway: Arc<Driver<Gateway>>, args: Arc<Bridge
             program,
             client,
             channel,
-            pooled,
         }) = next
         else {
             return;
         };
-        match start::<R>(&args, (!pooled).then_some(client)) {
+        match start::<R>(&args, client) {
             Ok((child, recorder)) => {
                 gateway.with(|g, now| g.handle_started(program, Ok(()), now));
                 let joined = Joined {

@@ -283,13 +283,11 @@ pub enum Order {
 pub struct Start {
     /// Its name in later calls.
     pub program: ProgramId,
-    /// The address of the client it serves (the bridge tells the program).
-    pub client: SocketAddr,
+    /// The address of the client it serves (the bridge tells the program); `None` for a
+    /// pool program, shared by modern clients, which serves no one client.
+    pub client: Option<SocketAddr>,
     /// The channel its waiters wait on (see [`Gateway::poll_wake`]).
     pub channel: u64,
-    /// A pool program, shared by modern clients: `client` is then the bridge's own address,
-    /// and the program serves no one client.
-    pub pooled: bool,
 }
 
 /// Whose waiters an input concerns (see [`Gateway::poll_wake`]).
@@ -933,9 +931,8 @@ impl Gateway {
         );
         self.starts.push_back(Start {
             program,
-            client,
+            client: Some(client),
             channel: key,
-            pooled: false,
         });
         self.wake_all();
         (
@@ -1112,9 +1109,8 @@ impl Gateway {
         );
         self.starts.push_back(Start {
             program,
-            client,
+            client: Some(client),
             channel: conn.0,
-            pooled: false,
         });
         self.settle(now);
     }

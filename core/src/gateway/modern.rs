@@ -3,7 +3,6 @@
 //! lives (start on demand, probe, translation, restarts). The state is in [`super::pool`].
 
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -168,15 +167,10 @@ impl Gateway {
                 closing: false,
             },
         );
-        let client = self
-            .config
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.starts.push_back(Start {
             program,
-            client,
+            client: None,
             channel,
-            pooled: true,
         });
         self.wake_all();
     }
