@@ -225,20 +225,25 @@ mod tests {
         );
     }
 
-    /// On a host with a writable v1 `pids` hierarchy (this one, as root): the child's cgroup
-    /// holds the limit, and dropping it kills what is still inside and removes it.
-    #[test]
-    fn a_v1_cgroup_holds_the_limit_and_is_removed_with_what_it_held() {
-        let own = match probe(Controller::Pids) {
-            Ok(own) => own,
-            Err(why) => {
-                // Straight to the standard error, past the harness's capture.
+    /// This process's cgroup in a writable v1 `pids` hierarchy, or `None` (said straight to
+    /// the standard error, past the harness's capture: the test is skipped).
+    fn writable_pids() -> Option<PathBuf> {
+        probe(Controller::Pids)
+            .map_err(|why| {
                 let _ = writeln!(
                     io::stderr(),
                     "SKIPPED: no writable v1 pids hierarchy: {why}"
                 );
-                return;
-            }
+            })
+            .ok()
+    }
+
+    /// On a host with a writable v1 `pids` hierarchy (this one, as root): the child's cgroup
+    /// holds the limit, and dropping it kills what is still inside and removes it.
+    #[test]
+    fn a_v1_cgroup_holds_the_limit_and_is_removed_with_what_it_held() {
+        let Some(own) = writable_pids() else {
+            return;
         };
         let limits = Limits {
             pids_max: Some(7),
@@ -264,15 +269,8 @@ mod tests {
     /// tether's cgroups, other names, and a cgroup that holds a process stay.
     #[test]
     fn stale_v1_cgroups_of_gone_tethers_are_removed_and_nothing_else() {
-        let own = match probe(Controller::Pids) {
-            Ok(own) => own,
-            Err(why) => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "SKIPPED: no writable v1 pids hierarchy: {why}"
-                );
-                return;
-            }
+        let Some(own) = writable_pids() else {
+            return;
         };
         // A pid that was alive a moment ago and is gone now, as a killed tether's would be.
         let mut gone = Command::new("true").spawn().unwrap();
