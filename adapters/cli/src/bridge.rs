@@ -38,7 +38,7 @@ pub async fn bridge<R: Runtime>(args: &Bridge) -> Result<(), Failure> {
     reap::become_subreaper();
     let gate = Gate::new(args).map_err(Failure::io)?;
     record::prepare_folder(args.record.as_deref())?;
-    let inputs = input::start(false, args.common.max_frame).map_err(Failure::io)?;
+    let inputs = input::start(false).map_err(Failure::io)?;
     let listener = R::bind_tcp(&args.listen)
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -1,33 +1,48 @@
-//! Standard input and signals, each on a channel of its own.
+//! Standard input and signals, each on a thread of its own.
 //!
-//! Both are read on threads of their own with plain blocking calls, so the same code serves
-//! every runtime. Standard input is read in large chunks and cut by the core's own line
-//! framer, under the same frame limit as the peer's messages: a line over it becomes one
-//! invalid line and its bytes are dropped as they arrive, so a gigabyte line costs no more
-//! memory than the limit. Each line is checked as a JSON-RPC message by the core's rules and
-//! kept as written ([`Verbatim`]): it goes to the peer as its own bytes, never decoded into
-//! values and encoded again. Every chunk's complete lines go over as one batch; the bounded
-//! channel holds standard input back while the connection cannot take more. Signals never
-//! wait behind standard input: their channel is apart, and the signal thread never blocks.
+//! Both are read with plain blocking calls, so the same code serves every runtime. Standard
+//! input is read in large chunks and cut by the core's own line framer, under the same frame
+//! limit as the peer's messages: a line over it becomes one invalid line and its bytes are
+//! dropped as they arrive, so a gigabyte line costs no more memory than the limit. Each line
+//! is checked as a JSON-RPC message by the core's rules and kept as written ([`Verbatim`]): it
+//! goes to the peer as its own bytes, never decoded into values and encoded again.
+//!
+//! The thread hands a chunk's messages to the connection itself, in order, when standard
+//! input has caught up (the read did not fill the buffer): a lone request then goes from here
+//! straight to the peer's pipe when nobody else is writing, without waking the session's task
+//! for it — a round trip's latency is its wakes. A chunk that filled the buffer means more is
+//! waiting: it goes to the session's task to send, so that reading and checking the next chunk
+//! goes on beside the sending of this one, and so does every chunk after it until the session
+//! has sent them all (order). Either way the send budget holds standard input back while the
+//! connection cannot take more. What only the session can do (print why a line was not sent,
+//! finish at the end) goes to it over a channel. Signals never wait behind standard input:
+//! their channel is apart, and the signal thread never blocks.
 
 use std::cell::Cell;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use smol::channel::{bounded, Receiver, Sender};
 use tether_core::framing::Frames;
-use tether_core::{Framing, Verbatim, VerbatimBatch};
+use tether_core::{Framing, Message, Verbatim, VerbatimBatch};
 
 /// How much of standard input is read at once.
 const CHUNK: usize = 64 * 1024;
 
-/// One thing from standard input.
+/// What the standard-input thread leaves to the session.
 #[derive(Debug)]
 pub enum Input {
-    /// The lines of standard input read together, in order; blank lines are left out.
+    /// A chunk's lines, in order, for the session to send (and to report those that are not
+    /// messages); it says [`Handed::done`] once they are sent.
     Lines(Vec<Line>),
-    /// Standard input ended.
+    /// A line that was not sent, and why: it is not a message (or is over the frame limit),
+    /// or the connection was closing.
+    Invalid(String),
+    /// Standard input ended; every message in it has been handed to the connection or to the
+    /// session.
     End,
 }
 
@@ -51,37 +66,83 @@ pub enum Signal {
     Hangup,
 }
 
-/// Where standard input's lines and the signals arrive.
+/// How many chunks of lines the thread has handed to the session that the session has not
+/// sent yet. Only the thread adds to it, so once it reads zero everything before is queued
+/// in the connection, and the thread may send after it without passing it.
+#[derive(Debug, Default)]
+pub struct Handed(AtomicUsize);
+
+impl Handed {
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    /// The session has sent a chunk it was handed.
+    pub fn done(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where the standard-input thread's lines and notes and the signals arrive.
 #[derive(Debug)]
 pub struct Inputs {
-    /// Standard input, when it is read.
+    /// What standard input left to the session, once it is read.
     pub lines: Receiver<Input>,
+    /// The chunks of [`lines`](Self::lines) not sent yet.
+    pub handed: Arc<Handed>,
     /// `SIGINT`, `SIGTERM` and `SIGHUP`, as they come.
     pub signals: Receiver<Signal>,
     /// A signal has come after the one that stopped the session: what is left to print is
     /// given up.
     pub hurried: Cell<bool>,
+    /// The lines' sending end, until [`read_stdin`](Self::read_stdin) hands it to the thread.
+    notes: Option<Sender<Input>>,
 }
 
-/// Starts catching `SIGINT`, `SIGTERM` and `SIGHUP` and, if `stdin`, reading standard input
-/// with lines of at most `max_frame` bytes.
-pub fn start(stdin: bool, max_frame: usize) -> io::Result<Inputs> {
+/// Starts catching `SIGINT`, `SIGTERM` and `SIGHUP`; if `stdin`, standard input is to be read
+/// once there is a connection to send it to ([`Inputs::read_stdin`]).
+pub fn start(stdin: bool) -> io::Result<Inputs> {
     let (signal_tx, signals) = bounded(16);
     let caught = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("tether-signals".into())
         .spawn(move || forward_signals(caught, &signal_tx))?;
     let (tx, lines) = bounded(8);
-    if stdin {
-        std::thread::Builder::new()
-            .name("tether-stdin".into())
-            .spawn(move || forward_stdin(&mut io::stdin().lock(), max_frame, &tx))?;
-    }
     Ok(Inputs {
         lines,
+        handed: Arc::default(),
         signals,
         hurried: Cell::new(false),
+        notes: stdin.then_some(tx),
     })
+}
+
+impl Inputs {
+    /// Starts reading standard input, with lines of at most `max_frame` bytes, into
+    /// `sender`'s connection. Does nothing if standard input is not read, or already is.
+    pub fn read_stdin(
+        &mut self,
+        sender: tether_io::Sender<Message>,
+        max_frame: usize,
+    ) -> io::Result<()> {
+        let Some(notes) = self.notes.take() else {
+            return Ok(());
+        };
+        let handed = Arc::clone(&self.handed);
+        std::thread::Builder::new()
+            .name("tether-stdin".into())
+            .spawn(move || {
+                let mut send =
+                    |run: &[Verbatim]| futures_lite::future::block_on(send_run(&sender, run));
+                let mut stdin = io::stdin().lock();
+                forward_stdin(&mut stdin, max_frame, &mut send, &notes, &handed);
+            })?;
+        Ok(())
+    }
 }
 
 fn forward_signals(mut caught: Signals, tx: &Sender<Signal>) {
@@ -96,13 +157,42 @@ fn forward_signals(mut caught: Signals, tx: &Sender<Signal>) {
     }
 }
 
-fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
+/// Sends `run` in order, as many at a time as the send budget takes, waiting for room;
+/// returns how many a close kept from going. Those refused because the connection has ended
+/// are not counted: the `disconnected` event says why.
+pub async fn send_run(sender: &tether_io::Sender<Message>, run: &[Verbatim]) -> usize {
+    if run.is_empty() {
+        return 0;
+    }
+    if sender.is_closing() {
+        return run.len();
+    }
+    match sender.send_verbatim_all(run).await {
+        Ok(()) => 0,
+        Err((sent, _)) if sender.is_closing() => run.len() - sent,
+        Err(_) => 0,
+    }
+}
+
+/// Reads `stdin` to its end. Each chunk's lines are sent from here through `send` (which
+/// returns how many it could not send because the connection was closing), with a note to
+/// the session for each line that did not go; or, if the chunk filled the buffer or chunks
+/// handed over are still unsent, handed to the session whole. Returns early once the session
+/// has gone.
+fn forward_stdin(
+    stdin: &mut impl Read,
+    max_frame: usize,
+    send: &mut impl FnMut(&[Verbatim]) -> usize,
+    notes: &Sender<Input>,
+    handed: &Handed,
+) {
     let mut buf = vec![0; CHUNK];
     // The core's framer: blank lines and `\r\n` as for the peer, and the frame limit.
     let Ok(mut frames) = Frames::new(Framing::Lines, max_frame.max(1)) else {
         return;
     };
     let mut checked = Checked::default();
+    let mut run = Vec::new();
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -112,16 +202,63 @@ fn forward_stdin(stdin: &mut impl Read, max_frame: usize, tx: &Sender<Input>) {
         };
         frames.handle_input(&buf[..n]);
         let lines = checked.drain(&mut frames);
-        if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
+        let more_waiting = n == buf.len();
+        if deliver(lines, more_waiting, &mut run, send, notes, handed).is_err() {
             return;
         }
     }
     frames.handle_eof();
-    let lines = checked.drain(&mut frames);
-    if !lines.is_empty() && tx.send_blocking(Input::Lines(lines)).is_err() {
+    if deliver(
+        checked.drain(&mut frames),
+        false,
+        &mut run,
+        send,
+        notes,
+        handed,
+    )
+    .is_err()
+    {
         return;
     }
-    let _ = tx.send_blocking(Input::End);
+    let _ = notes.send_blocking(Input::End);
+}
+
+/// Sends a chunk's `lines` from here, or hands them to the session. Fails once the session
+/// has gone.
+fn deliver(
+    lines: Vec<Line>,
+    more_waiting: bool,
+    run: &mut Vec<Verbatim>,
+    send: &mut impl FnMut(&[Verbatim]) -> usize,
+    notes: &Sender<Input>,
+    handed: &Handed,
+) -> Result<(), ()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    if more_waiting || handed.any() {
+        handed.add();
+        return notes.send_blocking(Input::Lines(lines)).map_err(drop);
+    }
+    let mut flush = |run: &mut Vec<Verbatim>| -> Result<(), ()> {
+        let refused = send(run);
+        run.clear();
+        for _ in 0..refused {
+            let closing = Input::Invalid("the connection is closing".to_owned());
+            notes.send_blocking(closing).map_err(drop)?;
+        }
+        Ok(())
+    };
+    for line in lines {
+        match line {
+            Line::Message(message) => run.push(message),
+            Line::Invalid(reason) => {
+                flush(run)?;
+                notes.send_blocking(Input::Invalid(reason)).map_err(drop)?;
+            }
+        }
+    }
+    flush(run)
 }
 
 /// Checks standard input's lines a chunk at a time, reusing its buffers from chunk to chunk.
@@ -169,28 +306,63 @@ mod tests {
         }
     }
 
-    /// What `forward_stdin` sends for `input`: each line as `Ok(method)` or `Err(())`.
-    fn lines(input: &[u8]) -> Vec<Result<String, ()>> {
-        lines_within(input, 1 << 20)
+    /// A message's method, or "" for any other message.
+    fn method(message: &Verbatim) -> String {
+        match tether_core::decode(message.as_bytes()) {
+            Ok(Message::Notification(n)) => n.method,
+            _ => String::new(),
+        }
     }
 
-    fn lines_within(input: &[u8], max_frame: usize) -> Vec<Result<String, ()>> {
+    /// What `forward_stdin` does with `input` read through `stdin`, in order: each line sent
+    /// from the thread as `Ok(method)`, each note of a line not sent as `Err(why)` (without
+    /// the excerpt of the line), each chunk handed to the session as `Ok("HANDED")` followed
+    /// by its lines, and the end as `Ok("END")`.
+    fn forwarded(
+        stdin: &mut impl Read,
+        max_frame: usize,
+        closing: bool,
+    ) -> Vec<Result<String, String>> {
         let (tx, rx) = bounded(1024);
-        forward_stdin(&mut Trickle(input), max_frame, &tx);
         let mut out = Vec::new();
-        while let Ok(item) = rx.try_recv() {
-            match item {
-                Input::Lines(lines) => out.extend(lines.into_iter().map(|line| match line {
-                    Line::Message(message) => match tether_core::decode(message.as_bytes()) {
-                        Ok(tether_core::Message::Notification(n)) => Ok(n.method),
-                        _ => Ok(String::new()),
-                    },
-                    Line::Invalid(_) => Err(()),
-                })),
-                Input::End => out.push(Ok("END".to_owned())),
+        let why = |why: &str| {
+            Err(why
+                .split(" (frame starts")
+                .next()
+                .unwrap_or_default()
+                .to_owned())
+        };
+        let noted = |out: &mut Vec<Result<String, String>>| {
+            while let Ok(note) = rx.try_recv() {
+                match note {
+                    Input::Lines(lines) => {
+                        out.push(Ok("HANDED".to_owned()));
+                        out.extend(lines.iter().map(|line| match line {
+                            Line::Message(message) => Ok(method(message)),
+                            Line::Invalid(reason) => why(reason),
+                        }));
+                    }
+                    Input::Invalid(reason) => out.push(why(&reason)),
+                    Input::End => out.push(Ok("END".to_owned())),
+                }
             }
-        }
+        };
+        let mut send = |run: &[Verbatim]| {
+            // Notes sent before this run come before it.
+            noted(&mut out);
+            if closing {
+                return run.len();
+            }
+            out.extend(run.iter().map(|message| Ok(method(message))));
+            0
+        };
+        forward_stdin(stdin, max_frame, &mut send, &tx, &Handed::default());
+        noted(&mut out);
         out
+    }
+
+    fn lines(input: &[u8]) -> Vec<Result<String, String>> {
+        forwarded(&mut Trickle(input), 1 << 20, false)
     }
 
     #[test]
@@ -200,7 +372,7 @@ mod tests {
             lines(input),
             vec![
                 Ok("first".to_owned()),
-                Err(()),
+                Err("invalid JSON: expected ident at line 1 column 2".to_owned()),
                 Ok("second".to_owned()),
                 Ok("last".to_owned()),
                 Ok("END".to_owned()),
@@ -214,13 +386,43 @@ mod tests {
         input.extend(std::iter::repeat_n(b'z', 10_000));
         input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"after\"}\n");
         assert_eq!(
-            lines_within(&input, 100),
+            forwarded(&mut Trickle(&input), 100, false),
             vec![
                 Ok("before".to_owned()),
-                Err(()),
+                Err("frame over the limit of 100 bytes".to_owned()),
                 Ok("after".to_owned()),
                 Ok("END".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn messages_a_close_kept_from_going_are_noted_in_their_place() {
+        let input = b"{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\nnot json\n{\"jsonrpc\":\"2.0\",\"method\":\"b\"}\n";
+        let closing = || Err("the connection is closing".to_owned());
+        let out = forwarded(&mut Trickle(input), 1 << 20, true);
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert_eq!(out[0], closing());
+        assert!(matches!(&out[1], Err(why) if why != "the connection is closing"));
+        assert_eq!(out[2..], [closing(), Ok("END".to_owned())]);
+    }
+
+    #[test]
+    fn a_chunk_that_fills_the_buffer_and_every_one_after_it_go_to_the_session() {
+        // Exactly one buffer of lines, then a short chunk behind it.
+        let line = |method: &str| format!("{{\"jsonrpc\":\"2.0\",\"method\":\"{method}\"}}\n");
+        let filler = line("full");
+        let mut input = filler.repeat(CHUNK / filler.len()).into_bytes();
+        input.extend(std::iter::repeat_n(b' ', CHUNK - input.len() - 1));
+        input.push(b'\n');
+        assert_eq!(input.len(), CHUNK);
+        input.extend(line("after").into_bytes());
+        let out = forwarded(&mut &input[..], 1 << 20, false);
+        let full = CHUNK / filler.len();
+        let mut expected = vec![Ok("HANDED".to_owned())];
+        expected.extend(std::iter::repeat_n(Ok("full".to_owned()), full));
+        // Sent by the session in order: not passed by the thread meanwhile.
+        expected.extend(["HANDED", "after", "END"].map(|s| Ok(s.to_owned())));
+        assert_eq!(out, expected);
     }
 }

@@ -15,13 +15,14 @@ use crate::{input, reap, record, Failure};
 /// Runs PROGRAM (or the built-in peer) until the session ends and the child is reaped.
 pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
     reap::become_subreaper();
-    let inputs = input::start(true, args.common.max_frame).map_err(Failure::io)?;
+    let mut inputs = input::start(true).map_err(Failure::io)?;
     let command = args::program(&args.program).map_err(Failure::io)?;
     let recorder = record::open(args.record.as_deref())?;
     let options = args.spawning.apply(args.common.options());
     let options = args.supervise.apply(options);
     let options = record::options(options, recorder.as_ref());
     let mut conn = Connection::<Message, R>::spawn(command, options).map_err(Failure::from)?;
+    session::read_stdin(&conn, &mut inputs, args.common.max_frame).map_err(Failure::io)?;
     let output = Output::new(args.output).map_err(Failure::io)?;
     let restarts = conn.restarts();
     // Each restart is printed as it is scheduled, beside the session's events.
@@ -66,7 +67,7 @@ pub async fn run<R: Runtime>(args: &Run) -> Result<(), Failure> {
 
 /// Speaks to URL until the session ends.
 pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
-    let inputs = input::start(true, args.common.max_frame).map_err(Failure::io)?;
+    let mut inputs = input::start(true).map_err(Failure::io)?;
     let recorder = record::open(args.record.as_deref())?;
     let options = record::options(args.common.options(), recorder.as_ref());
     let url = args.url.as_str();
@@ -102,6 +103,7 @@ pub async fn connect<R: Runtime>(args: &Connect) -> Result<(), Failure> {
              tcp://HOST:PORT or unix:PATH"
         )))
     }?;
+    session::read_stdin(&conn, &mut inputs, args.common.max_frame).map_err(Failure::io)?;
     let output = Output::new(args.output).map_err(Failure::io)?;
     let signalled = session::run(
         &mut conn,

@@ -14,10 +14,11 @@ use futures_lite::future;
 use tether_core::{Message, Verbatim};
 use tether_io::{Connection, Event, Runtime, Sender};
 
-use crate::input::{Input, Inputs, Line, Signal};
+use crate::input::{self, Input, Inputs, Line, Signal};
 use crate::output::Output;
 
-/// Runs until the connection has ended (its `disconnected` event is written). After standard
+/// Runs until the connection has ended (its `disconnected` event is written), standard input
+/// being sent since [`read_stdin`]. After standard
 /// input ends, the session closes once every request sent has been answered, or after
 /// `linger`. The first signal closes it (the goodbye and ladder, for a child); a second
 /// `SIGINT` skips the grace periods left. Once a signal has come and the peer's output has
@@ -29,7 +30,6 @@ pub async fn run<R: Runtime>(
     output: &Output,
     linger: Duration,
 ) -> bool {
-    conn.track_requests();
     let sender = conn.sender();
     let events = async {
         while let Some(event) = next_event(conn, output).await {
@@ -74,6 +74,17 @@ pub async fn run<R: Runtime>(
     signalled
 }
 
+/// Starts sending standard input to `conn`, with lines of at most `max_frame` bytes. Its
+/// requests are tracked from the first, so that the end of input waits for their answers.
+pub fn read_stdin<R: Runtime>(
+    conn: &Connection<Message, R>,
+    inputs: &mut Inputs,
+    max_frame: usize,
+) -> std::io::Result<()> {
+    conn.track_requests();
+    inputs.read_stdin(conn.sender(), max_frame)
+}
+
 /// Runs `work` unless a signal comes first (after the first one, which stopped the session):
 /// a reader of our output that never reads cannot keep tether from ending. Once such a signal
 /// has come, later work is not even started.
@@ -101,8 +112,9 @@ async fn next_event<R: Runtime>(
     conn.recv().await
 }
 
-/// Standard input to the peer, in order, until it ends; then the session finishes. Never
-/// completes: the session ends with the connection.
+/// What the standard-input thread leaves to the session: the chunks it hands over are sent
+/// here, in order, and every line that did not go is reported; at the end of standard input
+/// the session finishes. Never completes: the session ends with the connection.
 async fn forward(
     sender: &Sender<Message>,
     inputs: &Inputs,
@@ -123,35 +135,26 @@ async fn forward(
                     }
                 }
                 send_all(sender, &mut run, output).await;
-                output.flush().await;
+                inputs.handed.done();
             }
+            Input::Invalid(reason) => output.invalid_input(&reason).await,
             Input::End => {
                 sender.finish(linger);
                 break;
             }
         }
+        if inputs.lines.is_empty() {
+            output.flush().await;
+        }
     }
     pending().await
 }
 
-/// Sends the messages of `run` in order, as many at a time as the send budget takes, and
-/// empties it. Those a close keeps from going are reported; those refused because the
-/// connection has ended are dropped: the `disconnected` event says why.
+/// Sends the messages of `run` in order and empties it, reporting those a close kept from
+/// going.
 async fn send_all(sender: &Sender<Message>, run: &mut Vec<Verbatim>, output: &Output) {
-    if run.is_empty() {
-        return;
-    }
-    let sent = match sender.is_closing() {
-        true => 0,
-        false => match sender.send_verbatim_all(run).await {
-            Ok(()) => run.len(),
-            Err((sent, _)) => sent,
-        },
-    };
-    if sent < run.len() && sender.is_closing() {
-        for _ in sent..run.len() {
-            output.invalid_input("the connection is closing").await;
-        }
+    for _ in 0..input::send_run(sender, run).await {
+        output.invalid_input("the connection is closing").await;
     }
     run.clear();
 }
