@@ -35,9 +35,9 @@ const CHUNK: usize = 64 * 1024;
 /// What the standard-input thread leaves to the session.
 #[derive(Debug)]
 pub enum Input {
-    /// A chunk's lines, in order, for the session to send (and to report those that are not
-    /// messages); it says [`Handed::done`] once they are sent.
-    Lines(Vec<Line>),
+    /// A chunk's lines, for the session to send (and to report those that are not messages);
+    /// it says [`Handed::done`] once they are sent.
+    Lines(Lines),
     /// A line that was not sent, and why: it is not a message (or is over the frame limit),
     /// or the connection was closing.
     Invalid(String),
@@ -46,13 +46,35 @@ pub enum Input {
     End,
 }
 
-/// One non-blank line of standard input.
-#[derive(Debug)]
-pub enum Line {
-    /// A message to send, as it was written.
-    Message(Verbatim),
-    /// A line that is not a message (or is over the frame limit), and why.
-    Invalid(String),
+/// A chunk's non-blank lines, checked: its messages in order, as written, and the lines that
+/// are not messages (or are over the frame limit), each with why and how many messages came
+/// before it.
+#[derive(Debug, Default)]
+pub struct Lines {
+    messages: Vec<Verbatim>,
+    invalid: Vec<(usize, String)>,
+}
+
+impl Lines {
+    /// The lines in order, as runs of messages each followed by the reason the line after it
+    /// is not a message (none after the last run).
+    pub fn runs(&self) -> impl Iterator<Item = (&[Verbatim], Option<&str>)> {
+        let mut start = 0;
+        let ends = self
+            .invalid
+            .iter()
+            .map(|(at, why)| (*at, Some(why.as_str())));
+        ends.chain([(self.messages.len(), None)])
+            .map(move |(end, why)| {
+                let run = &self.messages[start..end];
+                start = end;
+                (run, why)
+            })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.invalid.is_empty()
+    }
 }
 
 /// A signal that asks tether to stop.
@@ -192,7 +214,6 @@ fn forward_stdin(
         return;
     };
     let mut checked = Checked::default();
-    let mut run = Vec::new();
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -203,21 +224,12 @@ fn forward_stdin(
         frames.handle_input(&buf[..n]);
         let lines = checked.drain(&mut frames);
         let more_waiting = n == buf.len();
-        if deliver(lines, more_waiting, &mut run, send, notes, handed).is_err() {
+        if deliver(lines, more_waiting, send, notes, handed).is_err() {
             return;
         }
     }
     frames.handle_eof();
-    if deliver(
-        checked.drain(&mut frames),
-        false,
-        &mut run,
-        send,
-        notes,
-        handed,
-    )
-    .is_err()
-    {
+    if deliver(checked.drain(&mut frames), false, send, notes, handed).is_err() {
         return;
     }
     let _ = notes.send_blocking(Input::End);
@@ -226,9 +238,8 @@ fn forward_stdin(
 /// Sends a chunk's `lines` from here, or hands them to the session. Fails once the session
 /// has gone.
 fn deliver(
-    lines: Vec<Line>,
+    lines: Lines,
     more_waiting: bool,
-    run: &mut Vec<Verbatim>,
     send: &mut impl FnMut(&[Verbatim]) -> usize,
     notes: &Sender<Input>,
     handed: &Handed,
@@ -240,25 +251,19 @@ fn deliver(
         handed.add();
         return notes.send_blocking(Input::Lines(lines)).map_err(drop);
     }
-    let mut flush = |run: &mut Vec<Verbatim>| -> Result<(), ()> {
-        let refused = send(run);
-        run.clear();
-        for _ in 0..refused {
-            let closing = Input::Invalid("the connection is closing".to_owned());
-            notes.send_blocking(closing).map_err(drop)?;
-        }
-        Ok(())
-    };
-    for line in lines {
-        match line {
-            Line::Message(message) => run.push(message),
-            Line::Invalid(reason) => {
-                flush(run)?;
-                notes.send_blocking(Input::Invalid(reason)).map_err(drop)?;
-            }
+    for (run, invalid) in lines.runs() {
+        let refused = match run.is_empty() {
+            true => 0,
+            false => send(run),
+        };
+        let refused = (0..refused).map(|_| "the connection is closing");
+        for why in refused.chain(invalid) {
+            notes
+                .send_blocking(Input::Invalid(why.to_owned()))
+                .map_err(drop)?;
         }
     }
-    flush(run)
+    Ok(())
 }
 
 /// Checks standard input's lines a chunk at a time, reusing its buffers from chunk to chunk.
@@ -266,27 +271,22 @@ fn deliver(
 struct Checked {
     /// The chunk's messages, their bytes in one buffer.
     batch: VerbatimBatch,
-    /// The chunk's lines in order: `None` for the batch's next message, or why a line is not
-    /// one.
-    verdicts: Vec<Option<String>>,
+    /// The chunk's lines that are not messages, each after how many messages.
+    invalid: Vec<(usize, String)>,
 }
 
 impl Checked {
     /// Every line the framer has whole, each checked.
-    fn drain(&mut self, frames: &mut Frames) -> Vec<Line> {
+    fn drain(&mut self, frames: &mut Frames) -> Lines {
         while let Some(line) = frames.poll_frame(|frame| self.batch.push(frame)) {
-            let verdict = line.and_then(|checked| checked).err();
-            self.verdicts
-                .push(verdict.map(|malformed| malformed.to_string()));
+            if let Err(malformed) = line.and_then(|checked| checked) {
+                self.invalid.push((self.batch.len(), malformed.to_string()));
+            }
         }
-        let mut lines = Vec::with_capacity(self.verdicts.len());
-        let mut messages = self.batch.take();
-        // The batch holds exactly one message per line that passed, in the lines' order.
-        lines.extend(self.verdicts.drain(..).filter_map(|verdict| match verdict {
-            None => messages.next().map(Line::Message),
-            Some(reason) => Some(Line::Invalid(reason)),
-        }));
-        lines
+        Lines {
+            messages: self.batch.take().collect(),
+            invalid: std::mem::take(&mut self.invalid),
+        }
     }
 }
 
@@ -337,10 +337,10 @@ mod tests {
                 match note {
                     Input::Lines(lines) => {
                         out.push(Ok("HANDED".to_owned()));
-                        out.extend(lines.iter().map(|line| match line {
-                            Line::Message(message) => Ok(method(message)),
-                            Line::Invalid(reason) => why(reason),
-                        }));
+                        for (run, invalid) in lines.runs() {
+                            out.extend(run.iter().map(|message| Ok(method(message))));
+                            out.extend(invalid.map(why));
+                        }
                     }
                     Input::Invalid(reason) => out.push(why(&reason)),
                     Input::End => out.push(Ok("END".to_owned())),

@@ -11,10 +11,10 @@ use std::future::pending;
 use std::time::Duration;
 
 use futures_lite::future;
-use tether_core::{Message, Verbatim};
+use tether_core::Message;
 use tether_io::{Connection, Event, Runtime, Sender};
 
-use crate::input::{self, Input, Inputs, Line, Signal};
+use crate::input::{self, Input, Inputs, Signal};
 use crate::output::Output;
 
 /// Runs until the connection has ended (its `disconnected` event is written), standard input
@@ -124,17 +124,14 @@ async fn forward(
     while let Ok(input) = inputs.lines.recv().await {
         match input {
             Input::Lines(lines) => {
-                let mut run = Vec::with_capacity(lines.len());
-                for line in lines {
-                    match line {
-                        Line::Message(message) => run.push(message),
-                        Line::Invalid(reason) => {
-                            send_all(sender, &mut run, output).await;
-                            output.invalid_input(&reason).await;
-                        }
+                for (run, invalid) in lines.runs() {
+                    for _ in 0..input::send_run(sender, run).await {
+                        output.invalid_input("the connection is closing").await;
+                    }
+                    if let Some(why) = invalid {
+                        output.invalid_input(why).await;
                     }
                 }
-                send_all(sender, &mut run, output).await;
                 inputs.handed.done();
             }
             Input::Invalid(reason) => output.invalid_input(&reason).await,
@@ -148,15 +145,6 @@ async fn forward(
         }
     }
     pending().await
-}
-
-/// Sends the messages of `run` in order and empties it, reporting those a close kept from
-/// going.
-async fn send_all(sender: &Sender<Message>, run: &mut Vec<Verbatim>, output: &Output) {
-    for _ in 0..input::send_run(sender, run).await {
-        output.invalid_input("the connection is closing").await;
-    }
-    run.clear();
 }
 
 /// Completes once a signal has come and the peer's output has ended. The first signal
