@@ -35,7 +35,7 @@ enum Bytes {
     Own(Vec<u8>),
     /// A span of a buffer shared by the messages checked together ([`VerbatimBatch`]).
     Shared {
-        buf: Arc<[u8]>,
+        buf: Arc<Vec<u8>>,
         start: usize,
         end: usize,
     },
@@ -120,10 +120,11 @@ impl VerbatimBatch {
     }
 
     /// The messages pushed since the last take, in order, sharing one buffer; the batch is
-    /// left empty, its own buffers kept for the next frames.
+    /// left empty, with a new buffer as large for the next frames.
     pub fn take(&mut self) -> impl Iterator<Item = Verbatim> + '_ {
-        let buf: Arc<[u8]> = Arc::from(&self.bytes[..]);
-        self.bytes.clear();
+        // The buffer itself is handed over, not copied; the next one is sized like it.
+        let next = Vec::with_capacity(self.bytes.len());
+        let buf = Arc::new(std::mem::replace(&mut self.bytes, next));
         let mut start = 0;
         self.checked.drain(..).map(move |(end, requests)| {
             let bytes = Bytes::Shared {
