@@ -365,3 +365,54 @@ fn the_budget_holds_for_verbatim_sends() {
         Err(tether_core::SendError::Full)
     ));
 }
+
+#[test]
+fn many_go_while_the_budget_has_room_and_each_request_is_tracked() {
+    let t0 = base();
+    // Room for two of these (the budget is checked before each is queued).
+    let mut ep = Endpoint::new(Config::new().send_budget(60), t0).unwrap();
+    ep.track_requests();
+    let messages: Vec<Verbatim> = (1..=4)
+        .map(|id| {
+            let frame = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"slow"}}"#);
+            Verbatim::decode(frame.as_bytes()).unwrap()
+        })
+        .collect();
+    assert!(matches!(ep.send_verbatim_many(&messages), Ok(2)));
+    assert!(matches!(
+        ep.send_verbatim_many(&messages[2..]),
+        Err(tether_core::SendError::Full)
+    ));
+    let out = written(&mut ep);
+    assert_eq!(
+        out,
+        [messages[0].as_bytes(), b"\n", messages[1].as_bytes(), b"\n"].concat()
+    );
+    assert!(matches!(ep.send_verbatim_many(&messages[2..]), Ok(2)));
+    written(&mut ep);
+    // All four are awaited at the end of input, and only they.
+    ep.finish(5 * SEC, t0);
+    for id in 1..=4 {
+        assert_eq!(std::iter::from_fn(|| ep.poll_control()).count(), 0, "{id}");
+        let answer = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":1}}\n");
+        ep.handle_input(answer.as_bytes(), t0 + SEC).unwrap();
+        assert_eq!(std::iter::from_fn(|| ep.poll_event()).count(), 1);
+    }
+    assert_eq!(
+        std::iter::from_fn(|| ep.poll_control()).collect::<Vec<_>>(),
+        vec![Control::CloseWrite]
+    );
+}
+
+#[test]
+fn many_stops_at_a_close_and_says_so_for_the_first() {
+    let t0 = base();
+    let mut ep = Endpoint::new(Config::new(), t0).unwrap();
+    let verbatim = Verbatim::decode(br#"{"jsonrpc":"2.0","method":"n"}"#).unwrap();
+    assert!(matches!(ep.send_verbatim_many(&[]), Ok(0)));
+    ep.close(t0);
+    assert!(matches!(
+        ep.send_verbatim_many(&[verbatim.clone(), verbatim]),
+        Err(tether_core::SendError::Closed)
+    ));
+}

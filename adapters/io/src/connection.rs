@@ -660,11 +660,7 @@ impl Sender<Message> {
             let queued = send_with(&self.shared, |ep| {
                 // The first waits for room; the rest go while there is room. An error on one
                 // of them is met again as the first of the next round, and returned then.
-                ep.send_verbatim(&messages[sent])?;
-                sent += 1;
-                while sent < messages.len() && ep.send_verbatim(&messages[sent]).is_ok() {
-                    sent += 1;
-                }
+                sent += ep.send_verbatim_many(&messages[sent..])?;
                 Ok(())
             })
             .await;

@@ -116,8 +116,12 @@ impl Dispatch {
     }
 
     /// Tracks the requests of a message sent as its bytes, by their ids.
-    pub(crate) fn track_ids(&mut self, now: std::time::Instant, ids: &[Id]) {
-        ids.iter().for_each(|id| self.track_one(now, id));
+    pub(crate) fn track_ids<'a>(
+        &mut self,
+        now: std::time::Instant,
+        ids: impl IntoIterator<Item = &'a Id>,
+    ) {
+        ids.into_iter().for_each(|id| self.track_one(now, id));
         self.collect();
     }
 

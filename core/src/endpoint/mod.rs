@@ -1436,13 +1436,32 @@ impl Endpoint<Message> {
     /// [`send_tracked`](Self::send_tracked) does for a [`Message`]: a relay forwards what it
     /// was given without decoding it into values and encoding it again.
     pub fn send_verbatim(&mut self, message: &Verbatim) -> Result<(), SendError> {
-        self.conn.send_verbatim(message)?;
-        self.note_queued(message.requests());
+        self.send_verbatim_many(std::slice::from_ref(message))
+            .map(drop)
+    }
+
+    /// [`send_verbatim`](Self::send_verbatim) for the messages at the front of `messages`,
+    /// in order, while the send budget has room: returns how many were queued (at least one,
+    /// unless there were none), or why the first could not be. The timers and the tracking of requests are brought up
+    /// to date once for them all, which is what a relay forwarding a chunk of input by the
+    /// hundred would otherwise pay for each.
+    pub fn send_verbatim_many(&mut self, messages: &[Verbatim]) -> Result<usize, SendError> {
+        let mut sent = 0;
+        for message in messages {
+            match self.conn.send_verbatim(message) {
+                Ok(()) => self.note_queued(message.requests()),
+                Err(err) if sent == 0 => return Err(err),
+                // Met again as the first of the next call.
+                Err(_) => break,
+            }
+            sent += 1;
+        }
         let now = self.now;
         self.touch(now);
-        self.dispatch.track_ids(now, message.requests());
+        let ids = messages[..sent].iter().flat_map(Verbatim::requests);
+        self.dispatch.track_ids(now, ids);
         self.sync_timers();
-        Ok(())
+        Ok(sent)
     }
 
     /// Turns the request layer on: responses to [`request`](Self::request)s become results
