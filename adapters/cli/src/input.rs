@@ -11,12 +11,14 @@
 //! input has caught up (the read did not fill the buffer): a lone request then goes from here
 //! straight to the peer's pipe when nobody else is writing, without waking the session's task
 //! for it — a round trip's latency is its wakes. A chunk that filled the buffer means more is
-//! waiting: it goes to the session's task to send, so that reading and checking the next chunk
-//! goes on beside the sending of this one, and so does every chunk after it until the session
-//! has sent them all (order). Either way the send budget holds standard input back while the
-//! connection cannot take more. What only the session can do (print why a line was not sent,
-//! finish at the end) goes to it over a channel. Signals never wait behind standard input:
-//! their channel is apart, and the signal thread never blocks.
+//! waiting: it goes to the session's task to send, so that reading the next chunk goes on
+//! beside the sending of this one, and so does every chunk after it until the session has
+//! sent them all (order). While more is waiting, every other chunk goes over cut but
+//! unchecked, and the session checks it: checking is most of the work, and two threads share
+//! it. Either way the send budget holds standard input back while the connection cannot take
+//! more. What only the session can do (print why a line was not sent, finish at the end) goes
+//! to it over a channel. Signals never wait behind standard input: their channel is apart, and
+//! the signal thread never blocks.
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -38,6 +40,9 @@ pub enum Input {
     /// A chunk's lines, for the session to send (and to report those that are not messages);
     /// it says [`Handed::done`] once they are sent.
     Lines(Lines),
+    /// A chunk's frames, for the session to check ([`Unchecked::check`]) and then send as
+    /// [`Input::Lines`].
+    Unchecked(Unchecked),
     /// A line that was not sent, and why: it is not a message (or is over the frame limit),
     /// or the connection was closing.
     Invalid(String),
@@ -74,6 +79,61 @@ impl Lines {
 
     fn is_empty(&self) -> bool {
         self.messages.is_empty() && self.invalid.is_empty()
+    }
+}
+
+/// A chunk's frames as the framer cut them, not checked yet, and the lines it refused (over
+/// the frame limit), in their places.
+#[derive(Debug, Default)]
+pub struct Unchecked {
+    /// The frames' bytes, one after another.
+    bytes: Vec<u8>,
+    /// Where each frame ends in `bytes`.
+    ends: Vec<usize>,
+    /// Each refused line, with how many frames came before it, and why.
+    refused: Vec<(usize, String)>,
+}
+
+impl Unchecked {
+    /// Cuts every frame the framer has whole, without checking them.
+    fn drain(frames: &mut Frames) -> Unchecked {
+        let mut unchecked = Unchecked::default();
+        while let Some(cut) = frames.poll_frame(|frame| unchecked.bytes.extend_from_slice(frame)) {
+            match cut {
+                Ok(()) => unchecked.ends.push(unchecked.bytes.len()),
+                Err(malformed) => {
+                    let before = unchecked.ends.len();
+                    unchecked.refused.push((before, malformed.to_string()));
+                }
+            }
+        }
+        unchecked
+    }
+
+    /// Checks the frames with `checked`'s buffers, as the thread would have: the same lines,
+    /// in the same order.
+    pub fn check(self, checked: &mut Checked) -> Lines {
+        let mut refused = self.refused.into_iter().peekable();
+        let mut start = 0;
+        for (before, end) in self.ends.into_iter().enumerate() {
+            while let Some((_, why)) = refused.next_if(|(at, _)| *at == before) {
+                checked.invalid.push((checked.batch.len(), why));
+            }
+            if let Err(malformed) = checked.batch.push(&self.bytes[start..end]) {
+                checked
+                    .invalid
+                    .push((checked.batch.len(), malformed.to_string()));
+            }
+            start = end;
+        }
+        for (_, why) in refused {
+            checked.invalid.push((checked.batch.len(), why));
+        }
+        checked.take()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.refused.is_empty()
     }
 }
 
@@ -199,8 +259,8 @@ pub async fn send_run(sender: &tether_io::Sender<Message>, run: &[Verbatim]) -> 
 /// Reads `stdin` to its end. Each chunk's lines are sent from here through `send` (which
 /// returns how many it could not send because the connection was closing), with a note to
 /// the session for each line that did not go; or, if the chunk filled the buffer or chunks
-/// handed over are still unsent, handed to the session whole. Returns early once the session
-/// has gone.
+/// handed over are still unsent, handed to the session whole, every other one of those that
+/// filled the buffer unchecked. Returns early once the session has gone.
 fn forward_stdin(
     stdin: &mut impl Read,
     max_frame: usize,
@@ -214,6 +274,8 @@ fn forward_stdin(
         return;
     };
     let mut checked = Checked::default();
+    // Whether the session checks the next chunk that fills the buffer.
+    let mut share = true;
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -222,17 +284,38 @@ fn forward_stdin(
             Err(_) => break,
         };
         frames.handle_input(&buf[..n]);
-        let lines = checked.drain(&mut frames);
         let more_waiting = n == buf.len();
-        if deliver(lines, more_waiting, send, notes, handed).is_err() {
+        let delivered = match more_waiting && share {
+            true => hand_over(Unchecked::drain(&mut frames), notes, handed),
+            false => deliver(
+                checked.drain(&mut frames),
+                more_waiting,
+                send,
+                notes,
+                handed,
+            ),
+        };
+        if delivered.is_err() {
             return;
         }
+        share ^= more_waiting;
     }
     frames.handle_eof();
     if deliver(checked.drain(&mut frames), false, send, notes, handed).is_err() {
         return;
     }
     let _ = notes.send_blocking(Input::End);
+}
+
+/// Hands a chunk's frames to the session to check and send. Fails once the session has gone.
+fn hand_over(unchecked: Unchecked, notes: &Sender<Input>, handed: &Handed) -> Result<(), ()> {
+    if unchecked.is_empty() {
+        return Ok(());
+    }
+    handed.add();
+    notes
+        .send_blocking(Input::Unchecked(unchecked))
+        .map_err(drop)
 }
 
 /// Sends a chunk's `lines` from here, or hands them to the session. Fails once the session
@@ -267,8 +350,8 @@ fn deliver(
 }
 
 /// Checks standard input's lines a chunk at a time, reusing its buffers from chunk to chunk.
-#[derive(Default)]
-struct Checked {
+#[derive(Debug, Default)]
+pub struct Checked {
     /// The chunk's messages, their bytes in one buffer.
     batch: VerbatimBatch,
     /// The chunk's lines that are not messages, each after how many messages.
@@ -283,6 +366,11 @@ impl Checked {
                 self.invalid.push((self.batch.len(), malformed.to_string()));
             }
         }
+        self.take()
+    }
+
+    /// The lines checked since the last take.
+    fn take(&mut self) -> Lines {
         Lines {
             messages: self.batch.take().collect(),
             invalid: std::mem::take(&mut self.invalid),
@@ -306,6 +394,23 @@ mod tests {
         }
     }
 
+    /// Why a line was not sent, without the excerpt of the line.
+    fn why(why: &str) -> Result<String, String> {
+        Err(why
+            .split(" (frame starts")
+            .next()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Each line of `lines`, in order: `Ok(method)` or `Err(why)`.
+    fn lines_of(lines: &Lines, out: &mut Vec<Result<String, String>>) {
+        for (run, invalid) in lines.runs() {
+            out.extend(run.iter().map(|message| Ok(method(message))));
+            out.extend(invalid.map(why));
+        }
+    }
+
     /// A message's method, or "" for any other message.
     fn method(message: &Verbatim) -> String {
         match tether_core::decode(message.as_bytes()) {
@@ -316,8 +421,8 @@ mod tests {
 
     /// What `forward_stdin` does with `input` read through `stdin`, in order: each line sent
     /// from the thread as `Ok(method)`, each note of a line not sent as `Err(why)` (without
-    /// the excerpt of the line), each chunk handed to the session as `Ok("HANDED")` followed
-    /// by its lines, and the end as `Ok("END")`.
+    /// the excerpt of the line), each chunk handed to the session as `Ok("HANDED")` (or
+    /// `Ok("UNCHECKED")`, checked here) followed by its lines, and the end as `Ok("END")`.
     fn forwarded(
         stdin: &mut impl Read,
         max_frame: usize,
@@ -325,22 +430,16 @@ mod tests {
     ) -> Vec<Result<String, String>> {
         let (tx, rx) = bounded(1024);
         let mut out = Vec::new();
-        let why = |why: &str| {
-            Err(why
-                .split(" (frame starts")
-                .next()
-                .unwrap_or_default()
-                .to_owned())
-        };
         let noted = |out: &mut Vec<Result<String, String>>| {
             while let Ok(note) = rx.try_recv() {
                 match note {
                     Input::Lines(lines) => {
                         out.push(Ok("HANDED".to_owned()));
-                        for (run, invalid) in lines.runs() {
-                            out.extend(run.iter().map(|message| Ok(method(message))));
-                            out.extend(invalid.map(why));
-                        }
+                        lines_of(&lines, out);
+                    }
+                    Input::Unchecked(unchecked) => {
+                        out.push(Ok("UNCHECKED".to_owned()));
+                        lines_of(&unchecked.check(&mut Checked::default()), out);
                     }
                     Input::Invalid(reason) => out.push(why(&reason)),
                     Input::End => out.push(Ok("END".to_owned())),
@@ -408,21 +507,53 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_that_fills_the_buffer_and_every_one_after_it_go_to_the_session() {
-        // Exactly one buffer of lines, then a short chunk behind it.
+    fn chunks_that_fill_the_buffer_go_to_the_session_every_other_one_unchecked() {
+        // Exactly three buffers of lines, then a short chunk behind them.
         let line = |method: &str| format!("{{\"jsonrpc\":\"2.0\",\"method\":\"{method}\"}}\n");
         let filler = line("full");
-        let mut input = filler.repeat(CHUNK / filler.len()).into_bytes();
-        input.extend(std::iter::repeat_n(b' ', CHUNK - input.len() - 1));
-        input.push(b'\n');
-        assert_eq!(input.len(), CHUNK);
+        let mut chunk = filler.repeat(CHUNK / filler.len()).into_bytes();
+        chunk.extend(std::iter::repeat_n(b' ', CHUNK - chunk.len() - 1));
+        chunk.push(b'\n');
+        assert_eq!(chunk.len(), CHUNK);
+        let mut input = chunk.repeat(3);
         input.extend(line("after").into_bytes());
         let out = forwarded(&mut &input[..], 1 << 20, false);
         let full = CHUNK / filler.len();
-        let mut expected = vec![Ok("HANDED".to_owned())];
-        expected.extend(std::iter::repeat_n(Ok("full".to_owned()), full));
+        let mut expected = Vec::new();
+        for kind in ["UNCHECKED", "HANDED", "UNCHECKED"] {
+            expected.push(Ok(kind.to_owned()));
+            expected.extend(std::iter::repeat_n(Ok("full".to_owned()), full));
+        }
         // Sent by the session in order: not passed by the thread meanwhile.
         expected.extend(["HANDED", "after", "END"].map(|s| Ok(s.to_owned())));
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_same_lines_whichever_thread_checks_them() {
+        let mut input = Vec::new();
+        for i in 0..6000 {
+            let line = match i % 7 {
+                0 => "not json\n".to_owned(),
+                1 => "\r\n   \n".to_owned(),
+                2 => format!("{{\"jsonrpc\":\"2.0\",\"method\":\"crlf-{i}\"}}\r\n"),
+                3 => format!("{}\n", "z".repeat(300)),
+                4 => format!("{{\"id\":{i},\"method\":\"lite\"}}\n"),
+                _ => format!("{{\"jsonrpc\":\"2.0\",\"method\":\"m-{i}\",\"params\":[{i}]}}\n"),
+            };
+            input.extend(line.into_bytes());
+        }
+        assert!(input.len() > 3 * CHUNK);
+        let lines_only = |out: Vec<Result<String, String>>| -> Vec<Result<String, String>> {
+            let marker = |line: &Result<String, String>| {
+                matches!(line.as_deref(), Ok("HANDED" | "UNCHECKED"))
+            };
+            out.into_iter().filter(|line| !marker(line)).collect()
+        };
+        let read_whole = forwarded(&mut &input[..], 200, false);
+        assert!(read_whole.contains(&Ok("UNCHECKED".to_owned())));
+        let read_in_pieces = forwarded(&mut Trickle(&input), 200, false);
+        assert!(!read_in_pieces.contains(&Ok("UNCHECKED".to_owned())));
+        assert_eq!(lines_only(read_whole), lines_only(read_in_pieces));
     }
 }

@@ -14,7 +14,7 @@ use futures_lite::future;
 use tether_core::Message;
 use tether_io::{Connection, Event, Runtime, Sender};
 
-use crate::input::{self, Input, Inputs, Signal};
+use crate::input::{self, Input, Inputs, Lines, Signal};
 use crate::output::Output;
 
 /// Runs until the connection has ended (its `disconnected` event is written), standard input
@@ -121,17 +121,16 @@ async fn forward(
     output: &Output,
     linger: Duration,
 ) -> bool {
+    // The buffers for the chunks the session checks itself.
+    let mut checked = input::Checked::default();
     while let Ok(input) = inputs.lines.recv().await {
         match input {
             Input::Lines(lines) => {
-                for (run, invalid) in lines.runs() {
-                    for _ in 0..input::send_run(sender, run).await {
-                        output.invalid_input("the connection is closing").await;
-                    }
-                    if let Some(why) = invalid {
-                        output.invalid_input(why).await;
-                    }
-                }
+                send_lines(sender, &lines, output).await;
+                inputs.handed.done();
+            }
+            Input::Unchecked(unchecked) => {
+                send_lines(sender, &unchecked.check(&mut checked), output).await;
                 inputs.handed.done();
             }
             Input::Invalid(reason) => output.invalid_input(&reason).await,
@@ -145,6 +144,18 @@ async fn forward(
         }
     }
     pending().await
+}
+
+/// Sends a chunk's messages in order, reporting each line that did not go where it stood.
+async fn send_lines(sender: &Sender<Message>, lines: &Lines, output: &Output) {
+    for (run, invalid) in lines.runs() {
+        for _ in 0..input::send_run(sender, run).await {
+            output.invalid_input("the connection is closing").await;
+        }
+        if let Some(why) = invalid {
+            output.invalid_input(why).await;
+        }
+    }
 }
 
 /// Completes once a signal has come and the peer's output has ended. The first signal

@@ -3,13 +3,20 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
 /// Runs `tether run` with `input` against a child that copies its standard input to a file,
 /// and returns the file and tether's event lines.
 fn through(runtime: &str, input: &[u8]) -> (Vec<u8>, Vec<Value>) {
-    let dir = std::env::temp_dir().join(format!("tether-forward-{runtime}-{}", std::process::id()));
+    // A directory of its own for each call: the tests run side by side.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "tether-forward-{runtime}-{}-{call}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("stdin");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
@@ -73,5 +80,41 @@ fn lines_reach_the_child_as_written() {
         assert_eq!(invalid.len(), 2, "{runtime}: {events:?}");
         assert!(invalid[0].starts_with("invalid JSON"), "{invalid:?}");
         assert!(invalid[1].contains("number out of range"), "{invalid:?}");
+    }
+}
+
+/// Megabytes of input, far more than one read takes, with lines that are not messages among
+/// them: however the reads fall and whichever thread checks a chunk, the child gets every
+/// message in order and as written, and each other line is reported once.
+#[test]
+fn a_flood_of_lines_arrives_whole_and_in_order() {
+    for runtime in ["tokio", "smol"] {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        let mut bad = 0;
+        for i in 0..40_000 {
+            let line = match i % 1000 {
+                999 => {
+                    bad += 1;
+                    format!("not a message {i}\n")
+                }
+                _ => format!(
+                    "{{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
+                    "x".repeat(i % 200)
+                ),
+            };
+            if i % 1000 != 999 {
+                expected.extend_from_slice(line.as_bytes());
+            }
+            input.extend(line.into_bytes());
+        }
+        assert!(input.len() > 4 << 20);
+        let (written, events) = through(runtime, &input);
+        assert!(written == expected, "{runtime}: the child got other bytes");
+        let invalid = events
+            .iter()
+            .filter(|e| e["event"] == "invalid_input")
+            .count();
+        assert_eq!(invalid, bad, "{runtime}");
     }
 }
