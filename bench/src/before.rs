@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::command::{self, Via};
 use crate::scenario::{Report, Scenario};
-use crate::suite::{self, Case, Kind};
+use crate::suite::{self, Case};
 use crate::Contender;
 
 /// The environment variable naming the older `tether` binary.
@@ -204,6 +204,7 @@ pub(crate) fn section(revision: &str, cases: &[Case]) -> String {
 mod tests {
     use super::*;
     use crate::command::CliPath;
+    use crate::suite::Kind;
 
     #[test]
     fn throughput_is_worse_only_below_the_noise() {
