@@ -1,8 +1,9 @@
 //! The whole run: generate the inputs, measure every scenario with every contender round by
 //! round, and report.
 //!
-//! Each round runs every contender once per scenario, in an order rotated from round to round,
-//! each measurement in a fresh process (this binary again, `one ...`). On a shared machine
+//! Each round runs every contender once per scenario (and on the command paths the older
+//! build of [`before`], if there is one), in an order rotated from round to round, each
+//! measurement in a fresh process (this binary again, `one ...`). On a shared machine
 //! absolute figures drift; contenders measured side by side drift together, so the ratios
 //! hold.
 
