@@ -23,9 +23,9 @@ pub(crate) const BINARY_ENV: &str = "TETHER_BENCH_BEFORE";
 /// The environment variable naming the revision that binary was built from, for the report.
 pub(crate) const REV_ENV: &str = "TETHER_BENCH_BEFORE_REV";
 
-/// A figure that moved by no more than this fraction of the figure before is noise: best-of-
-/// rounds throughput and lowest p50 move by about this much between runs of the same build on
-/// this shared machine.
+/// A figure that moved by no more than this fraction of the figure before is taken as noise.
+/// A chosen rule, for the full run's figures (best of 5 rounds of ~1 s): the short rounds of
+/// `--quick` vary by far more than this, so its verdicts mean nothing.
 pub(crate) const NOISE: f64 = 0.05;
 
 /// The older build on one runtime: `tether run --runtime tokio|smol` with the older binary.
@@ -114,8 +114,8 @@ pub(crate) fn section(revision: &str, cases: &[Case]) -> String {
          (after), in the same rounds and rotation as every other contender. The figure shown \
          is the one of the tables above: best-of-rounds throughput, lowest p50. A figure is \
          worse only if it is worse than before by more than {:.0}% (after ÷ before below \
-         {:.2}× for throughput, above {:.2}× for latency); less than that is within what runs \
-         of one build differ by on this machine.\n",
+         {:.2}× for throughput, above {:.2}× for latency), a rule for the full run: the short \
+         rounds of `--quick` vary by more than that.\n",
         NOISE * 100.0,
         1.0 - NOISE,
         1.0 + NOISE,
