@@ -7,12 +7,13 @@
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use futures_lite::future;
 
+use crate::before::{self, Before};
 use crate::client::{Client, Incoming};
 use crate::scenario::{Report, MAX_FRAME};
 use crate::suite::STRACE_ENV;
@@ -32,8 +33,10 @@ pub(crate) enum CliPath {
 /// What stands between standard input and output and the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
-    /// A contender's command.
+    /// A contender's command; tether's is the `tether` binary next to this one.
     Command(Contender),
+    /// `tether run` from the older build [`before::BINARY_ENV`] names.
+    Before(Before),
     /// The floor: `cat | PROGRAM | cat`, no parsing at all.
     Cat,
 }
@@ -42,6 +45,7 @@ impl Via {
     fn name(self) -> &'static str {
         match self {
             Via::Command(contender) => contender.name(),
+            Via::Before(before) => before.name(),
             Via::Cat => "cat",
         }
     }
@@ -51,8 +55,7 @@ impl Via {
 /// [`STRACE_ENV`] names a file for the counts.
 fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
     let exe = std::env::current_exe()?;
-    let contender = match via {
-        Via::Command(contender) => contender,
+    let mut args: Vec<OsString> = match via {
         Via::Cat => {
             // On the read path standard input stays open until the command ends, and the
             // command does not read it: nor does the floor.
@@ -64,9 +67,13 @@ fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
             command.args(["-c", script, "sh"]).args(program);
             return Ok(command);
         }
-    };
-    let mut args: Vec<OsString> = match contender {
-        Contender::TetherTokio | Contender::TetherSmol => {
+        Via::Before(before) => {
+            let tether = before::binary()?.ok_or_else(|| {
+                io::Error::other(format!("{} names no older tether", before::BINARY_ENV))
+            })?;
+            tether_run(tether, before.after(), path)
+        }
+        Via::Command(contender @ (Contender::TetherTokio | Contender::TetherSmol)) => {
             let tether = exe.with_file_name("tether");
             if !tether.exists() {
                 return Err(io::Error::other(format!(
@@ -74,25 +81,11 @@ fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
                     tether.display()
                 )));
             }
-            let runtime = match contender {
-                Contender::TetherSmol => "smol",
-                _ => "tokio",
-            };
-            let mut args = vec![
-                tether.into(),
-                "run".into(),
-                "--runtime".into(),
-                runtime.into(),
-            ];
-            match path {
-                CliPath::Write => args.extend(["--output".into(), "summary".into()]),
-                // `cat` echoes the requests back: nothing will answer them once stdin ends.
-                CliPath::RoundTrip => args.extend(["--linger".into(), "0".into()]),
-                CliPath::Read => {}
-            }
-            args
+            tether_run(tether, contender, path)
         }
-        Contender::Baseline | Contender::TokioUtil | Contender::Rmcp => {
+        Via::Command(
+            contender @ (Contender::Baseline | Contender::TokioUtil | Contender::Rmcp),
+        ) => {
             vec![exe.into(), "relay".into(), contender.name().into()]
         }
     };
@@ -114,6 +107,28 @@ fn command(via: Via, path: CliPath, program: &[&str]) -> io::Result<Command> {
             command
         }
     })
+}
+
+/// `tether run` with the binary `tether`, on the runtime of the tether contender `contender`,
+/// with the options `path` needs.
+fn tether_run(tether: PathBuf, contender: Contender, path: CliPath) -> Vec<OsString> {
+    let runtime = match contender {
+        Contender::TetherSmol => "smol",
+        _ => "tokio",
+    };
+    let mut args = vec![
+        tether.into(),
+        "run".into(),
+        "--runtime".into(),
+        runtime.into(),
+    ];
+    match path {
+        CliPath::Write => args.extend(["--output".into(), "summary".into()]),
+        // `cat` echoes the requests back: nothing will answer them once stdin ends.
+        CliPath::RoundTrip => args.extend(["--linger".into(), "0".into()]),
+        CliPath::Read => {}
+    }
+    args
 }
 
 /// Runs one path through `via`: `file` is what the child or standard input carries (the

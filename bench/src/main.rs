@@ -7,7 +7,8 @@
 //!                                              a markdown report on stdout, progress on stderr
 //! tether-bench one CONTENDER SCENARIO ARGS...  one measurement, in a process of its own
 //!                                              (CONTENDER may also name a floor: floor-cat,
-//!                                              floor-parse, for the command paths)
+//!                                              floor-parse, or the older build: before-tokio,
+//!                                              before-smol, for the command paths)
 //! tether-bench emit PATH                       a child that writes PATH one line per write
 //! tether-bench relay CONTENDER -- PROGRAM ARGS  `tether run PROGRAM`, written with another
 //!                                              contender (the command paths' counterpart)
@@ -16,12 +17,16 @@
 //! ```
 //!
 //! The command paths run the `tether` binary next to this one: `bench/run` builds both.
+//! `TETHER_BENCH_BEFORE=PATH` adds an older `tether` binary on the command paths, in the same
+//! rounds, and a "Before and after" section (`TETHER_BENCH_BEFORE_REV` names its revision
+//! there); `bench/run --before REV` builds REV's binary and sets both.
 //! `TETHER_BENCH_TOKIO=current_thread` runs the library scenarios' tokio contenders on tokio's
 //! single-threaded runtime.
 //!
 //! `bench/run` builds it in release mode, runs it and writes `BENCHMARKS.md`.
 
 mod baseline;
+mod before;
 mod bridge;
 mod client;
 mod command;
@@ -112,7 +117,7 @@ fn tokio() -> io::Result<tokio::runtime::Runtime> {
     .build()
 }
 
-const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench bridge [--quick] [--rounds N]\n       tether-bench one CONTENDER|FLOOR SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
+const USAGE: &str = "usage: tether-bench [--quick] [--rounds N]\n       tether-bench bridge [--quick] [--rounds N]\n       tether-bench one CONTENDER|FLOOR|BEFORE SCENARIO ARGS...\n       tether-bench relay CONTENDER -- PROGRAM ARGS...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -142,11 +147,14 @@ fn one(args: &[String]) -> io::Result<()> {
         [name, rest @ ..] => (name, Scenario::from_args(rest).ok_or_else(usage)?),
         [] => return Err(usage()),
     };
-    let report = match floor::Floor::parse(name) {
-        Some(floor) => floor.measure(&scenario)?,
-        None => Contender::parse(name)
+    let report = if let Some(floor) = floor::Floor::parse(name) {
+        floor.measure(&scenario)?
+    } else if let Some(before) = before::Before::parse(name) {
+        before.measure(&scenario)?
+    } else {
+        Contender::parse(name)
             .ok_or_else(usage)?
-            .measure(&scenario)?,
+            .measure(&scenario)?
     };
     println!("{}", report.to_line());
     Ok(())

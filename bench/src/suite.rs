@@ -1,8 +1,9 @@
 //! The whole run: generate the inputs, measure every scenario with every contender round by
 //! round, and report.
 //!
-//! Each round runs every contender once per scenario, in an order rotated from round to round,
-//! each measurement in a fresh process (this binary again, `one ...`). On a shared machine
+//! Each round runs every contender once per scenario (and on the command paths the older
+//! build of [`before`], if there is one), in an order rotated from round to round, each
+//! measurement in a fresh process (this binary again, `one ...`). On a shared machine
 //! absolute figures drift; contenders measured side by side drift together, so the ratios
 //! hold.
 
@@ -12,6 +13,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::before::{self, Before};
 use crate::command::CliPath;
 use crate::floor::Floor;
 use crate::scenario::{Pace, Report, Scenario, MAX_FRAME};
@@ -64,7 +66,7 @@ impl Sizes {
 
 /// How a case's figures are summarised and judged.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// Messages per second from the best (fastest) round; tether must reach `goal` times the
     /// baseline's, if there is a goal.
     Throughput { goal: Option<f64> },
@@ -76,18 +78,37 @@ enum Kind {
 }
 
 #[derive(Debug)]
-struct Case {
-    title: String,
-    kind: Kind,
+pub(crate) struct Case {
+    pub(crate) title: String,
+    pub(crate) kind: Kind,
     scenario: Scenario,
     /// `reports[contender][round]`, contenders in [`Contender::ALL`] order.
-    reports: Vec<Vec<Report>>,
+    pub(crate) reports: Vec<Vec<Report>>,
     /// `floors[floor][round]`, floors in [`Floor::ALL`] order; empty where a floor does not
     /// apply (every scenario but the command paths).
     floors: Vec<Vec<Report>>,
+    /// `befores[before][round]`, the older build in [`Before::ALL`] order; empty unless
+    /// [`before::BINARY_ENV`] names one, and for every scenario but the command paths.
+    pub(crate) befores: Vec<Vec<Report>>,
 }
 
 impl Case {
+    pub(crate) fn new(title: String, kind: Kind, scenario: Scenario) -> Case {
+        Case {
+            title,
+            kind,
+            scenario,
+            reports: vec![Vec::new(); Contender::ALL.len()],
+            floors: vec![Vec::new(); Floor::ALL.len()],
+            befores: vec![Vec::new(); Before::ALL.len()],
+        }
+    }
+
+    /// The rounds of `contender`.
+    pub(crate) fn rounds(&self, contender: Contender) -> &[Report] {
+        &self.reports[index(contender)]
+    }
+
     /// The command path this case takes, if it is one.
     fn command_path(&self) -> Option<CliPath> {
         match self.scenario {
@@ -95,6 +116,32 @@ impl Case {
             _ => None,
         }
     }
+}
+
+/// Who takes a turn in a round: a contender, or the older build on a command path.
+#[derive(Debug, Clone, Copy)]
+enum Entrant {
+    Contender(Contender),
+    Before(Before),
+}
+
+impl Entrant {
+    fn name(self) -> &'static str {
+        match self {
+            Entrant::Contender(contender) => contender.name(),
+            Entrant::Before(before) => before.name(),
+        }
+    }
+}
+
+/// Who takes a turn on `case` in every round: every contender, and on a command path the older
+/// build on both runtimes if it is `compared`.
+fn entrants(case: &Case, compared: bool) -> Vec<Entrant> {
+    let mut entrants: Vec<Entrant> = Contender::ALL.map(Entrant::Contender).to_vec();
+    if compared && case.command_path().is_some() {
+        entrants.extend(Before::ALL.map(Entrant::Before));
+    }
+    entrants
 }
 
 /// Above this one-minute load average on two cores, the machine's other work disturbs the
@@ -135,25 +182,30 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     generate(&paced, sizes.paced, small_line)?;
 
     let mut cases = cases(&sizes, &small, &large, &paced);
+    // The older build joins the rotation of the command cases.
+    let compare = before::binary()?.is_some();
     let load_before = load();
     eprintln!("load average at the start: {load_before:.2}");
     for round in 0..sizes.rounds {
         for case in &mut cases {
-            for k in 0..Contender::ALL.len() {
-                let index = (k + round) % Contender::ALL.len();
-                let contender = Contender::ALL[index];
-                let report = measure(contender.name(), &case.scenario)?;
+            let entrants = entrants(case, compare);
+            for k in 0..entrants.len() {
+                let entrant = entrants[(k + round) % entrants.len()];
+                let report = measure(entrant.name(), &case.scenario)?;
                 eprintln!(
                     "round {}/{}  {:<28} {:<13} {:>8.3} s  p50 {:>7.1} µs  peak RSS {:>7.1} MiB",
                     round + 1,
                     sizes.rounds,
                     case.title,
-                    contender.name(),
+                    entrant.name(),
                     report.secs,
                     report.p50_ns as f64 / 1e3,
                     report.rss_kib as f64 / 1024.0,
                 );
-                case.reports[index].push(report);
+                match entrant {
+                    Entrant::Contender(contender) => case.reports[index(contender)].push(report),
+                    Entrant::Before(before) => case.befores[before as usize].push(report),
+                }
             }
             let Some(path) = case.command_path() else {
                 continue;
@@ -181,6 +233,9 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     let mut md = loads(load_before, load_after);
     md.push_str(&markdown(&sizes, &cases));
     md.push_str(&floors(&cases));
+    if compare {
+        md.push_str(&before::section(&before::revision(), &cases));
+    }
     md.push_str(&syscalls);
     let bridge = if quick {
         crate::bridge::Load::QUICK
@@ -302,7 +357,7 @@ fn floors(cases: &[Case]) -> String {
 }
 
 /// The first figure [`rows`] shows for a case, from one contender's (or floor's) rounds.
-fn figure(kind: Kind, reports: &[Report]) -> f64 {
+pub(crate) fn figure(kind: Kind, reports: &[Report]) -> f64 {
     match kind {
         Kind::Throughput { .. } => reports[0].messages as f64 / min(reports.iter().map(|r| r.secs)),
         Kind::Latency { .. } => min(reports.iter().map(|r| r.p50_ns as f64)) / 1e3,
@@ -480,13 +535,7 @@ fn syscalls(summary: &str) -> Syscalls {
 }
 
 fn cases(sizes: &Sizes, small: &Path, large: &Path, paced: &Path) -> Vec<Case> {
-    let case = |title: String, kind, scenario| Case {
-        title,
-        kind,
-        scenario,
-        reports: vec![Vec::new(); Contender::ALL.len()],
-        floors: vec![Vec::new(); Floor::ALL.len()],
-    };
+    let case = Case::new;
     vec![
         case(
             format!("read {} × ~113 B", count(sizes.small)),
@@ -682,25 +731,32 @@ struct Row {
 
 fn rows(case: &Case) -> Vec<Row> {
     let each = |f: &dyn Fn(&[Report]) -> f64| case.reports.iter().map(|r| f(r)).collect();
+    let (measure, higher, decimals) = shown(case.kind);
     let row = |measure, values, decimals, ratios, goal| Row {
         measure,
         values,
         decimals,
         ratios,
-        higher: matches!(case.kind, Kind::Throughput { .. }),
+        higher,
         goal,
     };
+    let goal = match case.kind {
+        Kind::Throughput { goal } => goal.map(Goal::RatioAtLeast),
+        Kind::Latency { goal } => Some(Goal::RatioAtMost(goal)),
+        Kind::Memory { goal } => Some(Goal::AtMost(goal / MIB, "MiB")),
+    };
+    let first = row(
+        measure,
+        each(&|r| figure(case.kind, r)),
+        decimals,
+        true,
+        goal,
+    );
     match case.kind {
-        Kind::Throughput { goal } => {
+        Kind::Throughput { .. } => {
             let best = |r: &[Report]| min(r.iter().map(|r| r.secs));
             vec![
-                row(
-                    "msg/s (higher is better)",
-                    each(&|r| r[0].messages as f64 / best(r)),
-                    None,
-                    true,
-                    goal.map(Goal::RatioAtLeast),
-                ),
+                first,
                 row(
                     "MB/s",
                     each(&|r| r[0].bytes as f64 / best(r) / 1e6),
@@ -710,14 +766,8 @@ fn rows(case: &Case) -> Vec<Row> {
                 ),
             ]
         }
-        Kind::Latency { goal } => vec![
-            row(
-                "p50 µs (lower is better)",
-                each(&|r| min(r.iter().map(|r| r.p50_ns as f64)) / 1e3),
-                Some(1),
-                true,
-                Some(Goal::RatioAtMost(goal)),
-            ),
+        Kind::Latency { .. } => vec![
+            first,
             row(
                 "p99 µs (lower is better)",
                 each(&|r| min(r.iter().map(|r| r.p99_ns as f64)) / 1e3),
@@ -726,17 +776,21 @@ fn rows(case: &Case) -> Vec<Row> {
                 None,
             ),
         ],
-        Kind::Memory { goal } => vec![row(
-            "peak RSS MiB (lower is better)",
-            each(&|r| max(r.iter().map(|r| r.rss_kib as f64)) / 1024.0),
-            Some(1),
-            true,
-            Some(Goal::AtMost(goal / MIB, "MiB")),
-        )],
+        Kind::Memory { .. } => vec![first],
     }
 }
 
-fn number(value: f64, decimals: Option<usize>) -> String {
+/// How the first figure of a case ([`figure`]) is shown: its measure, whether a higher figure
+/// is the better one, and its digits after the point (none: thousands separators).
+pub(crate) fn shown(kind: Kind) -> (&'static str, bool, Option<usize>) {
+    match kind {
+        Kind::Throughput { .. } => ("msg/s (higher is better)", true, None),
+        Kind::Latency { .. } => ("p50 µs (lower is better)", false, Some(1)),
+        Kind::Memory { .. } => ("peak RSS MiB (lower is better)", false, Some(1)),
+    }
+}
+
+pub(crate) fn number(value: f64, decimals: Option<usize>) -> String {
     match decimals {
         Some(decimals) => format!("{value:.decimals$}"),
         None => count(value.round() as u64),
@@ -973,7 +1027,7 @@ fn markdown(sizes: &Sizes, cases: &[Case]) -> String {
 
 /// CPU time and context switches per message (or in all, without messages), from the round
 /// that took the least CPU.
-fn cost(reports: &[Report]) -> String {
+pub(crate) fn cost(reports: &[Report]) -> String {
     let Some(best) = reports
         .iter()
         .min_by(|a, b| a.cpu_secs.total_cmp(&b.cpu_secs))
@@ -991,5 +1045,41 @@ fn cost(reports: &[Report]) -> String {
             best.cpu_secs * 1e6 / n as f64,
             best.switches as f64 / n as f64
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(case: &Case, compared: bool) -> Vec<&'static str> {
+        entrants(case, compared)
+            .into_iter()
+            .map(Entrant::name)
+            .collect()
+    }
+
+    #[test]
+    fn the_older_build_joins_the_command_paths_only_when_compared() {
+        let command = Case::new(
+            "command".to_owned(),
+            Kind::Latency { goal: 0.8 },
+            Scenario::Command {
+                path: CliPath::RoundTrip,
+                file: None,
+                count: 1,
+            },
+        );
+        let library = Case::new(
+            "library".to_owned(),
+            Kind::Latency { goal: 0.8 },
+            Scenario::PingPong { count: 1 },
+        );
+        let contenders: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names(&command, false), contenders);
+        assert_eq!(names(&library, true), contenders);
+        let mut both = contenders.clone();
+        both.extend(["before-tokio", "before-smol"]);
+        assert_eq!(names(&command, true), both);
     }
 }
