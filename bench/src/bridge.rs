@@ -418,7 +418,7 @@ fn listen_memory(runtime: &str, streams: usize) -> io::Result<(u64, u64)> {
 /// The bridge's section of the report: each mode on each runtime, `rounds` times, medians.
 pub(crate) fn section(load: Load, rounds: usize) -> io::Result<String> {
     let runtimes = ["tokio", "smol"];
-    let load_before = crate::suite::load();
+    let start = crate::load::Snapshot::take();
     let mut figures = vec![vec![Vec::new(); runtimes.len()]; Mode::ALL.len()];
     for round in 0..rounds {
         for (m, mode) in Mode::ALL.into_iter().enumerate() {
@@ -433,7 +433,7 @@ pub(crate) fn section(load: Load, rounds: usize) -> io::Result<String> {
             }
         }
     }
-    let load_after = crate::suite::load();
+    let busy = crate::load::report(&start, &crate::load::Snapshot::take());
     let mut md = format!(
         "\n### The bridge: MCP requests\n\n{}{} clients at once, each on its own connection, each \
          making {} `tools/call` requests one after the other (a legacy client first opens its \
@@ -441,9 +441,7 @@ pub(crate) fn section(load: Load, rounds: usize) -> io::Result<String> {
          after). The program is `tether-bench mcp-peer`, which answers at once. Requests per \
          second, median of {rounds}; the ratio is against legacy sessions on the same \
          runtime.\n\n| mode | tether-tokio | tether-smol |\n|---|---|---|\n",
-        crate::suite::loads(load_before, load_after),
-        load.clients,
-        load.requests
+        busy, load.clients, load.requests
     );
     let medians: Vec<Vec<f64>> = figures
         .iter()

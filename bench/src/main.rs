@@ -31,6 +31,7 @@ mod bridge;
 mod client;
 mod command;
 mod floor;
+mod load;
 mod rmcp;
 mod scenario;
 mod suite;

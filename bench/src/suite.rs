@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use crate::before::{self, Before};
 use crate::command::CliPath;
 use crate::floor::Floor;
+use crate::load::{self, Snapshot};
 use crate::scenario::{Pace, Report, Scenario, MAX_FRAME};
 use crate::Contender;
 
@@ -144,18 +145,6 @@ fn entrants(case: &Case, compared: bool) -> Vec<Entrant> {
     entrants
 }
 
-/// Above this one-minute load average on two cores, the machine's other work disturbs the
-/// ratios: a loaded machine slows the contenders with many system calls more than tether.
-const QUIET_LOAD: f64 = 1.5;
-
-/// The one-minute load average.
-pub(crate) fn load() -> f64 {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 /// Removes the generated inputs however the run ends.
 struct TempDir(PathBuf);
 
@@ -184,8 +173,7 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     let mut cases = cases(&sizes, &small, &large, &paced);
     // The older build joins the rotation of the command cases.
     let compare = before::binary()?.is_some();
-    let load_before = load();
-    eprintln!("load average at the start: {load_before:.2}");
+    let start = Snapshot::take();
     for round in 0..sizes.rounds {
         for case in &mut cases {
             let entrants = entrants(case, compare);
@@ -227,10 +215,10 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
             }
         }
     }
-    let load_after = load();
-    eprintln!("load average at the end: {load_after:.2}");
+    let busy = load::report(&start, &Snapshot::take());
+    eprintln!("{}", busy.trim_end());
     let syscalls = trace(&dir.0, &cases)?;
-    let mut md = loads(load_before, load_after);
+    let mut md = busy;
     md.push_str(&markdown(&sizes, &cases));
     md.push_str(&floors(&cases));
     if compare {
@@ -244,20 +232,6 @@ pub(crate) fn run(quick: bool, rounds: Option<usize>) -> io::Result<String> {
     };
     md.push_str(&crate::bridge::section(bridge, sizes.rounds.min(3))?);
     Ok(md)
-}
-
-/// The machine's load at the start and the end, and whether the run can be compared.
-pub(crate) fn loads(before: f64, after: f64) -> String {
-    let mut md =
-        format!("Load average (one minute): {before:.2} at the start, {after:.2} at the end.\n\n");
-    if before.max(after) > QUIET_LOAD || before.is_nan() || after.is_nan() {
-        let _ = writeln!(
-            md,
-            "**Not comparable**: the run was taken above a load of {QUIET_LOAD} on this machine, \
-             where other work flatters the contenders that make fewer system calls.\n"
-        );
-    }
-    md
 }
 
 /// tether's command paths against their floors.

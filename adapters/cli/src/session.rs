@@ -3,9 +3,11 @@
 //! long to linger for answers and how long to wait for the peer's end are the endpoint's
 //! decisions.
 //!
-//! The three go side by side on one task, so none waits on another: a request that takes
-//! minutes to write never stops events from being printed, a slow reader of the output never
-//! stops standard input from being sent, and a signal is acted on at once in every state.
+//! The three go side by side, so none waits on another: standard input is sent from its own
+//! thread, or from this task when it comes faster than one thread checks it (see `input`),
+//! while events are printed and signals acted on here. A request that takes minutes to write
+//! never stops events from being printed, a slow reader of the output never stops standard
+//! input from being sent, and a signal is acted on at once in every state.
 
 use std::future::pending;
 use std::time::Duration;
@@ -18,12 +20,12 @@ use crate::input::{self, Input, Inputs, Lines, Signal};
 use crate::output::Output;
 
 /// Runs until the connection has ended (its `disconnected` event is written), standard input
-/// being sent since [`read_stdin`]. After standard
-/// input ends, the session closes once every request sent has been answered, or after
-/// `linger`. The first signal closes it (the goodbye and ladder, for a child); a second
-/// `SIGINT` skips the grace periods left. Once a signal has come and the peer's output has
-/// ended, what the peer said that is not printed yet is dropped rather than left to wait for a
-/// slow reader of ours. Returns whether a signal ended the session.
+/// being sent since [`read_stdin`]. After standard input ends, the session closes once every
+/// request sent has been answered, or after `linger`. The first signal closes it (the goodbye
+/// and ladder, for a child); a second `SIGINT` skips the grace periods left. Once a signal has
+/// come and the peer's output has ended, what the peer said that is not printed yet is dropped
+/// rather than left to wait for a slow reader of ours. Returns whether a signal ended the
+/// session.
 pub async fn run<R: Runtime>(
     conn: &mut Connection<Message, R>,
     inputs: &Inputs,
