@@ -5,7 +5,10 @@ method (-32601), and any other request before `initialize` is refused (-32600). 
   echo    returns its `message` argument
   ask     asks the client `roots/list` and returns what came back (the bridge's refusal)
   change  sends `notifications/tools/list_changed`, then returns
-  wait    never answers (a client that leaves cancels it)
+  wait    never answers (a client that leaves cancels it); it says it has started with a
+          progress notification (when the request has a progress token), and once cancelled
+          sends `notifications/tools/list_changed`, so that a test can watch for both
+          instead of polling this server's log
   crash   exits at once with status 3, answering nothing
 Every message it reads is appended, one JSON line each, to $TETHER_METHOD_LOG if set.
 Standard library only.
@@ -18,6 +21,7 @@ import sys
 LOG = os.environ.get("TETHER_METHOD_LOG")
 initialized = False
 pending_ask = None  # the id of the tools/call waiting for roots/list's answer
+waiting = set()  # the ids of the `wait` calls not cancelled yet
 
 
 def send(message):
@@ -54,6 +58,11 @@ for line in sys.stdin:
             pending_ask = None
         continue
     if id is None:
+        if method == "notifications/cancelled":
+            cancelled = message.get("params", {}).get("requestId")
+            if cancelled in waiting:
+                waiting.discard(cancelled)
+                send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         continue
     if method == "initialize":
         initialized = True
@@ -81,7 +90,14 @@ for line in sys.stdin:
             pending_ask = id
             send({"jsonrpc": "2.0", "id": "roots-1", "method": "roots/list"})
         elif name == "wait":
-            pass
+            waiting.add(id)
+            token = message["params"].get("_meta", {}).get("progressToken")
+            if token is not None:
+                send({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 0},
+                })
         elif name == "crash":
             sys.exit(3)
         elif name == "change":
