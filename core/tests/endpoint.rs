@@ -1,9 +1,12 @@
 //! Whole sessions through the endpoint, in virtual time: every deadline is reached by handing
 //! in a later instant, never by waiting.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::{
     Action, CloseReason, Config, Control, DisconnectKind, Endpoint, Event, ExitStatus, Framing,
@@ -11,14 +14,6 @@ use tether_core::{
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one base instant; the tests then add to it"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 fn ws(config: Config, now: Instant) -> Endpoint {
     Endpoint::new(config.framing(Framing::Messages).label("test"), now).unwrap()

@@ -1,9 +1,12 @@
 //! The gateway's decisions, in virtual time: the gate, HTTP sessions, websocket relays,
 //! deadlines and the stop.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::gateway::{
     Body, BodyError, Config, ConnId, Gateway, Order, Request, RequestId, Response, Start, ToClient,
@@ -44,15 +47,6 @@ fn authorized(method: &str, headers: &[(&str, &str)]) -> Request {
 
 fn json_body(response: &Response) -> Value {
     serde_json::from_slice(response.full_body().expect("a whole body")).unwrap()
-}
-
-/// The origin of virtual time: every later instant is this plus a duration the test chose.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one real instant as the origin of virtual time; the gateway never reads a clock"
-)]
-fn base() -> Instant {
-    Instant::now()
 }
 
 struct World {

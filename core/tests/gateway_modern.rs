@@ -3,9 +3,12 @@
 //! held heads and streams, cancellation, translation for a legacy-only program, and listen
 //! streams.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::gateway::{
     Body, BodyId, Config, ConnId, Gateway, ProgramId, Request, RequestId, Response, Start,
@@ -28,14 +31,6 @@ fn config() -> Config {
 
 fn peer() -> SocketAddr {
     "127.0.0.1:40000".parse().unwrap()
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one real instant as the origin of virtual time; the gateway never reads a clock"
-)]
-fn base() -> Instant {
-    Instant::now()
 }
 
 /// A modern request body: `method` with `params` and the modern `_meta`.

@@ -23,11 +23,14 @@
 //! failing seed is printed, and runs again the same: nothing here reads a clock or iterates in
 //! an order that is not fixed.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::gateway::{
     Body, BodyError, BodyId, Config, ConnId, Gateway, Order, ProgramId, Request, RequestId,
@@ -51,15 +54,6 @@ const IDLE: Duration = Duration::from_secs(60);
 const POOL: usize = 3;
 const MAX_CALLS: usize = 64;
 const MODERN: &str = "2026-07-28";
-
-/// The origin of virtual time.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one real instant as the origin of virtual time; the gateway never reads a clock"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 /// splitmix64: small, seedable, the same everywhere.
 struct Rng(u64);

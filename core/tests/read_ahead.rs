@@ -2,19 +2,14 @@
 //! receiving, up to a bounded read-ahead; the owner's own sends never hold input back; the
 //! answers the endpoint owes a peer that does not read them do.
 
+mod common;
+
 use std::time::Instant;
 
+use common::base;
 use proptest::prelude::*;
 use serde_json::json;
 use tether_core::{Config, Endpoint, Event, Framing, Message, Notification, Request};
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one base instant; the tests then add to it"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 fn endpoint(config: Config, now: Instant) -> Endpoint {
     Endpoint::new(config.label("test"), now).unwrap()

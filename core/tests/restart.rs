@@ -2,8 +2,11 @@
 //! whole supervised sessions through the endpoint — restarts, the ready deadline, the end's
 //! cause, and the answers owed for requests an ended child never answered.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::{
     Action, Config, Control, Decision, End, EndCause, Endpoint, Event, ExitStatus, Message, Policy,
@@ -12,14 +15,6 @@ use tether_core::{
 
 const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one base instant; the tests then add to it"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 fn failed(code: i32) -> ExitStatus {
     ExitStatus {

@@ -1,22 +1,16 @@
 //! Streamable HTTP sessions in virtual time: routing, resumption, bounds and endings, with
 //! no HTTP and no clock.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::streamable::{
     route, Head, Method, Post, Reply, Route, Session, SessionRequest, Settings, Sink, Take, ToChild,
 };
 use tether_core::{Message, Notification, Request, Response};
-
-/// The origin of virtual time: every later instant is this plus a duration the test chose.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one real instant as the origin of virtual time; the session never reads a clock"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 fn request(id: u64, method: &str, params: Value) -> Message {
     Message::Request(Request::new(id, method, Some(params)))

@@ -2,22 +2,16 @@
 //! each response means, resumption and backoff, and the session's end, with no HTTP and no
 //! clock.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::base;
 use serde_json::{json, Value};
 use tether_core::streamable::{
     Client, End, Event, Exchange, HttpRequest, Method, Read, ResponseHead, RECONNECTS,
     RECONNECT_DELAY,
 };
-
-/// The origin of virtual time: every later instant is this plus a duration the test chose.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one real instant as the origin of virtual time; the client never reads a clock"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 const PROTOCOL: &str = "2025-06-18";
 

@@ -1,9 +1,12 @@
 //! The testkit: a client's endpoint against a scripted peer, in virtual time. Every deadline
 //! is reached by moving the virtual clock; nothing waits.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::base;
 use serde_json::{json, Value};
 use tether_core::testkit::{Matching, Script, Session};
 use tether_core::{
@@ -11,14 +14,6 @@ use tether_core::{
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one base instant; virtual time adds to it"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 fn cancelled() -> tether_core::CancelNotification {
     Arc::new(|id: &Id| {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{content_length, feed, lines};
+use common::{base, content_length, feed, lines};
 use proptest::prelude::*;
 use tether_core::framing::Frames;
 use tether_core::{
@@ -15,14 +15,6 @@ use tether_core::{
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "one base instant; the tests then add to it"
-)]
-fn base() -> Instant {
-    Instant::now()
-}
 
 /// The ids of the requests in `message`, in order.
 fn request_ids(message: &Message) -> Vec<Id> {

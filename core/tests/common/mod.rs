@@ -6,8 +6,20 @@
     reason = "each test file uses a different subset"
 )]
 
+use std::time::Instant;
 pub(crate) use tether_core::harness::drain;
+
 use tether_core::{harness, Config, Event, Framing, Message};
+
+/// The origin of virtual time: every later instant is this plus a duration the test chose.
+/// The core never reads a clock; this is the tests' one look at one.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one real instant as the origin of virtual time; the core never reads a clock"
+)]
+pub(crate) fn base() -> Instant {
+    Instant::now()
+}
 
 /// Feeds `chunks` one at a time, draining events before each (as a driver must), then ends
 /// the input cleanly and drains the rest. This is the fuzz harness's driver, so every test
