@@ -2,6 +2,7 @@
 //! of its own. Each takes the [`Peer`] to spawn, whether it spawns one or not, so that the suite
 //! calls them all alike.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use futures_lite::{future, StreamExt};
@@ -67,6 +68,9 @@ pub async fn sleep_takes_zero_and_huge_durations<R: Runtime>(_: &Peer) {
 #[derive(Debug, Default)]
 struct Countdown {
     deadline: Option<std::time::Instant>,
+    /// The deadlines the driver's timer has looked at, in order, and a notice of each look.
+    looked: std::sync::Mutex<Vec<Option<std::time::Instant>>>,
+    look: event_listener::Event,
     fired: u32,
     finished: bool,
     quiet: bool,
@@ -75,6 +79,9 @@ struct Countdown {
 
 impl tether_io::Machine for Countdown {
     fn poll_timeout(&self) -> Option<std::time::Instant> {
+        let mut looked = self.looked.lock().unwrap_or_else(PoisonError::into_inner);
+        looked.push(self.deadline);
+        self.look.notify(usize::MAX);
         self.deadline
     }
     fn handle_timeout(&mut self, now: std::time::Instant) {
@@ -108,9 +115,18 @@ pub async fn driver_fires_deadlines_and_wakes_waiters<R: Runtime>(_: &Peer) {
         });
         let far = tether_io::now() + Duration::from_secs(3600);
         driver.with(|m, _| m.deadline = Some(far));
-        // An earlier deadline, set while the timer sleeps towards the far one, after changes
-        // that did not move it.
-        R::sleep(Duration::from_millis(5)).await;
+        // An earlier deadline, set while the timer sleeps towards the far one (once it has
+        // looked at it), after changes that did not move it.
+        loop {
+            let (seen, look) = driver.with(|m, _| {
+                let looked = m.looked.lock().unwrap_or_else(PoisonError::into_inner);
+                (looked.contains(&Some(far)), m.look.listen())
+            });
+            if seen {
+                break;
+            }
+            look.await;
+        }
         for _ in 0..100 {
             driver.with(|m, _| m.deadline = Some(far));
         }
