@@ -8,7 +8,9 @@
 //! goes to the peer as its own bytes, never decoded into values and encoded again.
 //!
 //! The thread hands a chunk's messages to the connection itself, in order, when standard
-//! input has caught up (the read did not fill the buffer): a lone request then goes from here
+//! input has caught up (the read did not fill the buffer) and every line of the chunk is a
+//! message (a line that is not goes to the session, which reports it before sending what
+//! follows, as the lines came): a lone request then goes from here
 //! straight to the peer's pipe when nobody else is writing, without waking the session's task
 //! for it — a round trip's latency is its wakes. A chunk that filled the buffer means more is
 //! waiting: it goes to the session's task to send, so that reading the next chunk goes on
@@ -47,9 +49,8 @@ pub enum Input {
     /// A chunk's frames, for the session to check ([`Unchecked::check`]) and then send as
     /// [`Input::Lines`].
     Unchecked(Unchecked),
-    /// A line that was not sent, and why: it is not a message (or is over the frame limit),
-    /// or the connection was closing.
-    Invalid(String),
+    /// This many messages sent from the thread were refused: the connection was closing.
+    Refused(usize),
     /// Standard input ended; every message in it has been handed to the connection or to the
     /// session.
     End,
@@ -86,6 +87,9 @@ impl Handed {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Why a message was not sent when the connection refused it.
+pub const CLOSING: &str = "the connection is closing";
 
 /// Where the standard-input thread's lines and notes and the signals arrive.
 #[derive(Debug)]
@@ -174,11 +178,11 @@ pub async fn send_run(sender: &tether_io::Sender<Message>, run: &[Verbatim]) -> 
     }
 }
 
-/// Reads `stdin` to its end. Each chunk's lines are sent from here through `send` (which
+/// Reads `stdin` to its end. Each chunk's messages are sent from here through `send` (which
 /// returns how many it could not send because the connection was closing), with a note to
-/// the session for each line that did not go; or, if the chunk filled the buffer or chunks
-/// handed over are still unsent, handed to the session whole, every other one of those that
-/// filled the buffer unchecked. Returns early once the session has gone.
+/// the session for each that did not go; or, if the chunk filled the buffer, holds a line
+/// that is not a message, or chunks handed over are still unsent, the chunk is handed to the
+/// session whole, every other one of those that filled the buffer unchecked. Returns early once the session has gone.
 fn forward_stdin(
     stdin: &mut impl Read,
     max_frame: usize,
@@ -236,8 +240,10 @@ fn hand_over(unchecked: Unchecked, notes: &Sender<Input>, handed: &Handed) -> Re
         .map_err(drop)
 }
 
-/// Sends a chunk's `lines` from here, or hands them to the session. Fails once the session
-/// has gone.
+/// Sends a chunk's `lines` from here, or hands them to the session: when more input is
+/// waiting, when chunks handed over are still unsent, or when a line is not a message — the
+/// session reports such a line before it sends what follows, so that the report comes out
+/// before any answer to a later line. Fails once the session has gone.
 fn deliver(
     lines: Lines,
     more_waiting: bool,
@@ -248,23 +254,17 @@ fn deliver(
     if lines.is_empty() {
         return Ok(());
     }
-    if more_waiting || handed.any() {
-        handed.add();
-        return notes.send_blocking(Input::Lines(lines)).map_err(drop);
-    }
-    for (run, invalid) in lines.runs() {
-        let refused = match run.is_empty() {
-            true => 0,
-            false => send(run),
-        };
-        let refused = (0..refused).map(|_| "the connection is closing");
-        for why in refused.chain(invalid) {
-            notes
-                .send_blocking(Input::Invalid(why.to_owned()))
-                .map_err(drop)?;
+    let messages = match lines.only_messages() {
+        Some(messages) if !more_waiting && !handed.any() => messages,
+        _ => {
+            handed.add();
+            return notes.send_blocking(Input::Lines(lines)).map_err(drop);
         }
+    };
+    match send(messages) {
+        0 => Ok(()),
+        refused => notes.send_blocking(Input::Refused(refused)).map_err(drop),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -292,10 +292,15 @@ mod tests {
             .to_owned())
     }
 
-    /// Each line of `lines`, in order: `Ok(method)` or `Err(why)`.
-    fn lines_of(lines: &Lines, out: &mut Vec<Result<String, String>>) {
+    /// Each line of a chunk handed to the session, in order, as the session would say it:
+    /// `Ok(method)` for a message sent, `Err(why)` for a line that is not one or a message
+    /// the connection refused (when `closing`).
+    fn lines_of(lines: &Lines, closing: bool, out: &mut Vec<Result<String, String>>) {
         for (run, invalid) in lines.runs() {
-            out.extend(run.iter().map(|message| Ok(method(message))));
+            out.extend(run.iter().map(|message| match closing {
+                true => Err(CLOSING.to_owned()),
+                false => Ok(method(message)),
+            }));
             out.extend(invalid.map(why));
         }
     }
@@ -308,29 +313,34 @@ mod tests {
         }
     }
 
-    /// What `forward_stdin` does with `input` read through `stdin`, in order: each line sent
-    /// from the thread as `Ok(method)`, each note of a line not sent as `Err(why)` (without
-    /// the excerpt of the line), each chunk handed to the session as `Ok("HANDED")` (or
-    /// `Ok("UNCHECKED")`, checked here) followed by its lines, and the end as `Ok("END")`.
+    /// What `forward_stdin` does with `input` read through `stdin`, in order: each message
+    /// sent from the thread as `Ok(method)` (or `Err(CLOSING)` if refused, when `closing`),
+    /// each chunk handed to the session as `Ok("HANDED")` (or `Ok("UNCHECKED")`, checked
+    /// here) followed by its lines as the session would say them (see [`lines_of`]), and the
+    /// end as `Ok("END")`.
     fn forwarded(
         stdin: &mut impl Read,
         max_frame: usize,
         closing: bool,
     ) -> Vec<Result<String, String>> {
-        let (tx, rx) = bounded(1024);
+        // Unbounded: the notes are only looked at between sends, and at the end.
+        let (tx, rx) = smol::channel::unbounded();
         let mut out = Vec::new();
         let noted = |out: &mut Vec<Result<String, String>>| {
             while let Ok(note) = rx.try_recv() {
                 match note {
                     Input::Lines(lines) => {
                         out.push(Ok("HANDED".to_owned()));
-                        lines_of(&lines, out);
+                        lines_of(&lines, closing, out);
                     }
                     Input::Unchecked(unchecked) => {
                         out.push(Ok("UNCHECKED".to_owned()));
-                        lines_of(&unchecked.check(&mut Checked::default()), out);
+                        let lines = unchecked.check(&mut Checked::default());
+                        lines_of(&lines, closing, out);
                     }
-                    Input::Invalid(reason) => out.push(why(&reason)),
+                    Input::Refused(refused) => {
+                        out.extend(std::iter::repeat_n(Err(CLOSING.to_owned()), refused));
+                    }
                     Input::End => out.push(Ok("END".to_owned())),
                 }
             }
@@ -349,8 +359,15 @@ mod tests {
         out
     }
 
+    /// Only the lines and the end: which thread sent them left out.
+    fn without_markers(out: Vec<Result<String, String>>) -> Vec<Result<String, String>> {
+        let marker =
+            |line: &Result<String, String>| matches!(line.as_deref(), Ok("HANDED" | "UNCHECKED"));
+        out.into_iter().filter(|line| !marker(line)).collect()
+    }
+
     fn lines(input: &[u8]) -> Vec<Result<String, String>> {
-        forwarded(&mut Trickle(input), 1 << 20, false)
+        without_markers(forwarded(&mut Trickle(input), 1 << 20, false))
     }
 
     #[test]
@@ -374,7 +391,7 @@ mod tests {
         input.extend(std::iter::repeat_n(b'z', 10_000));
         input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"after\"}\n");
         assert_eq!(
-            forwarded(&mut Trickle(&input), 100, false),
+            without_markers(forwarded(&mut Trickle(&input), 100, false)),
             vec![
                 Ok("before".to_owned()),
                 Err("frame over the limit of 100 bytes".to_owned()),
@@ -387,12 +404,35 @@ mod tests {
     #[test]
     fn messages_a_close_kept_from_going_are_noted_in_their_place() {
         let input = b"{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\nnot json\n{\"jsonrpc\":\"2.0\",\"method\":\"b\"}\n";
-        let closing = || Err("the connection is closing".to_owned());
-        let out = forwarded(&mut Trickle(input), 1 << 20, true);
+        let closing = || Err(CLOSING.to_owned());
+        let out = without_markers(forwarded(&mut Trickle(input), 1 << 20, true));
         assert_eq!(out.len(), 4, "{out:?}");
         assert_eq!(out[0], closing());
-        assert!(matches!(&out[1], Err(why) if why != "the connection is closing"));
+        assert!(matches!(&out[1], Err(why) if why != CLOSING));
         assert_eq!(out[2..], [closing(), Ok("END".to_owned())]);
+    }
+
+    #[test]
+    fn a_chunk_with_a_line_that_is_not_a_message_goes_to_the_session() {
+        // Read whole (one short read): only the line that is not a message sends the chunk
+        // to the session, which reports it before it sends what follows.
+        let clean =
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\n{\"jsonrpc\":\"2.0\",\"method\":\"b\"}\n";
+        assert_eq!(
+            forwarded(&mut &clean[..], 1 << 20, false),
+            ["a", "b", "END"].map(|s| Ok(s.to_owned()))
+        );
+        let mixed = b"{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\nnot json\n{\"jsonrpc\":\"2.0\",\"method\":\"b\"}\n";
+        let out = forwarded(&mut &mixed[..], 1 << 20, false);
+        assert_eq!(
+            out[..2],
+            [Ok("HANDED".to_owned()), Ok("a".to_owned())],
+            "{out:?}"
+        );
+        assert!(out[2]
+            .as_ref()
+            .is_err_and(|why| why.starts_with("invalid JSON")));
+        assert_eq!(out[3..], [Ok("b".to_owned()), Ok("END".to_owned())]);
     }
 
     #[test]
@@ -433,16 +473,10 @@ mod tests {
             input.extend(line.into_bytes());
         }
         assert!(input.len() > 3 * CHUNK);
-        let lines_only = |out: Vec<Result<String, String>>| -> Vec<Result<String, String>> {
-            let marker = |line: &Result<String, String>| {
-                matches!(line.as_deref(), Ok("HANDED" | "UNCHECKED"))
-            };
-            out.into_iter().filter(|line| !marker(line)).collect()
-        };
         let read_whole = forwarded(&mut &input[..], 200, false);
         assert!(read_whole.contains(&Ok("UNCHECKED".to_owned())));
         let read_in_pieces = forwarded(&mut Trickle(&input), 200, false);
         assert!(!read_in_pieces.contains(&Ok("UNCHECKED".to_owned())));
-        assert_eq!(lines_only(read_whole), lines_only(read_in_pieces));
+        assert_eq!(without_markers(read_whole), without_markers(read_in_pieces));
     }
 }

@@ -135,7 +135,11 @@ async fn forward(
                 send_lines(sender, &unchecked.check(&mut checked), output).await;
                 inputs.handed.done();
             }
-            Input::Invalid(reason) => output.invalid_input(&reason).await,
+            Input::Refused(refused) => {
+                for _ in 0..refused {
+                    output.invalid_input(input::CLOSING).await;
+                }
+            }
             Input::End => {
                 sender.finish(linger);
                 break;
@@ -152,7 +156,7 @@ async fn forward(
 async fn send_lines(sender: &Sender<Message>, lines: &Lines, output: &Output) {
     for (run, invalid) in lines.runs() {
         for _ in 0..input::send_run(sender, run).await {
-            output.invalid_input("the connection is closing").await;
+            output.invalid_input(input::CLOSING).await;
         }
         if let Some(why) = invalid {
             output.invalid_input(why).await;

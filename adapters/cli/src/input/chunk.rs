@@ -33,6 +33,11 @@ impl Lines {
     pub(super) fn is_empty(&self) -> bool {
         self.messages.is_empty() && self.invalid.is_empty()
     }
+
+    /// The messages, when every line is one; `None` if some line is not.
+    pub(super) fn only_messages(&self) -> Option<&[Verbatim]> {
+        self.invalid.is_empty().then_some(&self.messages[..])
+    }
 }
 
 /// A chunk's frames as the framer cut them, not checked yet, and the lines it refused (over
