@@ -10,7 +10,7 @@
 //! ([`Correlator::handle_timeout`], when [`Correlator::poll_timeout`] says), then take the
 //! outcomes with [`Correlator::poll_completion`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -131,15 +131,21 @@ impl Correlator {
             return Err(RpcError::Disconnected);
         }
         let key = Key::from(&id);
-        if self.pending.contains_key(&key) {
-            return Err(RpcError::Send(format!("id {id} is already pending")));
-        }
         let deadline = timeout.and_then(|t| now.checked_add(t));
-        if let Some(deadline) = deadline {
-            self.deadlines.insert((deadline, key.clone()));
+        // One search of the pending map, not two: a sender that never hears back (a peer
+        // that only echoes) can leave many requests pending.
+        match self.pending.entry(key) {
+            btree_map::Entry::Occupied(_) => {
+                Err(RpcError::Send(format!("id {id} is already pending")))
+            }
+            btree_map::Entry::Vacant(slot) => {
+                if let Some(deadline) = deadline {
+                    self.deadlines.insert((deadline, slot.key().clone()));
+                }
+                slot.insert(Entry { id, deadline });
+                Ok(())
+            }
         }
-        self.pending.insert(key, Entry { id, deadline });
-        Ok(())
     }
 
     /// A response arrived. If it answers a pending request, that request completes and

@@ -163,3 +163,26 @@ fn caller_chosen_ids_are_tracked_and_never_reused() {
     assert_eq!(c.handle_response(Response::success("a", json!(0))), None);
     assert_eq!(c.pending(), 2);
 }
+
+#[test]
+fn a_refused_duplicate_leaves_the_first_request_as_it_was() {
+    let t = t0();
+    let mut c = Correlator::new();
+    c.track(t, Id::from(7), Some(Duration::from_secs(5)))
+        .unwrap();
+    // The same id again, with a sooner deadline: refused, and its deadline is not kept.
+    assert!(c
+        .track(t, Id::from(7), Some(Duration::from_secs(1)))
+        .is_err());
+    assert_eq!(c.pending(), 1);
+    assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(5)));
+    c.handle_timeout(t + Duration::from_secs(5));
+    assert_eq!(
+        completions(&mut c),
+        [Completion {
+            id: Id::from(7),
+            result: Err(RpcError::TimedOut)
+        }]
+    );
+    assert_eq!(c.poll_timeout(), None);
+}

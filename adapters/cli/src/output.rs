@@ -262,17 +262,27 @@ impl Output {
     /// writes it at once, when it is small, nothing is queued before it and standard output
     /// can take it without blocking.
     pub async fn flush(&self) {
-        let batch = std::mem::take(&mut self.state.borrow_mut().buf);
-        if batch.is_empty() {
-            return;
-        }
-        if batch.len() <= PIPE_BUF
-            && self.queued.load(Ordering::Acquire) == 0
-            && writable_now()
-            && write_out(&batch).is_ok()
-        {
-            return;
-        }
+        let batch = {
+            let mut state = self.state.borrow_mut();
+            let buf = &mut state.buf;
+            if buf.is_empty() {
+                return;
+            }
+            if buf.len() <= PIPE_BUF
+                && self.queued.load(Ordering::Acquire) == 0
+                && writable_now()
+                && write_out(buf).is_ok()
+            {
+                // Written from here: the buffer is kept, so the next line is gathered without
+                // growing a new one a few bytes at a time.
+                buf.clear();
+                return;
+            }
+            // Handed over whole; the next batch starts as large as this one was, up to a
+            // batch.
+            let next = Vec::with_capacity(buf.len().min(BATCH));
+            std::mem::replace(buf, next)
+        };
         self.queued.fetch_add(1, Ordering::AcqRel);
         // The thread ends only once the queue is closed, which `exit` does last.
         if self.queue.send(batch).await.is_err() {
